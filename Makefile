@@ -1,0 +1,55 @@
+# FlightDeck Operator: the two commands a new machine needs are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-unit test-store test-cluster lint format control-plane venv bench clean
+
+## demo: build (or reuse) the local control plane and run the demo on it
+demo: venv control-plane
+	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/flightdeck-operator dev
+
+## test: install everything, build the control plane if missing, run every tier
+test: venv control-plane
+	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: venv
+	$(BIN)/pytest -m unit $(PYTEST_ARGS)
+
+test-store: venv
+	$(BIN)/pytest -m store $(PYTEST_ARGS)
+
+test-cluster: venv control-plane
+	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/pytest -m cluster $(PYTEST_ARGS)
+
+## lint: ruff (lint + format check) and mypy strict on the package
+lint: venv
+	$(BIN)/ruff check operator tests benchmarks
+	$(BIN)/ruff format --check operator tests benchmarks
+	$(BIN)/mypy
+
+format: venv
+	$(BIN)/ruff format operator tests benchmarks
+	$(BIN)/ruff check --fix operator tests benchmarks
+
+## control-plane: build kube-apiserver, kubectl, etcd and helm from Go modules (cached by version)
+control-plane:
+	hack/build-control-plane.sh >/dev/null
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+bench: venv
+	$(BIN)/python benchmarks/evidence.py
+	$(BIN)/python benchmarks/ingest.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Local development infrastructure: a real control plane and a throwaway PostgreSQL."""

@@ -1,0 +1,59 @@
+"""Cluster tier: one real kube-apiserver + etcd per test session, a fresh namespace per test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+from flightdeck_operator.localdev.controlplane import BIN_DIR_ENV, ControlPlane
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO_ROOT / "hack" / "build-control-plane.sh"
+
+
+def built_bin_dir() -> Path:
+    """The cached control-plane binaries, building them first on a cold cache."""
+    if os.environ.get(BIN_DIR_ENV):
+        return Path(os.environ[BIN_DIR_ENV])
+    result = subprocess.run([str(BUILD_SCRIPT)], check=True, capture_output=True, text=True)
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def bin_dir() -> Path:
+    return built_bin_dir()
+
+
+@pytest.fixture(scope="session")
+def control_plane(bin_dir: Path) -> Iterator[ControlPlane]:
+    with ControlPlane(bin_dir=bin_dir) as cp:
+        yield cp
+
+
+@pytest.fixture(scope="session")
+def api_client(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
+    api = config.new_client_from_config(config_file=str(control_plane.kubeconfig("admin")))
+    yield api
+    api.close()
+
+
+def client_for(control_plane: ControlPlane, user: str) -> client.ApiClient:
+    return config.new_client_from_config(config_file=str(control_plane.kubeconfig(user)))
+
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest, api_client: client.ApiClient) -> Iterator[str]:
+    """A fresh namespace per test. There is no namespace controller (no kube-controller-manager),
+    so deleted namespaces stay Terminating; they vanish with the session's control plane."""
+    base = request.node.name.lower().replace("_", "-")
+    name = f"{''.join(c for c in base if c.isalnum() or c == '-')[:40].strip('-')}-{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(api_client)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    core.delete_namespace(name)
