@@ -1,0 +1,67 @@
+"""examples/ must be objects the API server accepts and a coherent scenario the operator can run."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flightdeck_operator.api import v1alpha1 as api
+from tests.unit.crd_schema_tools import load_crds, load_examples, openapi_schema, schema_errors
+
+EXAMPLES = load_examples()
+OBJECTS = [api.parse_resource(doc) for _, doc in EXAMPLES]
+
+
+def of(kind: type[api.Resource]) -> dict[str, Any]:
+    return {str(obj.metadata.name): obj for obj in OBJECTS if isinstance(obj, kind)}
+
+
+@pytest.mark.parametrize(
+    ("path", "doc"), EXAMPLES, ids=[f"{p.name}:{d['metadata']['name']}" for p, d in EXAMPLES]
+)
+def test_example_matches_its_crd_schema(path: Path, doc: dict[str, Any]) -> None:
+    assert schema_errors(doc, openapi_schema(load_crds()[doc["kind"]])) == []
+    # Namespace-free, so tests and users apply them with `kubectl apply -n NS -f examples/`.
+    assert "namespace" not in doc["metadata"]
+    assert "status" not in doc
+
+
+def test_examples_cover_every_kind() -> None:
+    kinds = Counter(type(obj).KIND for obj in OBJECTS)
+    assert kinds == {
+        "PricingTable": 2,
+        "AgentRelease": 2,
+        "PromotionPolicy": 1,
+        "ReleasePointer": 1,
+        "PromotionRequest": 3,
+    }
+    actions = {obj.spec.action for obj in of(api.PromotionRequest).values()}
+    assert actions == {api.Action.PROMOTE, api.Action.ROLLBACK}
+
+
+def test_examples_reference_each_other() -> None:
+    tables = {(t.spec.provider, t.spec.pricing_version): t.spec for t in of(api.PricingTable).values()}
+    releases = of(api.AgentRelease)
+    pointers = of(api.ReleasePointer)
+    policies = of(api.PromotionPolicy)
+    for release in releases.values():
+        ref = release.spec.pricing_reference
+        table = tables[(ref.provider, ref.pricing_version)]
+        assert table.entry(release.spec.runtime.model) is not None, release.metadata.name
+    for pointer in pointers.values():
+        assert pointer.spec.policy_ref is not None
+        assert pointer.spec.policy_ref.name in policies
+    for request in of(api.PromotionRequest).values():
+        pointer = pointers[request.spec.pointer]
+        if request.spec.release is not None:
+            assert releases[request.spec.release].spec.agent_id == pointer.spec.agent_id
+    assert len({r.spec.checksum for r in releases.values()}) == len(releases)
+
+
+def test_files_sort_in_dependency_order() -> None:
+    # `kubectl apply -f examples/` goes file by file in name order; requests come last, oldest first.
+    order = [type(api.parse_resource(doc)).KIND for _, doc in EXAMPLES]
+    assert order.index("PromotionRequest") > max(i for i, k in enumerate(order) if k != "PromotionRequest")
