@@ -1,0 +1,100 @@
+"""Shared helpers for the benchmarks: synthetic run events and backend set-up."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from flightdeck_operator.localdev.postgres import temporary_postgres
+from flightdeck_operator.models import ModelUsage, RunEvent, RunMetrics, RunUsage
+from flightdeck_operator.store import Store, open_store
+
+NOW = dt.datetime(2026, 5, 5, 12, 0, tzinfo=dt.UTC)
+FIRST = NOW - dt.timedelta(days=6)
+
+
+def make_events(
+    release_id: str,
+    count: int,
+    *,
+    start: int = 0,
+    total: int | None = None,
+    first: dt.datetime = FIRST,
+    last: dt.datetime = NOW,
+) -> list[RunEvent]:
+    """Events ``start .. start+count`` of ``total`` for one release, spread evenly over ``[first, last)``.
+
+    Built with ``model_construct`` (already-validated objects), so only the store is measured.
+    """
+    total = total or count
+    step = (last - first) / max(total, 1)
+    events = []
+    for i in range(start, start + count):
+        usage = RunUsage.model_construct(
+            model=ModelUsage.model_construct(
+                provider="openai",
+                model="gpt-4.1-mini",
+                input_tokens=1000,
+                output_tokens=500,
+                cached_input_tokens=0,
+            ),
+            tools=[],
+        )
+        events.append(
+            RunEvent.model_construct(
+                api_version="v1",
+                type="run_end",
+                timestamp=first + step * i,
+                workspace_id="ws_local",
+                agent_id="agent_support",
+                release_id=release_id,
+                run_id=f"{release_id}-{i:09d}",
+                tenant_id="tenant_a",
+                task_id="task_a",
+                environment="local",
+                request=None,
+                metrics=RunMetrics.model_construct(
+                    latency_ms=1000 + i % 400, success=i % 50 != 0, error_type=None
+                ),
+                usage=usage,
+                labels={},
+            )
+        )
+    return events
+
+
+@contextlib.contextmanager
+def backend_store(backend: str, pg_url: str | None) -> Iterator[Store]:
+    """A fresh, migrated store on ``backend`` ("sqlite" or "postgresql")."""
+    if backend == "sqlite":
+        workdir = Path(tempfile.mkdtemp(prefix="flightdeck-bench-"))
+        try:
+            with open_store(workdir / "bench.db") as store:
+                yield store
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return
+    assert pg_url is not None
+    schema = f"bench_{dt.datetime.now(dt.UTC):%H%M%S%f}"
+    with open_store(pg_url, migrate=False) as admin, admin._transaction(write=True) as tx:
+        tx.execute(f"CREATE SCHEMA {schema}")
+    try:
+        with open_store(f"{pg_url}?options=-csearch_path%3D{schema}") as store:
+            yield store
+    finally:
+        with open_store(pg_url, migrate=False) as admin, admin._transaction(write=True) as tx:
+            tx.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@contextlib.contextmanager
+def postgres_url(wanted: bool) -> Iterator[str | None]:
+    if not wanted:
+        yield None
+        return
+    # Durable settings (fsync on): the figures should not depend on a test-only shortcut.
+    with temporary_postgres(settings={"shared_buffers": "256MB", "max_wal_size": "4GB"}) as url:
+        yield url

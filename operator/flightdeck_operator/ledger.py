@@ -1,0 +1,155 @@
+"""The tamper-evident ledger format (pure): canonical JSON, the SHA-256 chain and its verification.
+
+Each entry's hash covers the previous entry's hash and every field of the entry except ``prev_hash``
+and ``hash`` themselves (``seq`` included, so moving a row breaks the chain)::
+
+    hash = sha256_hex(prev_hash + canonical_json(entry))     # UTF-8 of an ASCII-only string
+    prev_hash of seq 1 = GENESIS_HASH (64 zeros)
+
+Canonical JSON is ``json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+allow_nan=False)``: the same settings as the reference's pricing checksum, and pure ASCII, so the
+bytes hashed do not depend on how a tool encodes text. Datetimes are pydantic JSON (UTC, ``Z``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from .models import EvidenceSummary, Policy, PolicyResult, UtcDatetime
+
+GENESIS_HASH = "0" * 64
+_HASH_EXCLUDED = frozenset({"prev_hash", "hash"})
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def policy_digest(policy: Policy) -> str:
+    """SHA-256 of the policy's canonical JSON: which policy (values, not name) produced a decision."""
+    return sha256_hex(canonical_json(policy.model_dump(mode="json")))
+
+
+class LedgerKind(StrEnum):
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"
+    POLICY_CHANGE = "policy_change"
+    PRICING_CHANGE = "pricing_change"
+
+
+def request_key(request_uid: str) -> str:
+    """Idempotency key of a promote/rollback: the PromotionRequest's UID (one entry per request)."""
+    return f"request:{request_uid}"
+
+
+def change_key(kind: LedgerKind, object_uid: str, generation: int) -> str:
+    """Idempotency key of a policy or pricing change: one entry per object UID and spec generation."""
+    return f"{kind.value}:{object_uid}@{generation}"
+
+
+class LedgerRecord(BaseModel):
+    """An entry before the store numbers and chains it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: LedgerKind
+    # Unique: appending the same key twice returns the first entry and writes nothing.
+    idempotency_key: str = Field(min_length=1)
+    # The PromotionRequest UID; None for policy/pricing changes, which use the object's uid+generation key.
+    request_uid: str | None = None
+    actor: str
+    namespace: str
+    pointer: str | None = None
+    agent_id: str | None = None
+    environment: str | None = None
+    release_id: str | None = None
+    baseline_release_id: str | None = None
+    # True when this entry moved the pointer (a passing, non-dry-run promote or rollback).
+    pointer_changed: bool = False
+    reason: str = ""
+    policy_result: PolicyResult | None = None
+    evidence: EvidenceSummary | None = None
+    policy_digest: str | None = None
+    # Kind-specific payload, e.g. the new policy spec or pricing table of a change.
+    details: dict[str, JsonValue] | None = None
+    created_at: UtcDatetime
+
+
+class LedgerEntry(LedgerRecord):
+    seq: int = Field(ge=1)
+    prev_hash: str
+    hash: str
+
+    def hashed_payload(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude=set(_HASH_EXCLUDED))
+
+    def computed_hash(self) -> str:
+        return sha256_hex(self.prev_hash + canonical_json(self.hashed_payload()))
+
+    def record(self) -> LedgerRecord:
+        return LedgerRecord.model_validate(self.model_dump(exclude={"seq", "prev_hash", "hash"}))
+
+
+def seal(record: LedgerRecord, *, seq: int, prev_hash: str) -> LedgerEntry:
+    """Number ``record`` and chain it after ``prev_hash``."""
+    unsealed = LedgerEntry.model_validate({**dict(record), "seq": seq, "prev_hash": prev_hash, "hash": ""})
+    return unsealed.model_copy(update={"hash": unsealed.computed_hash()})
+
+
+@dataclass(frozen=True, slots=True)
+class ChainVerification:
+    ok: bool
+    entries: int
+    first_bad_seq: int | None = None
+    problem: str | None = None
+    head_hash: str | None = None
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"hash chain intact, contiguous 1..{self.entries} ({self.entries} entries)"
+        return f"first bad seq {self.first_bad_seq}: {self.problem}"
+
+
+def verify(entries: Sequence[LedgerEntry]) -> ChainVerification:
+    """Check contiguity (seq 1..N in order) and the hash chain; name the first bad ``seq``.
+
+    An edited row fails its own hash; a deleted row leaves a seq gap; an inserted or reordered row
+    breaks seq order or the next row's ``prev_hash``. Rewriting the whole chain from some row to the
+    end is not detectable from the rows alone; compare the head hash with one recorded elsewhere.
+    """
+    prev_hash = GENESIS_HASH
+    for position, entry in enumerate(entries, start=1):
+        if entry.seq != position:
+            bad_seq = min(entry.seq, position)
+            problem = (
+                f"seq {position} is missing (found seq {entry.seq} after seq {position - 1})"
+                if entry.seq > position
+                else f"seq {entry.seq} is duplicated or out of order (expected seq {position})"
+            )
+            return ChainVerification(False, len(entries), bad_seq, problem)
+        if entry.prev_hash != prev_hash:
+            expected = "the genesis hash" if entry.seq == 1 else f"the hash of seq {entry.seq - 1}"
+            return ChainVerification(
+                False,
+                len(entries),
+                entry.seq,
+                f"seq {entry.seq}: prev_hash does not match {expected} "
+                "(a row before it was edited, removed, inserted or reordered)",
+            )
+        if entry.computed_hash() != entry.hash:
+            return ChainVerification(
+                False, len(entries), entry.seq, f"seq {entry.seq}: hash does not match its content (edited)"
+            )
+        prev_hash = entry.hash
+    return ChainVerification(True, len(entries), head_hash=None if not entries else prev_hash)
