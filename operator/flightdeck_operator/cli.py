@@ -23,6 +23,56 @@ def main() -> None:
     """FlightDeck Operator: govern which release of an AI agent is live in each environment."""
 
 
+STORE_HELP = "Store: a SQLite path or a postgresql:// URL [env FLIGHTDECK_STORE]."
+
+
+@main.command()
+@click.option(
+    "--store", envvar="FLIGHTDECK_STORE", default="flightdeck.db", show_default=True, help=STORE_HELP
+)
+@click.option(
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    help="Watch only this namespace (repeatable). Default: all namespaces.",
+)
+@click.option("--liveness", default=None, help="Serve a liveness probe, e.g. http://0.0.0.0:8080/healthz.")
+def run(store: str, namespaces: tuple[str, ...], liveness: str | None) -> None:
+    """Run the operator: decide PromotionRequests and keep pointers equal to the ledger."""
+    from flightdeck_operator.config import OperatorSettings
+    from flightdeck_operator.main import run as run_operator
+
+    run_operator(OperatorSettings(store=store, namespaces=namespaces), liveness_endpoint=liveness)
+
+
+@main.command()
+@click.option(
+    "--store", envvar="FLIGHTDECK_STORE", default="flightdeck.db", show_default=True, help=STORE_HELP
+)
+@click.option("--kubeconfig", default=None, help="Kubeconfig path (default: in-cluster, then $KUBECONFIG).")
+@click.option(
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    help="Check only this namespace (repeatable), as the operator was run. Default: all namespaces.",
+)
+def doctor(store: str, kubeconfig: str | None, namespaces: tuple[str, ...]) -> None:
+    """Verify the ledger chain and that every pointer equals the ledger; exit 1 on any failure."""
+    from flightdeck_operator.doctor import run_checks, summarize
+    from flightdeck_operator.gateway import KubeGateway, load_api_client
+    from flightdeck_operator.store import open_store
+
+    with open_store(store) as opened:
+        checks = run_checks(opened, KubeGateway(load_api_client(kubeconfig)), namespaces=namespaces)
+    for check in checks:
+        click.echo(check.line(), err=not check.ok)
+    passed, summary = summarize(checks)
+    if not passed:
+        click.echo(f"Error: {summary}", err=True)
+        sys.exit(1)
+    click.echo(summary)
+
+
 @main.command()
 @click.option(
     "--bin-dir", type=click.Path(file_okay=False), help="Directory with etcd, kube-apiserver, kubectl."

@@ -12,6 +12,7 @@ import pytest
 from kubernetes import client, config
 
 from flightdeck_operator.localdev.controlplane import BIN_DIR_ENV, ControlPlane
+from flightdeck_operator.localdev.processes import OperatorProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "hack" / "build-control-plane.sh"
@@ -57,3 +58,43 @@ def namespace(request: pytest.FixtureRequest, api_client: client.ApiClient) -> I
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
     core.delete_namespace(name)
+
+
+# -- the operator under test -------------------------------------------------------------------------
+
+CRDS_DIR = REPO_ROOT / "crds"
+
+
+@pytest.fixture(scope="session")
+def crds(control_plane: ControlPlane) -> Path:
+    """Install the project's CRDs exactly as a user would, once per session."""
+    control_plane.kubectl("apply", "-f", str(CRDS_DIR))
+    control_plane.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    return CRDS_DIR
+
+
+@pytest.fixture
+def operator(
+    control_plane: ControlPlane, crds: Path, namespace: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[OperatorProcess]:
+    """A real ``flightdeck-operator run`` scoped to the test's namespace, with its own SQLite store."""
+    process = OperatorProcess(
+        kubeconfig=control_plane.kubeconfig("admin"),
+        store=str(tmp_path / "flightdeck.db"),
+        log_path=tmp_path / "operator.log",
+        namespaces=(namespace,),
+        extra_env={"FLIGHTDECK_DEPENDENCY_GRACE_SECONDS": "2", "FLIGHTDECK_POINTER_RESYNC_SECONDS": "5"},
+    )
+    process.start()
+    yield process
+    process.stop()
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        print(f"--- operator log ({process.log_path}) ---\n{process.log_tail(200)}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

@@ -53,6 +53,13 @@ class ControlPlaneError(RuntimeError):
     """The control plane could not be started; the message says why and what to do."""
 
 
+class KubectlError(subprocess.CalledProcessError):
+    """kubectl failed; unlike CalledProcessError, the message says what kubectl printed."""
+
+    def __str__(self) -> str:
+        return f"kubectl {' '.join(str(a) for a in self.cmd[3:])} exited {self.returncode}: {self.stderr.strip()}"
+
+
 @dataclass(frozen=True)
 class Identity:
     """A bearer-token user of the local API server."""
@@ -193,15 +200,17 @@ class ControlPlane:
         check: bool = True,
         timeout: float = 60,
     ) -> subprocess.CompletedProcess[str]:
-        """Run the built kubectl against this control plane, as a user would."""
-        return subprocess.run(
-            [str(self.bin_path / "kubectl"), "--kubeconfig", str(self.kubeconfig(user)), *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            check=check,
-            timeout=timeout,
+        """Run the built kubectl against this control plane, as a user would.
+
+        With ``check`` a non-zero exit raises :class:`KubectlError`, whose message includes stderr.
+        """
+        argv = [str(self.bin_path / "kubectl"), "--kubeconfig", str(self.kubeconfig(user)), *args]
+        result = subprocess.run(
+            argv, input=input, capture_output=True, text=True, check=False, timeout=timeout
         )
+        if check and result.returncode != 0:
+            raise KubectlError(result.returncode, argv, result.stdout, result.stderr)
+        return result
 
     def env(self, user: str = "admin") -> dict[str, str]:
         """Environment for child processes (kopf, helm, kubectl) talking to this control plane."""

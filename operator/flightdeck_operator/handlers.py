@@ -1,0 +1,280 @@
+"""kopf handlers: thin adapters from watch events to the controller.
+
+Each handler reads (indexes, never per-request list calls), then hands the blocking work to the
+controller in a worker thread while holding the pointer's lock. Handlers return None: values
+returned by kopf handlers land in ``status.<handler>``, which the strict schemas would prune.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime as dt
+import logging
+import os
+import random
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from flightdeck_operator.api.v1alpha1 import (
+    AGENT_RELEASE_PLURAL,
+    GROUP,
+    PRICING_TABLE_PLURAL,
+    PROMOTION_POLICY_PLURAL,
+    PROMOTION_REQUEST_PLURAL,
+    RELEASE_POINTER_PLURAL,
+    VERSION,
+    AgentReleaseSpec,
+    PricingTableSpec,
+    PromotionPolicySpec,
+    ReleasePointerSpec,
+)
+from flightdeck_operator.conditions import TERMINAL_PHASES
+from flightdeck_operator.config import OperatorSettings
+from flightdeck_operator.controller import Controller, PendingRequest
+from flightdeck_operator.gateway import KubeGateway, load_api_client
+from flightdeck_operator.ledger import LedgerKind
+from flightdeck_operator.models import ConfidenceThresholds
+from flightdeck_operator.records import ChangeRecorder
+from flightdeck_operator.resolve import NamespaceView
+from flightdeck_operator.store import open_store
+
+log = logging.getLogger(__name__)
+
+# Timer intervals are fixed when the decorators run, so they come from the environment directly.
+POINTER_RESYNC_SECONDS = float(os.environ.get("FLIGHTDECK_POINTER_RESYNC_SECONDS", "30"))
+TERMINAL = frozenset(p.value for p in TERMINAL_PHASES)
+Index = Mapping[Any, Any]
+
+
+def undecided(status: Mapping[str, Any], **_: Any) -> bool:
+    return status.get("phase") not in TERMINAL
+
+
+# -- startup ---------------------------------------------------------------------------------------
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """All kopf tuning in one place, plus the store, the gateway and the controller in ``memo``."""
+    config: OperatorSettings = memo.get("config") or OperatorSettings()
+    # kopf's bookkeeping goes to annotations under our own prefix: the status schemas are strict.
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    # Our own Events say what happened; kopf's per-handler "succeeded" Events would double the writes.
+    settings.posting.level = logging.WARNING
+    settings.posting.reporting_component = "flightdeck-operator"
+    settings.execution.max_workers = config.max_workers
+    # Reconnect watches regularly so a silently dropped connection cannot stall decisions.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 30
+
+    store = await asyncio.to_thread(open_store, config.store)
+    gateway = KubeGateway(load_api_client())
+    memo["config"] = config
+    memo["store"] = store
+    memo["controller"] = Controller(
+        store=store,
+        gateway=gateway,
+        thresholds=ConfidenceThresholds(
+            min_candidate_runs=config.min_candidate_runs,
+            min_baseline_runs=config.min_baseline_runs,
+            min_low_runs=config.min_low_runs,
+        ),
+        dependency_grace=dt.timedelta(seconds=config.dependency_grace_seconds),
+    )
+    memo["recorder"] = ChangeRecorder(store=store, gateway=gateway)
+    memo["pointer_locks"] = defaultdict(asyncio.Lock)
+    log.info("FlightDeck operator configured (store: %s)", store.describe())
+
+
+@kopf.on.cleanup()
+async def close_store(memo: kopf.Memo, **_: Any) -> None:
+    store = memo.get("store")
+    if store is not None:
+        await asyncio.to_thread(store.close)
+
+
+# -- indexes ---------------------------------------------------------------------------------------
+# Keyed by namespace (a decision needs one namespace at a time); requests by (namespace, pointer).
+
+
+@kopf.index(GROUP, VERSION, RELEASE_POINTER_PLURAL)
+async def pointers_by_namespace(
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[Any, Any]:
+    return {namespace: (name, ReleasePointerSpec.model_validate(spec))}
+
+
+@kopf.index(GROUP, VERSION, AGENT_RELEASE_PLURAL)
+async def releases_by_namespace(
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[Any, Any]:
+    return {namespace: (name, AgentReleaseSpec.model_validate(spec))}
+
+
+@kopf.index(GROUP, VERSION, PROMOTION_POLICY_PLURAL)
+async def policies_by_namespace(
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[Any, Any]:
+    return {namespace: (name, PromotionPolicySpec.model_validate(spec))}
+
+
+@kopf.index(GROUP, VERSION, PRICING_TABLE_PLURAL)
+async def pricing_tables_by_namespace(
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[Any, Any]:
+    table = PricingTableSpec.model_validate(spec)
+    return {namespace: ((table.provider, table.pricing_version), name, table)}
+
+
+@kopf.index(GROUP, VERSION, PROMOTION_REQUEST_PLURAL, when=undecided)
+async def pending_requests_by_pointer(
+    namespace: str | None,
+    name: str,
+    uid: str,
+    meta: kopf.Meta,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    **_: Any,
+) -> dict[Any, Any]:
+    """Undecided requests only: decided ones leave the index, so memory stays flat as they pile up."""
+    return {
+        (namespace, spec.get("pointer")): PendingRequest(
+            name=name,
+            uid=uid,
+            created=str(meta.get("creationTimestamp")),
+            generation=meta.get("generation"),
+            spec=copy.deepcopy(dict(spec)),
+            conditions=copy.deepcopy(list(status.get("conditions") or [])),
+        )
+    }
+
+
+def namespace_view(
+    namespace: str,
+    pointers_by_namespace: Index,
+    releases_by_namespace: Index,
+    policies_by_namespace: Index,
+    pricing_tables_by_namespace: Index,
+) -> NamespaceView:
+    """A plain-dict snapshot of one namespace, taken on the event loop (indexes are not thread-safe)."""
+    return NamespaceView(
+        namespace=namespace,
+        pointers=dict(pointers_by_namespace.get(namespace, ())),
+        releases=dict(releases_by_namespace.get(namespace, ())),
+        policies=dict(policies_by_namespace.get(namespace, ())),
+        pricing_tables={key: table for key, _name, table in pricing_tables_by_namespace.get(namespace, ())},
+    )
+
+
+INDEX_NAMES = (
+    "pointers_by_namespace",
+    "releases_by_namespace",
+    "policies_by_namespace",
+    "pricing_tables_by_namespace",
+    "pending_requests_by_pointer",
+)
+
+
+def _indexes(kwargs: Mapping[str, Any]) -> dict[str, Index]:
+    """kopf passes each index as a keyword argument named after its indexer."""
+    return {name: kwargs[name] for name in INDEX_NAMES}
+
+
+async def drain_pointer(namespace: str, pointer: str, memo: kopf.Memo, indexes: Mapping[str, Index]) -> None:
+    """Decide every undecided request for one pointer, oldest first, one pointer at a time."""
+    controller: Controller = memo["controller"]
+    async with memo["pointer_locks"][(namespace, pointer)]:
+        pending = list(indexes["pending_requests_by_pointer"].get((namespace, pointer), ()))
+        view = namespace_view(
+            namespace,
+            indexes["pointers_by_namespace"],
+            indexes["releases_by_namespace"],
+            indexes["policies_by_namespace"],
+            indexes["pricing_tables_by_namespace"],
+        )
+        await asyncio.to_thread(controller.drain, namespace, pointer, pending, view)
+
+
+# -- PromotionRequest ------------------------------------------------------------------------------
+
+
+@kopf.on.resume(GROUP, VERSION, PROMOTION_REQUEST_PLURAL, when=undecided)
+@kopf.on.create(GROUP, VERSION, PROMOTION_REQUEST_PLURAL, when=undecided)
+async def reconcile_request(namespace: str | None, spec: kopf.Spec, memo: kopf.Memo, **kwargs: Any) -> None:
+    await drain_pointer(namespace or "", str(spec.get("pointer")), memo, _indexes(kwargs))
+
+
+@kopf.on.delete(GROUP, VERSION, PROMOTION_REQUEST_PLURAL, optional=True)
+async def forget_request(uid: str, memo: kopf.Memo, **_: Any) -> None:
+    memo["controller"].forget(uid)
+
+
+# -- ReleasePointer --------------------------------------------------------------------------------
+
+
+@kopf.on.event(GROUP, VERSION, RELEASE_POINTER_PLURAL)
+async def watch_pointer_status(
+    type: str, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
+) -> None:
+    """A pointer changed (our projection or a hand edit): repair it at once if it left the ledger."""
+    if type not in ("MODIFIED", "ADDED") or "controller" not in memo:
+        return
+    await _sync_pointer(namespace or "", name, memo, reason_if_drifted="Repaired from the audit ledger.")
+
+
+@kopf.timer(
+    GROUP,
+    VERSION,
+    RELEASE_POINTER_PLURAL,
+    interval=POINTER_RESYNC_SECONDS,
+    initial_delay=lambda **_: random.uniform(1, POINTER_RESYNC_SECONDS),  # no stampede after a restart
+)
+async def resync_pointer(namespace: str | None, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
+    """Level-based safety net: decide requests a missed event left behind, then repair drift."""
+    indexes = _indexes(kwargs)
+    if indexes["pending_requests_by_pointer"].get((namespace, name)):
+        await drain_pointer(namespace or "", name, memo, indexes)
+    await _sync_pointer(namespace or "", name, memo, reason_if_drifted="Repaired from the audit ledger.")
+
+
+async def _sync_pointer(namespace: str, name: str, memo: kopf.Memo, *, reason_if_drifted: str) -> None:
+    controller: Controller = memo["controller"]
+    async with memo["pointer_locks"][(namespace, name)]:
+        await asyncio.to_thread(controller.sync_pointer, namespace, name, reason_if_drifted=reason_if_drifted)
+
+
+# -- Policy, pricing and release bookkeeping ---------------------------------------------------------
+
+
+@kopf.on.resume(GROUP, VERSION, PROMOTION_POLICY_PLURAL)
+@kopf.on.create(GROUP, VERSION, PROMOTION_POLICY_PLURAL)
+@kopf.on.update(GROUP, VERSION, PROMOTION_POLICY_PLURAL)
+async def record_policy(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await asyncio.to_thread(memo["recorder"].record, LedgerKind.POLICY_CHANGE, dict(body))
+
+
+@kopf.on.resume(GROUP, VERSION, PRICING_TABLE_PLURAL)
+@kopf.on.create(GROUP, VERSION, PRICING_TABLE_PLURAL)
+@kopf.on.update(GROUP, VERSION, PRICING_TABLE_PLURAL)
+async def record_pricing_table(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await asyncio.to_thread(memo["recorder"].record, LedgerKind.PRICING_CHANGE, dict(body))
+
+
+@kopf.on.resume(GROUP, VERSION, AGENT_RELEASE_PLURAL)
+@kopf.on.create(GROUP, VERSION, AGENT_RELEASE_PLURAL)
+async def resolve_release_pricing(
+    body: kopf.Body, namespace: str | None, memo: kopf.Memo, **kwargs: Any
+) -> None:
+    """Ready once the release's pricingReference resolves to a PricingTable (retried until then)."""
+    index = kwargs["pricing_tables_by_namespace"]
+    tables = {key: name for key, name, _table in index.get(namespace, ())}
+    await asyncio.to_thread(memo["recorder"].resolve_release, dict(body), tables)

@@ -1,0 +1,206 @@
+"""Resolve a PromotionRequest against what the operator knows: pure, no I/O.
+
+Input is a snapshot of the operator's indexes for one namespace plus the ledger's last pointer move;
+output is either a :class:`Plan` (everything ``decide`` needs, minus the evidence) or a
+:class:`Failure` (a terminal reason with a message a human can act on). Checks run in the
+reference's order: target release, current pointer, nothing to roll back, baseline, pricing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from flightdeck_operator.api.v1alpha1 import (
+    Action,
+    AgentReleaseSpec,
+    PricingTableSpec,
+    PromotionPolicySpec,
+    PromotionRequestSpec,
+    ReleasePointerSpec,
+)
+from flightdeck_operator.conditions import Reason
+from flightdeck_operator.decide import NOTHING_TO_ROLL_BACK, DecisionRequest
+from flightdeck_operator.ledger import LedgerEntry
+from flightdeck_operator.models import Policy, PricingEntry, PricingTable, PromotionAction, ReleaseRef
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceView:
+    """What the indexes hold for one namespace, keyed by object name (pricing: provider/version)."""
+
+    namespace: str
+    pointers: Mapping[str, ReleasePointerSpec]
+    releases: Mapping[str, AgentReleaseSpec]
+    policies: Mapping[str, PromotionPolicySpec]
+    pricing_tables: Mapping[tuple[str, str], PricingTableSpec]
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """The request cannot be evaluated. ``dependency`` marks a missing object that may still arrive
+    (retried for a grace period); anything else is terminal at once."""
+
+    reason: Reason
+    message: str
+    dependency: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    request: DecisionRequest
+    pointer: ReleasePointerSpec
+    current_release_id: str | None
+    policy: Policy | None
+    baseline: ReleaseRef | None = None
+    baseline_pricing: PricingTable | None = None
+    candidate_pricing: PricingTable | None = None
+
+
+def release_ref(name: str, spec: AgentReleaseSpec) -> ReleaseRef:
+    return ReleaseRef(
+        release_id=name,
+        agent_id=spec.agent_id,
+        provider=spec.pricing_reference.provider,
+        pricing_version=spec.pricing_reference.pricing_version,
+        model=spec.runtime.model,
+    )
+
+
+def engine_policy(name: str, spec: PromotionPolicySpec) -> Policy:
+    return Policy(
+        policy_id=name,
+        max_cost_per_run_usd=spec.max_cost_per_run_usd,
+        max_latency_ms=spec.max_latency_ms,
+        max_error_rate=spec.max_error_rate,
+        min_candidate_runs=spec.min_candidate_runs,
+        min_baseline_runs=spec.min_baseline_runs,
+        min_low_runs=spec.min_low_runs,
+        require_high_diff_confidence=spec.require_high_diff_confidence,
+    )
+
+
+def engine_pricing(spec: PricingTableSpec) -> PricingTable:
+    return PricingTable(
+        provider=spec.provider,
+        pricing_version=spec.pricing_version,
+        entries=tuple(
+            PricingEntry(
+                model=e.model,
+                input_usd_per_1k_tokens=e.input_usd_per_1k_tokens,
+                output_usd_per_1k_tokens=e.output_usd_per_1k_tokens,
+                cached_input_usd_per_1k_tokens=e.cached_input_usd_per_1k_tokens,
+            )
+            for e in spec.entries
+        ),
+    )
+
+
+def parse_request_spec(raw: Mapping[str, object]) -> PromotionRequestSpec | Failure:
+    try:
+        return PromotionRequestSpec.model_validate(raw)
+    except ValidationError as error:
+        return Failure(Reason.INVALID_SPEC, f"Invalid PromotionRequest spec: {_first_error(error)}")
+
+
+def resolve(
+    spec: PromotionRequestSpec,
+    view: NamespaceView,
+    last_move: LedgerEntry | None,
+) -> Plan | Failure:
+    """Resolve ``spec`` into a :class:`Plan`, or say why it cannot be evaluated.
+
+    ``last_move`` is the ledger's last entry that moved this pointer: the ledger, not the pointer's
+    status, is the truth about what is live (the status is only its projection).
+    """
+    pointer = view.pointers.get(spec.pointer)
+    if pointer is None:
+        return Failure(
+            Reason.POINTER_NOT_FOUND,
+            f'ReleasePointer "{spec.pointer}" not found in namespace "{view.namespace}"',
+            dependency=True,
+        )
+    policy: Policy | None = None
+    if pointer.policy_ref is not None:
+        policy_spec = view.policies.get(pointer.policy_ref.name)
+        if policy_spec is None:
+            return Failure(
+                Reason.POLICY_NOT_FOUND,
+                f'PromotionPolicy "{pointer.policy_ref.name}" (policyRef of ReleasePointer "{spec.pointer}") '
+                f'not found in namespace "{view.namespace}"',
+                dependency=True,
+            )
+        policy = engine_policy(pointer.policy_ref.name, policy_spec)
+
+    current = last_move.release_id if last_move is not None else None
+    action = PromotionAction(spec.action.value)
+    target_name = spec.release
+    if spec.action is Action.ROLLBACK and current is None:
+        return Failure(Reason.NOTHING_TO_ROLL_BACK, NOTHING_TO_ROLL_BACK)
+    if target_name is None:  # rollback to the release before the current one
+        previous = last_move.baseline_release_id if last_move is not None else None
+        if previous is None:
+            return Failure(
+                Reason.NOTHING_TO_ROLL_BACK,
+                f'ReleasePointer "{spec.pointer}" has no previous release to roll back to; '
+                "name the target in spec.release",
+            )
+        target_name = previous
+
+    target_spec = view.releases.get(target_name)
+    if target_spec is None:
+        return Failure(Reason.RELEASE_NOT_FOUND, f"Unknown release: {target_name}", dependency=True)
+    if target_spec.agent_id != pointer.agent_id:
+        return Failure(
+            Reason.AGENT_MISMATCH,
+            f'AgentRelease "{target_name}" belongs to agent "{target_spec.agent_id}", but ReleasePointer '
+            f'"{spec.pointer}" governs agent "{pointer.agent_id}"',
+        )
+    request = DecisionRequest(
+        action=action,
+        agent_id=pointer.agent_id,
+        environment=pointer.environment,
+        target=release_ref(target_name, target_spec),
+        window=spec.window,
+    )
+    if current is None:  # first promotion: the reference checks nothing else
+        return Plan(request=request, pointer=pointer, current_release_id=None, policy=policy)
+
+    baseline_spec = view.releases.get(current)
+    if baseline_spec is None:
+        return Failure(Reason.BASELINE_NOT_FOUND, f"Promoted baseline release is missing: {current}")
+    baseline = release_ref(current, baseline_spec)
+    baseline_table = view.pricing_tables.get((baseline.provider, baseline.pricing_version))
+    if baseline_table is None:
+        return Failure(
+            Reason.PRICING_TABLE_MISSING,
+            f"Missing pricing table for promoted baseline {baseline.pricing_key}. "
+            "Run `flightdeck pricing import ...`.",
+            dependency=True,
+        )
+    target = request.target
+    target_table = view.pricing_tables.get((target.provider, target.pricing_version))
+    if target_table is None:
+        role = "rollback target" if action is PromotionAction.ROLLBACK else "candidate"
+        return Failure(
+            Reason.PRICING_TABLE_MISSING,
+            f"Missing pricing table for {role} {target.pricing_key}. Run `flightdeck pricing import ...`.",
+            dependency=True,
+        )
+    return Plan(
+        request=request,
+        pointer=pointer,
+        current_release_id=current,
+        policy=policy,
+        baseline=baseline,
+        baseline_pricing=engine_pricing(baseline_table),
+        candidate_pricing=engine_pricing(target_table),
+    )
+
+
+def _first_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"])
+    return f"{location}: {first['msg']}" if location else str(first["msg"])
