@@ -55,6 +55,13 @@ class DecisionWatch:
         self._ready.wait(10)
 
     def _run(self) -> None:
+        try:
+            self._watch()
+        except Exception:  # the control plane went away under a watch we no longer need
+            if not self._stop.is_set():
+                raise
+
+    def _watch(self) -> None:
         stream = watch.Watch()
         while not self._stop.is_set():
             self._ready.set()

@@ -187,6 +187,10 @@ class Controller:
 
     # -- projection ------------------------------------------------------------------------------
 
+    def shows_ledger_head(self, namespace: str, pointer: str, status: Mapping[str, Any]) -> bool:
+        """Whether ``status`` (e.g. from a watch event) already equals the ledger's projection."""
+        return pointer_in_sync(status, self.store.last_pointer_entry(namespace, pointer))
+
     def sync_pointer(self, namespace: str, pointer: str, *, reason_if_drifted: str | None) -> bool:
         """Make the pointer's status equal its ledger projection (compare-and-swap on
         resourceVersion). Returns True when it wrote. ``reason_if_drifted``: post a warning Event

@@ -35,6 +35,7 @@ from flightdeck_operator.api.v1alpha1 import (
 from flightdeck_operator.conditions import TERMINAL_PHASES
 from flightdeck_operator.config import OperatorSettings
 from flightdeck_operator.controller import Controller, PendingRequest
+from flightdeck_operator.errors import DependencyPending
 from flightdeck_operator.gateway import KubeGateway, load_api_client
 from flightdeck_operator.ledger import LedgerKind
 from flightdeck_operator.models import ConfidenceThresholds
@@ -92,6 +93,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     )
     memo["recorder"] = ChangeRecorder(store=store, gateway=gateway)
     memo["pointer_locks"] = defaultdict(asyncio.Lock)
+    memo["retries"] = {}
     log.info("FlightDeck operator configured (store: %s)", store.describe())
 
 
@@ -207,15 +209,48 @@ async def drain_pointer(namespace: str, pointer: str, memo: kopf.Memo, indexes: 
 # -- PromotionRequest ------------------------------------------------------------------------------
 
 
-@kopf.on.resume(GROUP, VERSION, PROMOTION_REQUEST_PLURAL, when=undecided)
-@kopf.on.create(GROUP, VERSION, PROMOTION_REQUEST_PLURAL, when=undecided)
-async def reconcile_request(namespace: str | None, spec: kopf.Spec, memo: kopf.Memo, **kwargs: Any) -> None:
-    await drain_pointer(namespace or "", str(spec.get("pointer")), memo, _indexes(kwargs))
+# Raw watch events, not on.create/on.resume: kopf would write progress annotations on every
+# request (one more API write per decision) and a finalizer would block deletion. The initial
+# listing arrives as events too, so requests left undecided by a crash are picked up on start.
+# Retries are ours: a waiting dependency or an unexpected error re-drains the pointer later, and the
+# pointer timer sweeps whatever is still pending as a last resort.
+RETRY_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
-@kopf.on.delete(GROUP, VERSION, PROMOTION_REQUEST_PLURAL, optional=True)
-async def forget_request(uid: str, memo: kopf.Memo, **_: Any) -> None:
-    memo["controller"].forget(uid)
+@kopf.on.event(GROUP, VERSION, PROMOTION_REQUEST_PLURAL, when=undecided)
+async def request_event(
+    type: str | None, namespace: str | None, uid: str, spec: kopf.Spec, memo: kopf.Memo, **kwargs: Any
+) -> None:
+    if type == "DELETED":
+        memo["controller"].forget(uid)
+        return
+    if "controller" not in memo:
+        return
+    await drain_with_retry(namespace or "", str(spec.get("pointer")), memo, _indexes(kwargs))
+
+
+async def drain_with_retry(
+    namespace: str, pointer: str, memo: kopf.Memo, indexes: Mapping[str, Index], attempt: int = 0
+) -> None:
+    try:
+        await drain_pointer(namespace, pointer, memo, indexes)
+        return
+    except DependencyPending as waiting:
+        delay = float(waiting.delay or 1.0)
+        log.info("Waiting for %s/%s: %s", namespace, pointer, waiting)
+    except Exception:
+        delay = RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)]
+        log.exception("Deciding requests of %s/%s failed; retrying in %.0fs", namespace, pointer, delay)
+    retries: dict[tuple[str, str], asyncio.Task[None]] = memo["retries"]
+    if (namespace, pointer) in retries:
+        return  # one retry per pointer is enough: a drain decides every pending request
+
+    async def retry_later() -> None:
+        await asyncio.sleep(delay)
+        retries.pop((namespace, pointer), None)
+        await drain_with_retry(namespace, pointer, memo, indexes, attempt + 1)
+
+    retries[(namespace, pointer)] = asyncio.create_task(retry_later())
 
 
 # -- ReleasePointer --------------------------------------------------------------------------------
@@ -223,11 +258,14 @@ async def forget_request(uid: str, memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.event(GROUP, VERSION, RELEASE_POINTER_PLURAL)
 async def watch_pointer_status(
-    type: str, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
+    type: str | None, namespace: str | None, name: str, status: kopf.Status, memo: kopf.Memo, **_: Any
 ) -> None:
     """A pointer changed (our projection or a hand edit): repair it at once if it left the ledger."""
     if type not in ("MODIFIED", "ADDED") or "controller" not in memo:
         return
+    controller: Controller = memo["controller"]
+    if await asyncio.to_thread(controller.shows_ledger_head, namespace or "", name, dict(status)):
+        return  # our own projection coming back: nothing to check under the lock
     await _sync_pointer(namespace or "", name, memo, reason_if_drifted="Repaired from the audit ledger.")
 
 
@@ -242,7 +280,7 @@ async def resync_pointer(namespace: str | None, name: str, memo: kopf.Memo, **kw
     """Level-based safety net: decide requests a missed event left behind, then repair drift."""
     indexes = _indexes(kwargs)
     if indexes["pending_requests_by_pointer"].get((namespace, name)):
-        await drain_pointer(namespace or "", name, memo, indexes)
+        await drain_with_retry(namespace or "", name, memo, indexes)
     await _sync_pointer(namespace or "", name, memo, reason_if_drifted="Repaired from the audit ledger.")
 
 
