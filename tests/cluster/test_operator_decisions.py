@@ -322,3 +322,24 @@ def test_kubectl_get_flightdeck_shows_readable_tables(
     ]
     pointers_table = control_plane.kubectl("get", "rptr", "-n", namespace).stdout.splitlines()
     assert pointers_table[1].split()[:4] == ["support-local", AGENT, ENV, "support-base"]
+
+
+def test_examples_folder_plays_out_as_documented(
+    control_plane: ControlPlane, namespace: str, operator: OperatorProcess
+) -> None:
+    """`kubectl apply -f examples/` with no run events: the first promotion passes, the candidate is
+    blocked for lack of evidence, and the rollback has nothing to go back to (examples/README.md)."""
+    control_plane.kubectl("apply", "-n", namespace, "-f", "examples")
+    first = wait_decided(control_plane, namespace, "support-bot-promote-1-4-0")
+    candidate = wait_decided(control_plane, namespace, "support-bot-promote-1-5-0")
+    rollback = wait_decided(control_plane, namespace, "support-bot-rollback")
+    assert first["status"]["phase"] == "Promoted"
+    assert candidate["status"]["phase"] == "Blocked"
+    assert candidate["status"]["decision"]["policy"]["reasons"] == [
+        "diff confidence is LOW (candidate sample < 200 runs; baseline sample < 200 runs; LOW floor is 50 runs); "
+        "promotion requires HIGH"
+    ]
+    assert rollback["status"]["phase"] == "Failed"
+    assert condition(rollback, "Stalled")["reason"] == "NothingToRollBack"
+    live = get(control_plane, namespace, "releasepointer", "support-bot-production")
+    assert live["status"]["releaseId"] == "support-bot-1-4-0"
