@@ -76,6 +76,7 @@ class Controller:
     dependency_grace: dt.timedelta
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     _projected: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    _pointer_bodies: dict[tuple[str, str], Body] = field(default_factory=dict)
 
     # -- the queue of one pointer ----------------------------------------------------------------
 
@@ -195,11 +196,17 @@ class Controller:
         """Make the pointer's status equal its ledger projection (compare-and-swap on
         resourceVersion). Returns True when it wrote. ``reason_if_drifted``: post a warning Event
         (a status that differs from the ledger outside a decision is drift, e.g. a hand edit)."""
+        key = (namespace, pointer)
         for _attempt in range(POINTER_CAS_ATTEMPTS):
-            try:
-                body = self.gateway.get(RELEASE_POINTER.plural, namespace, pointer)
-            except NotFound:
-                return False
+            # A decision's projection starts from the body our last write returned (we hold the
+            # pointer's lock, so it is current unless a human edited it, and then the write below
+            # gets 409 and we re-read). Drift checks always read afresh.
+            body = self._pointer_bodies.pop(key, None) if reason_if_drifted is None else None
+            if body is None:
+                try:
+                    body = self.gateway.get(RELEASE_POINTER.plural, namespace, pointer)
+                except NotFound:
+                    return False
             head = self.store.last_pointer_entry(namespace, pointer)
             current = body.get("status") or {}
             if pointer_in_sync(current, head):
@@ -219,6 +226,9 @@ class Controller:
                 )
             except Conflict:
                 continue  # someone wrote in between: re-read and recompute
+            except NotFound:
+                return False
+            self._pointer_bodies[key] = updated
             if reason_if_drifted is not None:
                 self.gateway.post_event(
                     updated,
