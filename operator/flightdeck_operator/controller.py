@@ -228,7 +228,11 @@ class Controller:
                 continue  # someone wrote in between: re-read and recompute
             except NotFound:
                 return False
-            self._pointer_bodies[key] = updated
+            # managedFields are most of a body's size and a PUT of status does not need them.
+            self._pointer_bodies[key] = {
+                **updated,
+                "metadata": {k: v for k, v in updated["metadata"].items() if k != "managedFields"},
+            }
             if reason_if_drifted is not None:
                 self.gateway.post_event(
                     updated,
