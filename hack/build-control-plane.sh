@@ -5,8 +5,8 @@
 #   hack/build-control-plane.sh --force    rebuild from scratch even on a cache hit
 #
 # Binaries: kube-apiserver, kubectl, etcd (hack/controlplane) and helm (hack/helm).
-# Cache key: the Go toolchain version plus the go.mod/go.sum of both modules, so a version bump
-# in either go.mod is a cache miss. Cache root: $FLIGHTDECK_BIN_CACHE, default
+# Cache key: the Go toolchain version, this script (flags) and the go.mod/go.sum of both modules,
+# so a version bump in either go.mod or a flag change is a cache miss. Cache root: $FLIGHTDECK_BIN_CACHE, default
 # ~/.cache/flightdeck-operator/bin. The last line printed on stdout is the bin directory.
 set -euo pipefail
 
@@ -23,7 +23,7 @@ fi
 
 kube_version=$(awk '$1=="k8s.io/kubernetes" {print $2}' "$here/controlplane/go.mod")
 helm_version=$(awk '$1=="require" && $2=="helm.sh/helm/v3" {print $3}' "$here/helm/go.mod")
-key=$( { go version; cat "$here/controlplane/go.mod" "$here/controlplane/go.sum" \
+key=$( { go version; cat "${BASH_SOURCE[0]}" "$here/controlplane/go.mod" "$here/controlplane/go.sum" \
           "$here/helm/go.mod" "$here/helm/go.sum"; } | sha256sum | cut -c1-12)
 cache_root=${FLIGHTDECK_BIN_CACHE:-$HOME/.cache/flightdeck-operator/bin}
 bin_dir="$cache_root/kube-$kube_version-helm-$helm_version-$key"
@@ -62,9 +62,14 @@ log "building kube-apiserver, kubectl, etcd ($kube_version) into $staging"
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl go.etcd.io/etcd/server/v3)
 mv "$staging/server" "$staging/etcd"   # go names the binary after the path element before /v3
 
-log "building helm ($helm_version)"
+# helm's default .Capabilities.KubeVersion (for `helm template` and lint) is stamped like upstream's
+# Makefile does, from the k8s.io/client-go version helm is built with.
+helm_kube_minor=$(cd "$here/helm" && go list -m -f '{{.Version}}' k8s.io/client-go | cut -d. -f2)
+log "building helm ($helm_version, default Kubernetes 1.$helm_kube_minor)"
 (cd "$here/helm" && CGO_ENABLED=0 go build -trimpath \
-  -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version" \
+  -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version \
+    -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$helm_kube_minor \
+    -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$helm_kube_minor" \
   -o "$staging/helm" helm.sh/helm/v3/cmd/helm)
 
 rm -rf "$bin_dir"
