@@ -260,15 +260,8 @@ class Controller:
         status = request_status_from_entry(
             entry, generation=request.generation, conditions=request.conditions, now=self.clock()
         )
-        body = self._patch_request(namespace, request, status)
-        if body is not None:
-            self.gateway.post_event(
-                body,
-                kind=PROMOTION_REQUEST.kind,
-                event_type="Normal" if entry.pointer_changed else "Warning",
-                reason=outcome_reason(entry).value,
-                message=status["message"],
-            )
+        event_type = "Normal" if entry.pointer_changed else "Warning"
+        self._write_request(namespace, request, status, event_type, outcome_reason(entry).value)
 
     def _fail(self, namespace: str, request: PendingRequest, failure: Failure, now: dt.datetime) -> None:
         status = failed_status(
@@ -278,15 +271,7 @@ class Controller:
             conditions=request.conditions,
             now=now,
         )
-        body = self._patch_request(namespace, request, status)
-        if body is not None:
-            self.gateway.post_event(
-                body,
-                kind=PROMOTION_REQUEST.kind,
-                event_type="Warning",
-                reason=failure.reason.value,
-                message=failure.message,
-            )
+        self._write_request(namespace, request, status, "Warning", failure.reason.value)
 
     def _write_dry_run(
         self, namespace: str, request: PendingRequest, decision: Decision, now: dt.datetime
@@ -298,21 +283,19 @@ class Controller:
             conditions=request.conditions,
             now=now,
         )
-        body = self._patch_request(namespace, request, status)
-        if body is not None:
-            self.gateway.post_event(
-                body,
-                kind=PROMOTION_REQUEST.kind,
-                event_type="Normal",
-                reason="Evaluated",
-                message=status["message"],
-            )
+        self._write_request(namespace, request, status, "Normal", Reason.EVALUATED.value)
 
-    def _patch_request(self, namespace: str, request: PendingRequest, status: dict[str, Any]) -> Body | None:
+    def _write_request(
+        self, namespace: str, request: PendingRequest, status: dict[str, Any], event_type: str, reason: str
+    ) -> None:
+        """Patch the request's status, then record an Event saying the same."""
         try:
-            return self.gateway.patch_status(PROMOTION_REQUEST.plural, namespace, request.name, status)
+            body = self.gateway.patch_status(PROMOTION_REQUEST.plural, namespace, request.name, status)
         except NotFound:  # deleted meanwhile: the ledger keeps the decision
-            return None
+            return
+        self.gateway.post_event(
+            body, kind=PROMOTION_REQUEST.kind, event_type=event_type, reason=reason, message=status["message"]
+        )
 
     def _remember(self, uid: str) -> None:
         self._projected[uid] = None
