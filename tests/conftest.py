@@ -1,6 +1,6 @@
-"""Test tiers: every test is marked by the folder it lives in (unit, store, cluster).
+"""Test tiers: every test is marked by the folder it lives in (unit, store, cluster, package).
 
-Run one tier with ``pytest -m unit`` (or ``store``, ``cluster``); ``make test`` runs all three.
+Run one tier with ``pytest -m unit`` (or ``store``, ``cluster``, ``package``); ``make test`` runs all.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-TIERS = ("unit", "store", "cluster")
+TIERS = ("unit", "store", "cluster", "package")
 TESTS_ROOT = Path(__file__).parent
 
 

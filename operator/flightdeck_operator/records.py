@@ -35,8 +35,12 @@ PRICING_RETRY_SECONDS = 15.0
 
 
 def last_manager(metadata: Mapping[str, Any]) -> str:
-    """Who last wrote the object, as far as the API server knows (the newest managedFields entry)."""
+    """Who last wrote the object's spec, as far as the API server knows (the newest managedFields
+    entry that owns spec fields). Status writes and kopf's annotation patches own no spec field,
+    so they never pass for the author of a change."""
     entries = [e for e in metadata.get("managedFields") or () if e.get("manager")]
+    spec_writers = [e for e in entries if not e.get("subresource") and "f:spec" in (e.get("fieldsV1") or {})]
+    entries = spec_writers or entries
     if not entries:
         return "unknown"
     newest = max(entries, key=lambda e: str(e.get("time") or ""))
