@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-unit test-store test-cluster lint format control-plane venv bench clean
+.PHONY: demo test test-unit test-store test-cluster test-package lint format control-plane venv bench clean
 
 ## demo: build (or reuse) the local control plane and run the demo on it
 demo: venv control-plane
@@ -21,6 +21,9 @@ test-unit: venv
 
 test-store: venv
 	$(BIN)/pytest -m store $(PYTEST_ARGS)
+
+test-package: venv
+	$(BIN)/pytest -m package $(PYTEST_ARGS)
 
 test-cluster: venv control-plane
 	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/pytest -m cluster $(PYTEST_ARGS)

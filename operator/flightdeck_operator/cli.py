@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import click
 
 from flightdeck_operator import __version__
-from flightdeck_operator.localdev.controlplane import ControlPlane, ControlPlaneError
+from flightdeck_operator.localdev.controlplane import ControlPlaneError
 
 
 def step(message: str) -> None:
@@ -75,26 +74,48 @@ def doctor(store: str, kubeconfig: str | None, namespaces: tuple[str, ...]) -> N
 
 @main.command()
 @click.option(
-    "--bin-dir", type=click.Path(file_okay=False), help="Directory with etcd, kube-apiserver, kubectl."
+    "--bin-dir", type=click.Path(file_okay=False), help="Directory with etcd, kube-apiserver, kubectl, helm."
 )
-def dev(bin_dir: str | None) -> None:
-    """Run the demo on an embedded local control plane, then stop it cleanly."""
+@click.option(
+    "--repo",
+    type=click.Path(file_okay=False, exists=True),
+    default=".",
+    show_default=True,
+    help="Repository root (for charts/ and examples/).",
+)
+def dev(bin_dir: str | None, repo: str) -> None:
+    """Run the demo on an embedded local control plane, then stop everything cleanly.
+
+    Builds nothing itself: `make demo` builds or reuses the control-plane binaries first.
+    """
+    from flightdeck_operator.demo import DemoError, run_demo
+
     started = time.monotonic()
+
+    def show(text: str) -> None:
+        for line in text.splitlines():
+            click.echo(f"    {line}")
+
     try:
         step("Starting etcd and kube-apiserver on loopback")
-        with ControlPlane(bin_dir=None if bin_dir is None else Path(bin_dir)) as cp:
-            step(f"API server ready at {cp.server}")
-            version = json.loads(cp.kubectl("version", "-o", "json").stdout)["serverVersion"]
-            click.echo(f"    server version: {version['gitVersion']} ({version['platform']})")
-            step("API groups served")
-            for group in cp.kubectl("api-versions").stdout.split():
-                click.echo(f"    {group}")
-            step("Stopping the control plane")
-    except ControlPlaneError as error:
+        run_demo(
+            Path(repo).resolve(), bin_dir=None if bin_dir is None else Path(bin_dir), say=step, show=show
+        )
+    except (ControlPlaneError, DemoError) as error:
         click.echo(f"Error: {error}", err=True)
         sys.exit(1)
-    step(f"Done in {time.monotonic() - started:.1f}s")
+    step(f"Demo finished in {time.monotonic() - started:.0f}s; everything it started is stopped")
 
+
+# release register/checksum/verify, pricing import, policy apply (reference files -> resources).
+from flightdeck_operator.clitools import register as register_resource_tools  # noqa: E402
+
+register_resource_tools(main)
+
+# sidecar, promote, rollback, ingest, diff (the HTTP API's code paths).
+from flightdeck_operator.commands import register as register_action_commands  # noqa: E402
+
+register_action_commands(main)
 
 if __name__ == "__main__":
     main()

@@ -3,6 +3,8 @@ environment (prefix ``FLIGHTDECK_``)."""
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -41,3 +43,78 @@ class OperatorSettings(BaseSettings):
     )
     history_limit_default: int = Field(default=10, ge=1, description="Pointer history length when unset.")
     max_workers: int = Field(default=8, ge=1, description="Threads for blocking store and API calls.")
+
+
+class AuthMode(StrEnum):
+    """How the sidecar authenticates HTTP callers (see docs/http-api.md)."""
+
+    # Bearer tokens checked with TokenReview, then RBAC through SubjectAccessReview.
+    KUBERNETES = "kubernetes"
+    # One static bearer token read from a file (e.g. a mounted Secret), compared in constant time.
+    TOKEN = "token"
+    # No authentication; only allowed when listening on a loopback address (local development).
+    NONE = "none"
+
+
+class SidecarSettings(BaseSettings):
+    """Settings of ``flightdeck-operator sidecar``. Every field can be set as ``FLIGHTDECK_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="FLIGHTDECK_", frozen=True, extra="ignore")
+
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(default=8765, ge=0, le=65535, description="TCP port (the reference's default).")
+    store: str = Field(
+        default="flightdeck.db",
+        description="Run-event and ledger store shared with the operator: SQLite path or postgresql:// URL.",
+    )
+    namespace: str = Field(
+        default="default",
+        min_length=1,
+        max_length=63,
+        description="Namespace HTTP requests act in: releases, pointers and PromotionRequests live there.",
+    )
+    kubeconfig: str | None = Field(
+        default=None, description="Kubeconfig path (default: in-cluster config, then $KUBECONFIG)."
+    )
+    auth: AuthMode = Field(default=AuthMode.KUBERNETES, description="How callers are authenticated.")
+    token_file: str | None = Field(
+        default=None, description="File holding the static bearer token (auth mode 'token')."
+    )
+    auth_cache_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="How long TokenReview and SubjectAccessReview answers are reused (0 disables).",
+    )
+    decision_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long promote/rollback wait for the operator's decision before answering 504.",
+    )
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024, description="Largest accepted request body (413 above it)."
+    )
+    max_events_per_batch: int = Field(
+        default=10_000, ge=1, description="Most run events in one POST /v1/events (413 above it)."
+    )
+    default_environment: str = Field(
+        default="local",
+        description="Environment a diff uses when the body names none (the reference's default_environment).",
+    )
+    min_candidate_runs: int = Field(
+        default=500, ge=0, description="Default candidate sample for HIGH confidence (as the operator)."
+    )
+    min_baseline_runs: int = Field(
+        default=500, ge=0, description="Default baseline sample for HIGH confidence (as the operator)."
+    )
+    min_low_runs: int = Field(default=50, ge=0, description="Default LOW floor (as the operator).")
+    keep_alive_seconds: float = Field(
+        default=5.0, gt=0, description="Idle keep-alive connections are closed after this long."
+    )
+    graceful_shutdown_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "On SIGTERM, how long in-flight requests may still run; default: the decision timeout "
+            "plus 5 s, so a waiting promote still gets its answer."
+        ),
+    )

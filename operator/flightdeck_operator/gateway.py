@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
+import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import urllib3
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
@@ -25,16 +29,62 @@ COMPONENT = "flightdeck-operator"
 T = TypeVar("T")
 Body = dict[str, Any]
 
+# Grace added to the client-side read timeout of a watch, beyond the server-side timeoutSeconds,
+# so the server (not the socket) normally ends the watch.
+_WATCH_READ_GRACE_S = 5.0
 
-def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
-    """An API client from a kubeconfig path, else in-cluster config, else the default kubeconfig."""
+
+@dataclass(frozen=True, slots=True)
+class ReviewedUser:
+    """Who a bearer token belongs to, as the API server's TokenReview says."""
+
+    username: str
+    uid: str
+    groups: tuple[str, ...]
+    extra: Mapping[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class AccessDecision:
+    """A SubjectAccessReview's answer; ``reason`` is the authorizer's explanation (often empty)."""
+
+    allowed: bool
+    reason: str
+
+
+def load_api_client(kubeconfig: str | None = None, *, pool_size: int | None = None) -> client.ApiClient:
+    """An API client from a kubeconfig path, else in-cluster config, else the default kubeconfig.
+
+    ``pool_size``: HTTP connections kept per host (the sidecar holds one per waiting promote).
+    """
+    configuration = client.Configuration()
     if kubeconfig:
-        return config.new_client_from_config(config_file=kubeconfig)
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    else:
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except config.ConfigException:
+            config.load_kube_config(client_configuration=configuration)
+    if pool_size is not None:
+        configuration.connection_pool_maxsize = pool_size
+    return client.ApiClient(configuration)
+
+
+# Where a pod's ServiceAccount namespace is mounted (the in-cluster default namespace).
+_IN_CLUSTER_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def default_namespace(kubeconfig: str | None = None) -> str:
+    """The namespace kubectl would use: the kubeconfig context's, in a pod its own, else ``default``."""
     try:
-        config.load_incluster_config()
-        return client.ApiClient()
-    except config.ConfigException:
-        return config.new_client_from_config()
+        _contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)
+    except (config.ConfigException, OSError):
+        try:
+            with open(_IN_CLUSTER_NAMESPACE_FILE, encoding="utf-8") as mounted:
+                return mounted.read().strip() or "default"
+        except OSError:
+            return "default"
+    return str((active or {}).get("context", {}).get("namespace") or "default")
 
 
 def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -47,6 +97,10 @@ def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         if error.status == 404:
             raise NotFound(message, 404) from None
         raise GatewayError(message, error.status or 0) from None
+
+
+def _manager(field_manager: str | None) -> dict[str, str]:
+    return {} if field_manager is None else {"field_manager": field_manager}
 
 
 def _api_message(error: ApiException) -> str:
@@ -75,17 +129,71 @@ class KubeGateway:
         except NotFound:
             return None
 
-    def list_objects(self, plural: str, namespace: str | None = None) -> list[Body]:
+    def list_objects(self, plural: str, namespace: str | None = None, *, cached: bool = False) -> list[Body]:
+        """All objects of a kind. ``cached``: served from the API server's watch cache as it is
+        (``resourceVersion=0``), without waiting until the cache has caught up with etcd (a
+        consistent list can wait tens of milliseconds right after a write); for lookups that
+        tolerate a moment of staleness."""
+        kwargs: dict[str, Any] = {"resource_version": "0"} if cached else {}
         if namespace is None:
-            listed = _call(self.objects.list_cluster_custom_object, GROUP, VERSION, plural)
+            listed = _call(self.objects.list_cluster_custom_object, GROUP, VERSION, plural, **kwargs)
         else:
-            listed = _call(self.objects.list_namespaced_custom_object, GROUP, VERSION, namespace, plural)
+            listed = _call(
+                self.objects.list_namespaced_custom_object, GROUP, VERSION, namespace, plural, **kwargs
+            )
         items: list[Body] = listed["items"]
         return items
 
-    def create(self, plural: str, namespace: str, body: Mapping[str, Any]) -> Body:
+    def create(
+        self, plural: str, namespace: str, body: Mapping[str, Any], *, field_manager: str | None = None
+    ) -> Body:
+        """Create ``body``; ``field_manager`` names the writer in managedFields (the ledger's actor
+        for policy and pricing changes)."""
         return _call(
-            self.objects.create_namespaced_custom_object, GROUP, VERSION, namespace, plural, dict(body)
+            self.objects.create_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            dict(body),
+            **_manager(field_manager),
+        )
+
+    def patch(
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        changes: Mapping[str, Any],
+        *,
+        field_manager: str | None = None,
+    ) -> Body:
+        """JSON merge patch of the object (spec, metadata). A ``metadata.resourceVersion`` in
+        ``changes`` is a precondition: a concurrent writer makes this raise :class:`Conflict`."""
+        return _call(
+            self.objects.patch_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+            dict(changes),
+            **_manager(field_manager),
+        )
+
+    def replace(self, plural: str, body: Mapping[str, Any], *, field_manager: str | None = None) -> Body:
+        """PUT the whole object (status is ignored by the API server); ``resourceVersion`` in
+        ``body.metadata`` is a precondition, as for :meth:`replace_status`."""
+        metadata = body["metadata"]
+        return _call(
+            self.objects.replace_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            metadata["namespace"],
+            plural,
+            metadata["name"],
+            dict(body),
+            **_manager(field_manager),
         )
 
     def replace_status(self, plural: str, body: Mapping[str, Any]) -> Body:
@@ -115,13 +223,26 @@ class KubeGateway:
         )
 
     def watch(
-        self, plural: str, namespace: str, *, field_selector: str | None = None, timeout_seconds: int = 60
+        self,
+        plural: str,
+        namespace: str,
+        *,
+        field_selector: str | None = None,
+        timeout_seconds: int = 60,
+        resource_version: str | None = None,
     ) -> Iterator[tuple[str, Body]]:
-        """Yield (event type, object) from a watch until the server closes it."""
+        """Yield (event type, object) from a watch until the server closes it. Without
+        ``resource_version`` the server first sends every existing object as ADDED; a too old
+        ``resource_version`` raises :class:`GatewayError` with status 410."""
         stream = watch.Watch()
-        kwargs: dict[str, Any] = {"timeout_seconds": timeout_seconds}
+        kwargs: dict[str, Any] = {
+            "timeout_seconds": timeout_seconds,
+            "_request_timeout": (_WATCH_READ_GRACE_S, timeout_seconds + _WATCH_READ_GRACE_S),
+        }
         if field_selector:
             kwargs["field_selector"] = field_selector
+        if resource_version:
+            kwargs["resource_version"] = resource_version
         try:
             for event in stream.stream(
                 self.objects.list_namespaced_custom_object, GROUP, VERSION, namespace, plural, **kwargs
@@ -170,3 +291,110 @@ class KubeGateway:
         )
         items: list[client.CoreV1Event] = listed.items
         return items
+
+    # -- sidecar: identity, access, create-or-get, waiting ---------------------------------
+
+    def review_token(self, token: str) -> ReviewedUser | None:
+        """TokenReview: the user the API server would authenticate ``token`` as (None: not valid)."""
+        review = _call(
+            client.AuthenticationV1Api(self.api_client).create_token_review,
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}},
+        )
+        status = review.status
+        if status is None or not status.authenticated or status.user is None or not status.user.username:
+            return None
+        user = status.user
+        return ReviewedUser(
+            username=str(user.username),
+            uid=str(user.uid or ""),
+            groups=tuple(user.groups or ()),
+            extra={key: tuple(values or ()) for key, values in (user.extra or {}).items()},
+        )
+
+    def review_access(
+        self, user: ReviewedUser, *, namespace: str, verb: str, group: str, resource: str
+    ) -> AccessDecision:
+        """SubjectAccessReview: may ``user`` do ``verb`` on ``resource.group`` in ``namespace``?"""
+        spec: Body = {
+            "user": user.username,
+            "groups": list(user.groups),
+            "resourceAttributes": {
+                "namespace": namespace,
+                "verb": verb,
+                "group": group,
+                "resource": resource,
+            },
+        }
+        if user.uid:
+            spec["uid"] = user.uid
+        if user.extra:
+            spec["extra"] = {key: list(values) for key, values in user.extra.items()}
+        review = _call(
+            client.AuthorizationV1Api(self.api_client).create_subject_access_review,
+            {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec},
+        )
+        status = review.status
+        allowed = bool(status is not None and status.allowed and not status.denied)
+        return AccessDecision(allowed=allowed, reason=str((status.reason if status else None) or ""))
+
+    def create_or_get(self, plural: str, namespace: str, body: Mapping[str, Any]) -> tuple[Body, bool]:
+        """Create ``body`` (which must carry a deterministic ``metadata.name``); when an object of
+        that name exists already, return it instead. Returns (object, created)."""
+        try:
+            return self.create(plural, namespace, body), True
+        except Conflict:
+            return self.get(plural, namespace, body["metadata"]["name"]), False
+
+    def wait_for(
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        done: Callable[[Body], bool],
+        *,
+        timeout: float,
+        resource_version: str | None = None,
+    ) -> Body | None:
+        """Watch one object from ``resource_version`` until ``done(object)``; None after ``timeout``
+        seconds. Raises :class:`NotFound` when the object is deleted meanwhile."""
+        deadline = time.monotonic() + timeout
+        version = resource_version
+        while (remaining := deadline - time.monotonic()) > 0:
+            kwargs: dict[str, Any] = {
+                "field_selector": f"metadata.name={name}",
+                "timeout_seconds": max(1, math.ceil(remaining)),
+                "_request_timeout": (_WATCH_READ_GRACE_S, remaining + _WATCH_READ_GRACE_S),
+            }
+            if version:
+                kwargs["resource_version"] = version
+            stream = watch.Watch()
+            try:
+                for event in stream.stream(
+                    self.objects.list_namespaced_custom_object, GROUP, VERSION, namespace, plural, **kwargs
+                ):
+                    obj: Body = event["object"]
+                    if event["type"] == "DELETED":
+                        raise NotFound(f'{plural} "{name}" was deleted', 404)
+                    version = obj.get("metadata", {}).get("resourceVersion") or version
+                    if done(obj):
+                        return obj
+                    if time.monotonic() >= deadline:
+                        return None
+            except ApiException as error:
+                if error.status != 410:
+                    raise GatewayError(_api_message(error), error.status or 0) from None
+                # Our resourceVersion is too old to resume from: start again from a fresh read.
+                current = self.get(plural, namespace, name)
+                if done(current):
+                    return current
+                version = current["metadata"].get("resourceVersion")
+            except urllib3.exceptions.ReadTimeoutError:
+                pass  # no event before the deadline; the loop condition decides
+            finally:
+                stream.stop()
+        return None
+
+    def ping(self) -> str:
+        """The API server's version (a cheap authenticated round trip for readiness probes)."""
+        info = _call(client.VersionApi(self.api_client).get_code)
+        return str(info.git_version)

@@ -72,8 +72,15 @@ class RunRequest(_Frozen):
     span_id: str | None = None
 
 
+# Upper bounds keep every stored count (and the evidence sums over millions of events) inside a
+# signed 64-bit SQL integer; anything above them is a client bug, not a real run.
+MAX_TOKENS_PER_RUN = 10**12
+MAX_LATENCY_MS = 10**10  # about 115 days
+TokenCount = Annotated[int, Field(ge=0, le=MAX_TOKENS_PER_RUN)]
+
+
 class RunMetrics(_Frozen):
-    latency_ms: NonNegativeInt | None = None
+    latency_ms: Annotated[int, Field(ge=0, le=MAX_LATENCY_MS)] | None = None
     success: bool = True
     error_type: str | None = None
 
@@ -81,10 +88,10 @@ class RunMetrics(_Frozen):
 class ModelUsage(_Frozen):
     provider: str
     model: str
-    input_tokens: NonNegativeInt
-    output_tokens: NonNegativeInt
+    input_tokens: TokenCount
+    output_tokens: TokenCount
     # Tokens served from a prompt cache, *not* included in input_tokens (see docs/engine.md).
-    cached_input_tokens: NonNegativeInt = 0
+    cached_input_tokens: TokenCount = 0
 
 
 class ToolUsage(_Frozen):

@@ -659,9 +659,10 @@ class Store(ABC):
         namespace: str | None = None,
         pointer: str | None = None,
         kind: ledger.LedgerKind | None = None,
+        kinds: Sequence[ledger.LedgerKind] | None = None,
         limit: int = 50,
     ) -> list[LedgerEntry]:
-        """Entries matching every given filter, newest first."""
+        """Entries matching every given filter (``kinds``: any of them), newest first."""
         where, params = _where(
             {
                 "agent_id": agent_id,
@@ -671,6 +672,9 @@ class Store(ABC):
                 "kind": kind.value if kind else None,
             }
         )
+        if kinds:
+            where += (" AND " if where else " WHERE ") + f"kind IN ({', '.join('?' for _ in kinds)})"
+            params.extend(k.value for k in kinds)
         with self._transaction(write=False) as tx:
             rows = tx.execute(
                 f"SELECT {', '.join(_LEDGER_COLUMNS)} FROM ledger_entries{where} ORDER BY seq DESC LIMIT ?",

@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from kubernetes import client, config
 
 from flightdeck_operator.localdev.controlplane import BIN_DIR_ENV, ControlPlane
-from flightdeck_operator.localdev.processes import OperatorProcess
+from flightdeck_operator.localdev.processes import OperatorProcess, SidecarProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "hack" / "build-control-plane.sh"
@@ -91,6 +91,46 @@ def operator(
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:
         print(f"--- operator log ({process.log_path}) ---\n{process.log_tail(200)}")
+
+
+# -- the sidecar under test ---------------------------------------------------------------------------
+
+StartSidecar = Callable[..., SidecarProcess]
+
+
+@pytest.fixture
+def start_sidecar(
+    control_plane: ControlPlane, crds: Path, namespace: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[StartSidecar]:
+    """Start real ``flightdeck-operator sidecar`` processes (admin kubeconfig: the sidecar's own
+    identity); ``start(*flags, store=..., namespace=...)``. All are stopped after the test."""
+    started: list[SidecarProcess] = []
+
+    def start(*args: str, store: str | None = None, namespace: str = namespace) -> SidecarProcess:
+        process = SidecarProcess(
+            kubeconfig=control_plane.kubeconfig("admin"),
+            store=store or str(tmp_path / "flightdeck.db"),
+            namespace=namespace,
+            log_path=tmp_path / f"sidecar-{len(started)}.log",
+            args=args,
+        )
+        started.append(process)
+        process.start()
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        for process in started:
+            print(f"--- sidecar log ({process.log_path}) ---\n{process.log_tail(200)}")
+
+
+@pytest.fixture
+def sidecar(start_sidecar: StartSidecar, operator: OperatorProcess) -> SidecarProcess:
+    """A sidecar (``--auth kubernetes``) sharing the operator's store, in the test's namespace."""
+    return start_sidecar(store=operator.store)
 
 
 @pytest.hookimpl(wrapper=True)

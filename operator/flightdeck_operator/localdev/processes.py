@@ -1,4 +1,4 @@
-"""The operator as a real child process, for tests, benchmarks and the demo.
+"""The operator and the sidecar as real child processes, for tests, benchmarks and the demo.
 
 It is started exactly as a user starts it (``flightdeck-operator run``), so a SIGKILL really kills
 it mid-decision and a restart really resumes from the API server and the ledger.
@@ -112,6 +112,104 @@ class OperatorProcess:
             self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.kill()
+
+    def log_tail(self, lines: int = 60) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@dataclass
+class SidecarProcess:
+    """``flightdeck-operator sidecar`` on a free loopback port, waited on through ``/healthz``.
+
+    ``args`` are extra command-line flags (``--auth token --token-file ...``); by default the
+    sidecar authenticates callers with TokenReview/SubjectAccessReview (``--auth kubernetes``).
+    """
+
+    kubeconfig: Path
+    store: str
+    namespace: str
+    log_path: Path
+    args: Sequence[str] = ()
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    host: str = "127.0.0.1"
+    process: subprocess.Popen[bytes] | None = field(init=False, default=None)
+    port: int = field(init=False, default=0)
+
+    def __enter__(self) -> SidecarProcess:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            raise ProcessError("the sidecar is already running")
+        self.port = free_port()
+        argv = [
+            sys.executable,
+            "-m",
+            "flightdeck_operator.cli",
+            "sidecar",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--store",
+            self.store,
+            "--namespace",
+            self.namespace,
+            "--kubeconfig",
+            str(self.kubeconfig),
+            *self.args,
+        ]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env}
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        log.close()
+        self._wait_live()
+
+    def _wait_live(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise ProcessError(f"the sidecar exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        raise ProcessError(f"the sidecar was not live after {READY_TIMEOUT_S:.0f}s:\n{self.log_tail()}")
+
+    def terminate(self) -> None:
+        """SIGTERM (graceful shutdown) without waiting for the exit."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+
+    def stop(self, timeout: float = 45) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
 
     def log_tail(self, lines: int = 60) -> str:
         if not self.log_path.exists():

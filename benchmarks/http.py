@@ -1,0 +1,387 @@
+"""The sidecar HTTP API over real HTTP, next to the reference tool measured in the same run.
+
+    .venv/bin/python benchmarks/http.py                 # 200k events, 100 + 100 promotes, reference too
+    .venv/bin/python benchmarks/http.py --quick         # 20k events, 20 + 20 promotes
+    .venv/bin/python benchmarks/http.py --skip-reference
+
+Measures, in one run, on the real local API server with the operator and the sidecar as child
+processes (``--auth kubernetes``, a real bearer token, SQLite store):
+- ingestion: run events per second through ``POST /v1/events`` in batches of 1,000 (one client,
+  one keep-alive connection, bodies encoded before the clock starts), best and median of 3 passes
+  over fresh events; then the same batches again (all duplicates);
+- promote round trip (HTTP request to answer, i.e. create the PromotionRequest, the operator's
+  decision, the watch seeing it): p50/p99 for passing promotes (alternating two releases under a
+  permissive policy) and for blocked ones (409, the quickstart's cost breach);
+- the reference (``flightdeck-ai`` from PyPI, installed into a throwaway virtualenv under /tmp):
+  ``flightdeck init`` + ``flightdeck serve``, and the same ingestion batches posted to it.
+
+Prints its figures and ends with one JSON line.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file is named http.py, which would shadow the standard library's ``http`` package for
+# everything imported below (run as a script, its folder is sys.path[0]); drop that folder.
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse  # noqa: E402
+import datetime as dt  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import urllib.error  # noqa: E402
+import urllib.request  # noqa: E402
+from typing import Any, Final  # noqa: E402
+
+import httpx  # noqa: E402
+import yaml  # noqa: E402
+
+from flightdeck_operator.localdev.controlplane import ControlPlane  # noqa: E402
+from flightdeck_operator.localdev.processes import OperatorProcess, SidecarProcess, free_port  # noqa: E402
+
+REPO: Final = Path(__file__).resolve().parents[1]
+NAMESPACE: Final = "bench"
+BATCH: Final = 1000
+PASSES: Final = 3
+REFERENCE_PACKAGE: Final = "flightdeck-ai"
+REFERENCE_START_TIMEOUT_S: Final = 60.0
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+# --- fixtures ---------------------------------------------------------------------------------------
+
+
+def event_bodies(count: int, tag: str) -> list[bytes]:
+    """``count`` reference run events in batches of 1,000, JSON-encoded (timestamps in the last hour)."""
+    at = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30)).isoformat()
+    bodies = []
+    for start in range(0, count, BATCH):
+        events = [
+            {
+                "timestamp": at,
+                "agent_id": "agent-ingest",
+                "release_id": f"ingest-{tag}",
+                "run_id": f"{tag}-{i:09d}",
+                "tenant_id": "tenant-a",
+                "task_id": "support",
+                "environment": "local",
+                "metrics": {"latency_ms": 900 + i % 200, "success": i % 50 != 0},
+                "usage": {
+                    "model": {
+                        "provider": "openai",
+                        "model": "gpt-4.1-mini",
+                        "input_tokens": 1000,
+                        "output_tokens": 500,
+                    }
+                },
+            }
+            for i in range(start, min(count, start + BATCH))
+        ]
+        bodies.append(json.dumps({"events": events}).encode())
+    return bodies
+
+
+def kube_objects() -> list[dict[str, Any]]:
+    """Two agents: one whose promotes pass, one whose candidate is always blocked (cost 5 > 4)."""
+
+    def obj(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "apiVersion": "flightdeck.dev/v1alpha1",
+            "kind": kind,
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+
+    def table(name: str, rates: tuple[float, float]) -> dict[str, Any]:
+        entry = {"model": "gpt-4.1-mini", "inputUsdPer1kTokens": rates[0], "outputUsdPer1kTokens": rates[1]}
+        return obj("PricingTable", name, {"provider": "openai", "pricingVersion": name, "entries": [entry]})
+
+    def release(name: str, agent: str, pricing: str) -> dict[str, Any]:
+        return obj(
+            "AgentRelease",
+            name,
+            {
+                "agentId": agent,
+                "version": "1.0.0",
+                "runtime": {"provider": "openai", "model": "gpt-4.1-mini"},
+                "pricingReference": {"provider": "openai", "pricingVersion": pricing},
+                "checksum": "0" * 64,
+            },
+        )
+
+    def gate(name: str, max_cost: float) -> dict[str, Any]:
+        spec = {
+            "maxCostPerRunUsd": max_cost,
+            "minCandidateRuns": 1,
+            "minBaselineRuns": 1,
+            "minLowRuns": 1,
+            "requireHighDiffConfidence": False,
+        }
+        return obj("PromotionPolicy", name, spec)
+
+    return [
+        table("baseline-pricing", (1.0, 2.0)),
+        table("candidate-pricing", (3.0, 4.0)),
+        gate("permissive", 10.0),
+        gate("strict", 4.0),
+        release("pass-a", "agent-pass", "baseline-pricing"),
+        release("pass-b", "agent-pass", "candidate-pricing"),
+        release("block-base", "agent-block", "baseline-pricing"),
+        release("block-cand", "agent-block", "candidate-pricing"),
+        obj(
+            "ReleasePointer",
+            "pass-local",
+            {"agentId": "agent-pass", "environment": "local", "policyRef": {"name": "permissive"}},
+        ),
+        obj(
+            "ReleasePointer",
+            "block-local",
+            {"agentId": "agent-block", "environment": "local", "policyRef": {"name": "strict"}},
+        ),
+    ]
+
+
+def evidence_events() -> list[dict[str, Any]]:
+    at = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).isoformat()
+    return [
+        {
+            "timestamp": at,
+            "agent_id": agent,
+            "release_id": release,
+            "run_id": f"evidence-{release}",
+            "tenant_id": "t",
+            "task_id": "k",
+            "environment": "local",
+            "metrics": {"latency_ms": 1000, "success": True},
+            "usage": {
+                "model": {
+                    "provider": "openai",
+                    "model": "gpt-4.1-mini",
+                    "input_tokens": 1000,
+                    "output_tokens": 500,
+                }
+            },
+        }
+        for agent, release in (
+            ("agent-pass", "pass-a"),
+            ("agent-pass", "pass-b"),
+            ("agent-block", "block-base"),
+            ("agent-block", "block-cand"),
+        )
+    ]
+
+
+# --- measurements -----------------------------------------------------------------------------------
+
+
+def ingest_rate(url: str, bodies: list[bytes], headers: dict[str, str]) -> tuple[float, int]:
+    """Events per second for posting ``bodies`` one after another on one connection."""
+    inserted = 0
+    with httpx.Client(
+        base_url=url, headers={**headers, "Content-Type": "application/json"}, timeout=120
+    ) as http:
+        http.get("/health")  # open the connection before the clock starts
+        started = time.perf_counter()
+        for body in bodies:
+            response = http.post("/v1/events", content=body)
+            response.raise_for_status()
+            inserted += int(response.json()["inserted"])
+        elapsed = time.perf_counter() - started
+    events = sum(body.count(b'"run_id"') for body in bodies)
+    return events / elapsed, inserted
+
+
+def ingestion(url: str, headers: dict[str, str], events: int, label: str) -> dict[str, Any]:
+    rates = []
+    for attempt in range(PASSES):
+        bodies = event_bodies(events, f"{label}{attempt}")
+        rate, inserted = ingest_rate(url, bodies, headers)
+        if inserted != events:
+            raise RuntimeError(f"{label}: expected {events} new events, the server inserted {inserted}")
+        rates.append(rate)
+    duplicate_rate, again = ingest_rate(url, bodies, headers)
+    if again != 0:
+        raise RuntimeError(f"{label}: duplicates were inserted again ({again})")
+    return {
+        "events_per_pass": events,
+        "batch": BATCH,
+        "best_events_per_s": round(max(rates)),
+        "median_events_per_s": round(statistics.median(rates)),
+        "duplicates_events_per_s": round(duplicate_rate),
+    }
+
+
+def round_trips(http: httpx.Client, bodies: list[dict[str, Any]], expected: int) -> dict[str, Any]:
+    times = []
+    for body in bodies:
+        started = time.perf_counter()
+        response = http.post("/v1/promote", json=body)
+        times.append((time.perf_counter() - started) * 1000)
+        if response.status_code != expected:
+            raise RuntimeError(f"expected {expected}, got {response.status_code}: {response.text}")
+    return {
+        "requests": len(times),
+        "p50_ms": round(percentile(times, 0.50), 1),
+        "p99_ms": round(percentile(times, 0.99), 1),
+        "mean_ms": round(statistics.fmean(times), 1),
+    }
+
+
+def promotions(url: str, headers: dict[str, str], count: int) -> dict[str, Any]:
+    def body(release: str) -> dict[str, Any]:
+        return {"release_id": release, "environment": "local", "window": "7d", "reason": "bench"}
+
+    with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
+        http.post("/v1/events", json={"events": evidence_events()}).raise_for_status()
+        for first in ("pass-a", "block-base"):  # first promotions (no diff), not measured
+            http.post("/v1/promote", json=body(first)).raise_for_status()
+        passing = round_trips(http, [body("pass-b" if i % 2 == 0 else "pass-a") for i in range(count)], 200)
+        blocked = round_trips(http, [body("block-cand") for _ in range(count)], 409)
+    return {"passing": passing, "blocked": blocked}
+
+
+# --- the reference ----------------------------------------------------------------------------------
+
+
+def reference_ingestion(events: int) -> dict[str, Any]:
+    """``flightdeck-ai`` in a throwaway virtualenv: init, serve, and the same batches."""
+    root = Path(tempfile.mkdtemp(prefix="flightdeck-reference-", dir="/tmp"))
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        venv = root / "venv"
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+        install = subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "--quiet", REFERENCE_PACKAGE],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if install.returncode != 0:
+            return {"skipped": f"pip install {REFERENCE_PACKAGE} failed: {install.stderr.strip()[-500:]}"}
+        version = subprocess.run(
+            [
+                str(venv / "bin" / "python"),
+                "-c",
+                "import importlib.metadata as m; print(m.version('flightdeck-ai'))",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        workspace = root / "workspace"
+        workspace.mkdir()
+        subprocess.run(
+            [str(venv / "bin" / "flightdeck"), "init"], cwd=workspace, check=True, capture_output=True
+        )
+        port = free_port()
+        env = {key: value for key, value in os.environ.items() if key != "FLIGHTDECK_LOCAL_API_TOKEN"}
+        log = (root / "serve.log").open("wb")
+        server = subprocess.Popen(
+            [str(venv / "bin" / "flightdeck"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=workspace,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        log.close()
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + REFERENCE_START_TIMEOUT_S
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except (urllib.error.URLError, OSError):
+                if time.monotonic() > deadline or server.poll() is not None:
+                    return {
+                        "skipped": f"flightdeck serve did not start: {(root / 'serve.log').read_text()[-500:]}"
+                    }
+                time.sleep(0.2)
+        result = ingestion(url, {}, events, "reference")
+        result["version"] = version
+        return result
+    finally:
+        if server is not None and server.poll() is None:
+            server.terminate()
+            server.wait(timeout=30)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# --- main -------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    parser.add_argument("--skip-reference", action="store_true", help="do not install and run flightdeck-ai")
+    args = parser.parse_args()
+    events, promotes = (20_000, 20) if args.quick else (200_000, 100)
+
+    with tempfile.TemporaryDirectory() as work, ControlPlane() as cp:
+        cp.kubectl("apply", "-f", str(REPO / "crds"))
+        cp.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        cp.kubectl("create", "namespace", NAMESPACE)
+        cp.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump_all(kube_objects()))
+        store = str(Path(work) / "flightdeck.db")
+        headers = {"Authorization": f"Bearer {cp.identity('admin').token}"}
+        operator = OperatorProcess(
+            kubeconfig=cp.kubeconfig(),
+            store=store,
+            log_path=Path(work) / "operator.log",
+            namespaces=(NAMESPACE,),
+        )
+        sidecar = SidecarProcess(
+            kubeconfig=cp.kubeconfig(), store=store, namespace=NAMESPACE, log_path=Path(work) / "sidecar.log"
+        )
+        with operator, sidecar:
+            ours = ingestion(sidecar.url, headers, events, "sidecar")
+            print(
+                f"sidecar POST /v1/events, batches of {BATCH}: best {ours['best_events_per_s']:,} events/s, "
+                f"median {ours['median_events_per_s']:,} events/s ({PASSES} x {events:,} events); "
+                f"duplicates {ours['duplicates_events_per_s']:,} events/s"
+            )
+            round_trip = promotions(sidecar.url, headers, promotes)
+            for kind in ("passing", "blocked"):
+                figures = round_trip[kind]
+                print(
+                    f"promote round trip, {kind} ({figures['requests']} sequential): p50 {figures['p50_ms']} ms, "
+                    f"p99 {figures['p99_ms']} ms, mean {figures['mean_ms']} ms"
+                )
+
+    if args.skip_reference:
+        reference: dict[str, Any] = {"skipped": "--skip-reference"}
+    else:
+        reference = reference_ingestion(events)
+    if "skipped" in reference:
+        print(f"reference not measured: {reference['skipped']}")
+    else:
+        print(
+            f"reference flightdeck-ai {reference['version']} POST /v1/events, batches of {BATCH}: "
+            f"best {reference['best_events_per_s']:,} events/s, median {reference['median_events_per_s']:,} events/s"
+        )
+        ratio = ours["median_events_per_s"] / reference["median_events_per_s"]
+        reference["sidecar_median_over_reference_median"] = round(ratio, 2)
+        print(f"sidecar / reference (medians): {ratio:.1f}x")
+
+    print(
+        json.dumps(
+            {"benchmark": "http", "ingest": ours, "promote": round_trip, "reference_ingest": reference}
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,550 @@
+"""Promote, rollback and diff as the HTTP sidecar and the CLI do them: one code path for both.
+
+Promote and rollback never decide anything here. They create a ``PromotionRequest``, wait for
+the operator to decide it, and read the answer from the request's status. HTTP, the CLI,
+kubectl and GitOps therefore always agree: they all show the same status.
+
+Idempotency: with an idempotency key, the request's name is derived from
+sha256(namespace, caller identity, key). Retrying (even concurrently) with the same key finds
+that one object instead of creating a second. The request body's digest is kept in an
+annotation, so reusing a key for a different body is reported, not silently merged.
+
+The diff is computed from the store (evidence) and the cluster (AgentReleases, PricingTables, the
+pointer's policy), with the reference's messages. Errors are :class:`ActionError`; each carries
+the HTTP status and ``detail`` the sidecar answers with.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
+
+from flightdeck_operator.api.v1alpha1 import (
+    AGENT_RELEASE,
+    API_VERSION,
+    DNS1123_SUBDOMAIN_PATTERN,
+    PRICING_TABLE,
+    PROMOTION_POLICY,
+    PROMOTION_REQUEST,
+    RELEASE_POINTER,
+    WINDOW_MESSAGE,
+    AgentReleaseSpec,
+    PricingTableSpec,
+    PromotionPolicySpec,
+    ReleasePointerSpec,
+    is_valid_window,
+)
+from flightdeck_operator.conditions import ConditionType, Phase, find_condition, is_true
+from flightdeck_operator.decide import blocked_message
+from flightdeck_operator.errors import GatewayError, NotFound
+from flightdeck_operator.evidence import DiffSide, EvidenceError, compute_diff, parse_window, window_bounds
+from flightdeck_operator.gateway import Body, KubeGateway
+from flightdeck_operator.ledger import canonical_json
+from flightdeck_operator.models import (
+    ActionOutcome,
+    ConfidenceThresholds,
+    DiffFilters,
+    DiffResult,
+    Policy,
+    PolicyResult,
+    PromotionAction,
+    default_policy,
+)
+from flightdeck_operator.resolve import engine_policy, engine_pricing, release_ref
+from flightdeck_operator.store import Store
+
+# Who asked, as the sidecar authenticated them. spec.actor is free text the caller chooses.
+REQUESTED_BY_ANNOTATION: Final = "flightdeck.dev/requested-by"
+# SHA-256 of the canonical request body, used to detect a key reused for another body.
+REQUEST_DIGEST_ANNOTATION: Final = "flightdeck.dev/request-sha256"
+# Set on requests made through the HTTP API or the CLI (kubectl shows where a request came from).
+SOURCE_LABEL: Final = "flightdeck.dev/source"
+REQUEST_NAME_PREFIX: Final = "http-"
+MAX_IDEMPOTENCY_KEY_LENGTH: Final = 255
+# Printable ASCII: the key is echoed in messages and hashed; anything else is a client bug.
+IDEMPOTENCY_KEY_PATTERN: Final = r"^[!-~]+$"
+
+REASON_REQUIRED: Final = "Reason is required for promote/rollback actions."
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_KUBE_NAME = re.compile(DNS1123_SUBDOMAIN_PATTERN)
+
+
+# --- errors -----------------------------------------------------------------------------------------
+
+
+class ActionError(Exception):
+    """A promote, rollback or diff that cannot be answered with an outcome.
+
+    ``status`` and ``detail`` are what the HTTP API answers (``{"detail": detail}``); the CLI
+    prints ``message``.
+    """
+
+    status: int = 400
+
+    def __init__(self, message: str, detail: JsonValue = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail: JsonValue = message if detail is None else detail
+
+
+class InvalidAction(ActionError):
+    """400: the request is invalid or names something that does not exist (reference messages)."""
+
+
+class IdempotencyConflict(ActionError):
+    """422: the idempotency key was already used for a request with a different body."""
+
+    status = 422
+
+
+class DecisionTimeout(ActionError):
+    """504: the operator did not decide within the timeout; the request is still pending."""
+
+    status = 504
+
+
+class RequestDeleted(ActionError):
+    """410: the PromotionRequest was deleted before it was decided."""
+
+    status = 410
+
+
+class ClusterUnavailable(ActionError):
+    """503: the Kubernetes API could not be used."""
+
+    status = 503
+
+
+# --- inputs -----------------------------------------------------------------------------------------
+
+
+class ActionInput(BaseModel):
+    """A promote or rollback, as the reference HTTP body and CLI flags describe it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    action: PromotionAction
+    release_id: str
+    environment: str
+    window: str
+    reason: str
+    actor: str
+
+    def digest(self) -> str:
+        return hashlib.sha256(canonical_json(self.model_dump(mode="json")).encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    """The authenticated caller: ``identity`` scopes idempotency keys, ``username`` is recorded."""
+
+    identity: str
+    username: str
+
+
+class DiffInput(BaseModel):
+    """The reference ``POST /v1/diff`` body."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    baseline_release_id: str
+    candidate_release_id: str
+    window: str
+    tenant_id: str | None = None
+    task_id: str | None = None
+    environment: str | None = None
+
+
+# --- results ----------------------------------------------------------------------------------------
+
+
+class Verdict(StrEnum):
+    PASSED = "passed"  # 200: the pointer moved
+    BLOCKED = "blocked"  # 409: the policy said no (ledgered)
+    FAILED = "failed"  # 400: the request could not be evaluated (not ledgered)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRef:
+    namespace: str
+    name: str
+
+    def to_json(self) -> dict[str, JsonValue]:
+        return {"namespace": self.namespace, "name": self.name}
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """A decided request, read from its status alone."""
+
+    request: RequestRef
+    verdict: Verdict
+    phase: str
+    # Passed or blocked: the reference ActionOutcome. Failed: None.
+    outcome: ActionOutcome | None
+    # Blocked: the reference 409 message. Failed: the Stalled condition's message.
+    message: str
+    created: bool = True
+
+
+def is_decided(body: Mapping[str, Any]) -> bool:
+    """The operator's terminal marker: ``Decided=True`` on every outcome."""
+    return is_true((body.get("status") or {}).get("conditions") or (), ConditionType.DECIDED)
+
+
+def result_from_request(body: Mapping[str, Any], *, created: bool = True) -> ActionResult:
+    """Map a decided PromotionRequest's status onto the reference outcome (nothing recomputed)."""
+    metadata = body["metadata"]
+    ref = RequestRef(metadata["namespace"], metadata["name"])
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    phase = str(status.get("phase") or "")
+    action = PromotionAction(spec.get("action") or PromotionAction.PROMOTE.value)
+    decision = status.get("decision") or {}
+    if phase in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.BLOCKED) and decision.get("policy"):
+        policy = decision["policy"]
+        outcome = ActionOutcome(
+            action_id=decision["actionId"],
+            action=action,
+            release_id=decision.get("releaseId") or spec.get("release") or "",
+            agent_id=decision.get("agentId") or "",
+            environment=decision.get("environment") or "",
+            baseline_release_id=decision.get("pointerBefore"),
+            promoted_pointer_changed=bool(decision.get("pointerChanged")),
+            policy=PolicyResult(
+                passed=bool(policy["passed"]),
+                reasons=tuple(policy.get("reasons") or ()),
+                evaluated_at=policy["evaluatedAt"],
+            ),
+        )
+        if phase == Phase.BLOCKED:
+            return ActionResult(ref, Verdict.BLOCKED, phase, outcome, blocked_message(action), created)
+        return ActionResult(ref, Verdict.PASSED, phase, outcome, str(status.get("message") or ""), created)
+    stalled = find_condition(status.get("conditions") or (), ConditionType.STALLED)
+    message = str((stalled or {}).get("message") or status.get("message") or f"Request ended {phase}")
+    return ActionResult(ref, Verdict.FAILED, phase, None, message, created)
+
+
+# --- promote / rollback -----------------------------------------------------------------------------
+
+
+def request_name(namespace: str, identity: str, idempotency_key: str | None) -> str:
+    """Deterministic for a key (one object per namespace, caller and key); random without one."""
+    if idempotency_key is None:
+        return REQUEST_NAME_PREFIX + uuid.uuid4().hex
+    digest = hashlib.sha256(f"{namespace}\n{identity}\n{idempotency_key}".encode()).hexdigest()
+    return REQUEST_NAME_PREFIX + digest[:40]
+
+
+def find_pointer(gateway: KubeGateway, namespace: str, agent_id: str, environment: str) -> str:
+    """The name of the one ReleasePointer governing (agent, environment) in ``namespace``."""
+    matches = sorted(
+        str(item["metadata"]["name"])
+        # Pointers' agentId and environment are immutable, so the watch cache is current enough.
+        for item in gateway.list_objects(RELEASE_POINTER.plural, namespace, cached=True)
+        if (item.get("spec") or {}).get("agentId") == agent_id
+        and (item.get("spec") or {}).get("environment") == environment
+    )
+    if not matches:
+        raise InvalidAction(
+            f'No ReleasePointer governs agent "{agent_id}" in environment "{environment}" in namespace '
+            f'"{namespace}". Create one (kind ReleasePointer, spec.agentId "{agent_id}", '
+            f'spec.environment "{environment}") before promoting.'
+        )
+    if len(matches) > 1:
+        raise InvalidAction(
+            f'Several ReleasePointers govern agent "{agent_id}" in environment "{environment}" in namespace '
+            f'"{namespace}": {", ".join(matches)}. Keep exactly one.'
+        )
+    return matches[0]
+
+
+def _release_spec(gateway: KubeGateway, namespace: str, name: str) -> AgentReleaseSpec | None:
+    if _KUBE_NAME.fullmatch(name) is None or len(name) > 253:
+        return None  # not a valid object name, so no such release
+    body = gateway.find(AGENT_RELEASE.plural, namespace, name)
+    if body is None:
+        return None
+    return AgentReleaseSpec.model_validate(body.get("spec") or {})
+
+
+def build_request(
+    namespace: str, name: str, action: ActionInput, pointer: str, requester: Requester
+) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": PROMOTION_REQUEST.kind,
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {SOURCE_LABEL: "http"},
+            "annotations": {
+                REQUESTED_BY_ANNOTATION: requester.username,
+                REQUEST_DIGEST_ANNOTATION: action.digest(),
+            },
+        },
+        "spec": {
+            "pointer": pointer,
+            "release": action.release_id,
+            "action": action.action.value,
+            "window": action.window,
+            "reason": action.reason,
+            "actor": action.actor,
+        },
+    }
+
+
+def _check_same_body(existing: Mapping[str, Any], action: ActionInput, key: str) -> None:
+    annotations = (existing.get("metadata") or {}).get("annotations") or {}
+    if annotations.get(REQUEST_DIGEST_ANNOTATION) != action.digest():
+        name = existing["metadata"]["name"]
+        raise IdempotencyConflict(
+            f"Idempotency-Key {key!r} was already used for a different request (PromotionRequest "
+            f"{existing['metadata']['namespace']}/{name}); send the same body to retry it, or use a new key."
+        )
+
+
+def validate_action(gateway: KubeGateway, namespace: str, action: ActionInput) -> str:
+    """Check the request the way the reference does, before anything is created; returns the
+    pointer's name. Order: reason, release, pointer, window."""
+    if not action.reason.strip():
+        raise InvalidAction(REASON_REQUIRED)
+    release = _release_spec(gateway, namespace, action.release_id)
+    if release is None:
+        raise InvalidAction(f"Unknown release: {action.release_id}")
+    if _IDENTIFIER.fullmatch(action.environment) is None:
+        raise InvalidAction(
+            f'No ReleasePointer governs agent "{release.agent_id}" in environment "{action.environment}": '
+            "an environment is a label-value-like identifier."
+        )
+    pointer = find_pointer(gateway, namespace, release.agent_id, action.environment)
+    try:
+        parse_window(action.window)  # the reference's messages first
+    except EvidenceError as error:
+        raise InvalidAction(str(error)) from None
+    if not is_valid_window(action.window):  # what the CRD accepts (a subset: no `+7d`, `1_0d`)
+        raise InvalidAction(f"Invalid window: {action.window.strip().lower()} ({WINDOW_MESSAGE})")
+    return pointer
+
+
+def submit(
+    gateway: KubeGateway,
+    namespace: str,
+    action: ActionInput,
+    requester: Requester,
+    *,
+    idempotency_key: str | None = None,
+) -> tuple[Body, bool]:
+    """Create the PromotionRequest (or find the one this idempotency key made). Returns (object,
+    created)."""
+    name = request_name(namespace, requester.identity, idempotency_key)
+    if idempotency_key is not None:
+        existing = gateway.find(PROMOTION_REQUEST.plural, namespace, name)
+        if existing is not None:  # a retry: answer from the first request, whatever changed since
+            _check_same_body(existing, action, idempotency_key)
+            return existing, False
+    pointer = validate_action(gateway, namespace, action)
+    body = build_request(namespace, name, action, pointer, requester)
+    obj, created = gateway.create_or_get(PROMOTION_REQUEST.plural, namespace, body)
+    if not created and idempotency_key is not None:  # a concurrent retry created it first
+        _check_same_body(obj, action, idempotency_key)
+    return obj, created
+
+
+# Waits until a request is decided: (object as created, timeout) -> the decided object, or None on
+# timeout; raises NotFound when it is deleted first. Default: a watch on that one object.
+DecisionWait = Callable[[Body, float], Body | None]
+
+
+def await_decision(
+    gateway: KubeGateway,
+    obj: Body,
+    *,
+    timeout: float,
+    created: bool = True,
+    wait: DecisionWait | None = None,
+) -> ActionResult:
+    """Wait until the operator decided ``obj``, then map its status."""
+    metadata = obj["metadata"]
+    ref = RequestRef(metadata["namespace"], metadata["name"])
+    if is_decided(obj):
+        return result_from_request(obj, created=created)
+    try:
+        if wait is not None:
+            decided = wait(obj, timeout)
+        else:
+            decided = gateway.wait_for(
+                PROMOTION_REQUEST.plural,
+                ref.namespace,
+                ref.name,
+                is_decided,
+                timeout=timeout,
+                resource_version=metadata.get("resourceVersion"),
+            )
+    except NotFound:
+        raise RequestDeleted(
+            f"PromotionRequest {ref.namespace}/{ref.name} was deleted before it was decided.",
+            {"message": "The PromotionRequest was deleted before it was decided.", "request": ref.to_json()},
+        ) from None
+    if decided is None:
+        message = (
+            f"No decision within {timeout:g}s; PromotionRequest {ref.namespace}/{ref.name} is still "
+            "pending. Follow it with `kubectl get promotionrequest` or "
+            f"GET /v1/promotion-requests/{ref.name}, or retry with the same Idempotency-Key."
+        )
+        raise DecisionTimeout(message, {"message": message, "request": ref.to_json()})
+    return result_from_request(decided, created=created)
+
+
+def run_action(
+    gateway: KubeGateway,
+    namespace: str,
+    action: ActionInput,
+    requester: Requester,
+    *,
+    timeout: float,
+    idempotency_key: str | None = None,
+    wait: DecisionWait | None = None,
+) -> ActionResult:
+    """Submit a promote/rollback and wait for its decision. Raises :class:`ActionError`."""
+    try:
+        obj, created = submit(gateway, namespace, action, requester, idempotency_key=idempotency_key)
+        return await_decision(gateway, obj, timeout=timeout, created=created, wait=wait)
+    except GatewayError as error:
+        if error.status in (401, 403):
+            raise ClusterUnavailable(f"The Kubernetes API refused the sidecar's request: {error}") from None
+        if error.status == 422:  # the API server's validation (CRD schema or CEL rule)
+            raise InvalidAction(f"The API server rejected the PromotionRequest: {error}") from None
+        raise ClusterUnavailable(f"Kubernetes API unavailable: {error}") from None
+
+
+# --- diff -------------------------------------------------------------------------------------------
+
+
+def _missing_pricing(role: str, provider: str, version: str) -> InvalidAction:
+    return InvalidAction(
+        f"Missing pricing table for {role} {provider}/{version}. Run `flightdeck pricing import ...`."
+    )
+
+
+def _pointer_policy(gateway: KubeGateway, namespace: str, agent_id: str, environment: str) -> Policy:
+    """The policy of the pointer governing (agent, environment); the default without one."""
+    for item in gateway.list_objects(RELEASE_POINTER.plural, namespace):
+        try:
+            spec = ReleasePointerSpec.model_validate(item.get("spec") or {})
+        except ValidationError:
+            continue
+        if spec.agent_id != agent_id or spec.environment != environment or spec.policy_ref is None:
+            continue
+        policy = gateway.find(PROMOTION_POLICY.plural, namespace, spec.policy_ref.name)
+        if policy is None:
+            raise InvalidAction(
+                f'PromotionPolicy "{spec.policy_ref.name}" (policyRef of ReleasePointer '
+                f'"{item["metadata"]["name"]}") not found in namespace "{namespace}"'
+            )
+        return engine_policy(
+            spec.policy_ref.name, PromotionPolicySpec.model_validate(policy.get("spec") or {})
+        )
+    return default_policy()
+
+
+def compute_release_diff(
+    store: Store,
+    gateway: KubeGateway,
+    namespace: str,
+    request: DiffInput,
+    *,
+    thresholds: ConfidenceThresholds,
+    default_environment: str,
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+) -> DiffResult:
+    """The reference diff of two AgentReleases over a window. Raises :class:`ActionError`."""
+    try:
+        return _compute_release_diff(
+            store, gateway, namespace, request, thresholds, default_environment, clock()
+        )
+    except EvidenceError as error:
+        raise InvalidAction(str(error)) from None
+    except GatewayError as error:
+        raise ClusterUnavailable(f"Kubernetes API unavailable: {error}") from None
+
+
+def _compute_release_diff(
+    store: Store,
+    gateway: KubeGateway,
+    namespace: str,
+    request: DiffInput,
+    thresholds: ConfidenceThresholds,
+    default_environment: str,
+    now: dt.datetime,
+) -> DiffResult:
+    baseline_spec = _release_spec(gateway, namespace, request.baseline_release_id)
+    if baseline_spec is None:
+        raise InvalidAction(f"Unknown baseline release: {request.baseline_release_id}")
+    candidate_spec = _release_spec(gateway, namespace, request.candidate_release_id)
+    if candidate_spec is None:
+        raise InvalidAction(f"Unknown candidate release: {request.candidate_release_id}")
+    baseline = release_ref(request.baseline_release_id, baseline_spec)
+    candidate = release_ref(request.candidate_release_id, candidate_spec)
+    if baseline.agent_id != candidate.agent_id:
+        raise InvalidAction(
+            f"Cross-agent diff is not allowed. Baseline agent_id={baseline.agent_id}, "
+            f"candidate agent_id={candidate.agent_id}."
+        )
+    tables: dict[tuple[str, str], PricingTableSpec] = {}
+    for item in gateway.list_objects(PRICING_TABLE.plural, namespace):
+        try:
+            spec = PricingTableSpec.model_validate(item.get("spec") or {})
+        except ValidationError:
+            continue
+        tables.setdefault((spec.provider, spec.pricing_version), spec)
+    baseline_table = tables.get((baseline.provider, baseline.pricing_version))
+    if baseline_table is None:
+        raise _missing_pricing("baseline", baseline.provider, baseline.pricing_version)
+    candidate_table = tables.get((candidate.provider, candidate.pricing_version))
+    if candidate_table is None:
+        raise _missing_pricing("candidate", candidate.provider, candidate.pricing_version)
+    since, until = window_bounds(request.window, now)
+    environment = request.environment or default_environment
+    baseline_evidence, candidate_evidence = store.diff_evidence(
+        baseline.release_id,
+        candidate.release_id,
+        environment,
+        since,
+        until,
+        tenant_id=request.tenant_id,
+        task_id=request.task_id,
+    )
+    policy = _pointer_policy(gateway, namespace, baseline.agent_id, environment)
+
+    def versions(provider: str) -> Sequence[str]:
+        return sorted(version for (p, version) in tables if p == provider)
+
+    diff = compute_diff(
+        window=request.window,
+        filters=DiffFilters(environment=environment, tenant_id=request.tenant_id, task_id=request.task_id),
+        baseline=DiffSide(
+            release=baseline,
+            table=engine_pricing(baseline_table),
+            evidence=baseline_evidence,
+            other_pricing_versions=versions(baseline.provider),
+        ),
+        candidate=DiffSide(
+            release=candidate,
+            table=engine_pricing(candidate_table),
+            evidence=candidate_evidence,
+            other_pricing_versions=versions(candidate.provider),
+        ),
+        policy=policy,
+        evaluated_at=now,
+        thresholds=thresholds,
+    )
+    return diff.result

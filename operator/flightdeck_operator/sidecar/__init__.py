@@ -1,0 +1,6 @@
+"""The sidecar HTTP API (``flightdeck-operator sidecar``): the reference FlightDeck HTTP API on
+top of PromotionRequests, the store and Kubernetes RBAC. See docs/http-api.md."""
+
+from flightdeck_operator.sidecar.app import SidecarState, create_app
+
+__all__ = ["SidecarState", "create_app"]

@@ -1,0 +1,222 @@
+"""The sidecar's FastAPI application: ``create_app(settings, store, gateway)``.
+
+The app holds no state of its own beyond caches: decisions live in PromotionRequest statuses
+(written by the operator), evidence and the ledger in the store. Blocking calls (the Kubernetes
+client, the store) run in worker threads so the event loop keeps answering probes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import anyio
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from flightdeck_operator import __version__
+from flightdeck_operator.config import AuthMode, SidecarSettings
+from flightdeck_operator.gateway import KubeGateway
+from flightdeck_operator.models import ConfidenceThresholds
+from flightdeck_operator.promotions import ActionError
+from flightdeck_operator.sidecar.auth import (
+    Authenticator,
+    KubernetesAuth,
+    NoAuth,
+    StaticTokenAuth,
+)
+from flightdeck_operator.sidecar.decisions import DecisionWatcher
+from flightdeck_operator.sidecar.metrics import UNMATCHED_ROUTE, SidecarMetrics
+from flightdeck_operator.sidecar.routes import INGEST_SCHEMA_NAME, router
+from flightdeck_operator.sidecar.schemas import IngestRequest
+from flightdeck_operator.store import Store
+
+TITLE: Final = "FlightDeck Operator sidecar"
+DESCRIPTION: Final = (
+    "The FlightDeck HTTP API (reference-compatible paths, JSON fields, status codes and error shapes) "
+    "on top of Kubernetes: promote and rollback create a PromotionRequest and answer from its status."
+)
+
+
+@dataclass
+class SidecarState:
+    """Everything a request handler needs, on ``app.state.sidecar``."""
+
+    settings: SidecarSettings
+    store: Store
+    gateway: KubeGateway
+    auth: Authenticator
+    metrics: SidecarMetrics = field(default_factory=SidecarMetrics)
+    clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
+    # Limits promote/rollback waits (each holds a worker thread); set on first use.
+    wait_limiter: anyio.CapacityLimiter | None = None
+    decisions: DecisionWatcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.decisions = DecisionWatcher(self.gateway, self.settings.namespace)
+
+    @property
+    def namespace(self) -> str:
+        return self.settings.namespace
+
+    @property
+    def thresholds(self) -> ConfidenceThresholds:
+        return ConfidenceThresholds(
+            min_candidate_runs=self.settings.min_candidate_runs,
+            min_baseline_runs=self.settings.min_baseline_runs,
+            min_low_runs=self.settings.min_low_runs,
+        )
+
+
+def build_authenticator(settings: SidecarSettings, gateway: KubeGateway) -> Authenticator:
+    """The configured authenticator. Raises ValueError for a configuration that must not start."""
+    if settings.auth is AuthMode.KUBERNETES:
+        return KubernetesAuth(gateway, settings.namespace, settings.auth_cache_seconds)
+    if settings.auth is AuthMode.TOKEN:
+        if not settings.token_file:
+            raise ValueError("--auth token needs --token-file (a file holding the bearer token)")
+        return StaticTokenAuth.from_file(settings.token_file)
+    return NoAuth()
+
+
+def create_app(
+    settings: SidecarSettings,
+    store: Store,
+    gateway: KubeGateway,
+    *,
+    authenticator: Authenticator | None = None,
+) -> FastAPI:
+    """The ASGI app. ``authenticator`` defaults to the one ``settings.auth`` selects."""
+    state = SidecarState(
+        settings=settings,
+        store=store,
+        gateway=gateway,
+        auth=authenticator or build_authenticator(settings, gateway),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        state.decisions.start()
+        yield
+        state.decisions.stop()
+
+    app = FastAPI(
+        title=TITLE, version=__version__, description=DESCRIPTION, redoc_url=None, lifespan=lifespan
+    )
+    app.state.sidecar = state
+    app.include_router(router)
+
+    @app.exception_handler(ActionError)
+    async def _action_error(request: Request, error: ActionError) -> JSONResponse:
+        return JSONResponse({"detail": error.detail}, status_code=error.status)
+
+    def openapi() -> dict[str, Any]:
+        # POST /v1/events reads its body itself (reference validation and messages, and a fast
+        # path); its documented schema is added here.
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            ingest = IngestRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, definition in ingest.pop("$defs", {}).items():
+                components.setdefault(name, definition)
+            components[INGEST_SCHEMA_NAME] = ingest
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(
+        LimitsAndMetrics,
+        metrics=state.metrics,
+        max_body_bytes=settings.max_body_bytes,
+        routes=router.routes,
+    )
+    return app
+
+
+class LimitsAndMetrics:
+    """Pure ASGI middleware: rejects bodies over the limit (413) and times every request.
+
+    A declared Content-Length over the limit is refused before the body is read; a chunked body
+    is counted as it streams and refused as soon as it crosses the limit.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, metrics: SidecarMetrics, max_body_bytes: int, routes: Sequence[BaseRoute]
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status_holder = {"status": 500}
+        too_large = _too_large_message(self.max_body_bytes)
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = int(message["status"])
+            await send(message)
+
+        declared = _content_length(scope)
+        try:
+            if declared is not None and declared > self.max_body_bytes:
+                await _send_json(send_wrapper, 413, {"detail": too_large})
+                return
+            received = 0
+
+            async def receive_wrapper() -> Message:
+                nonlocal received
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > self.max_body_bytes:
+                        # An HTTPException passes through FastAPI's body reading untouched.
+                        raise HTTPException(413, too_large)
+                return message
+
+            await self.app(scope, receive_wrapper, send_wrapper)
+        finally:
+            template = self._template(scope)
+            method = str(scope.get("method", ""))
+            self.metrics.http_duration.labels(method, template).observe(time.perf_counter() - started)
+            self.metrics.http_requests.labels(method, template, str(status_holder["status"])).inc()
+
+    def _template(self, scope: Scope) -> str:
+        """The route template (bounded label values), also for requests refused before routing."""
+        route = scope.get("route")
+        if route is None:
+            route = next((r for r in self.routes if r.matches(scope)[0] is Match.FULL), None)
+        return getattr(route, "path", None) or UNMATCHED_ROUTE
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers") or ():
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _too_large_message(limit: int) -> str:
+    return f"Request body too large: at most {limit} bytes are accepted."
+
+
+async def _send_json(send: Send, status: int, content: dict[str, Any]) -> None:
+    response = JSONResponse(content, status_code=status, headers={"Connection": "close"})
+    await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})

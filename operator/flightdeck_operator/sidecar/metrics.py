@@ -1,0 +1,61 @@
+"""Prometheus metrics of the sidecar, in a registry of its own (one per app, so tests can run
+several apps in one process without clashing series)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+NAMESPACE: Final = "flightdeck_sidecar"
+# Promote round trips are dominated by the operator's decision (tens of ms to the timeout); ingest
+# batches by validation and insert (a few ms per thousand events).
+LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+UNMATCHED_ROUTE: Final = "<unmatched>"
+
+
+class SidecarMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.http_duration = Histogram(
+            "http_request_duration_seconds",
+            "Time from request received to response sent, per route template.",
+            ("method", "route"),
+            namespace=NAMESPACE,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.http_requests = Counter(
+            "http_requests",
+            "HTTP requests answered, per route template and status code.",
+            ("method", "route", "status"),
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.decisions = Counter(
+            "decisions",
+            "Promote/rollback answers seen by the sidecar, by outcome "
+            "(passed, blocked, failed, timeout, deleted).",
+            ("action", "outcome"),
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.events_received = Counter(
+            "events_received",
+            "Run events in accepted batches (valid, before deduplication).",
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.events_ingested = Counter(
+            "events_ingested",
+            "Run events newly stored (duplicates of a known run_id are not counted).",
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.batches_rejected = Counter(
+            "event_batches_rejected",
+            "POST /v1/events batches rejected whole, by reason (invalid, too_large).",
+            ("reason",),
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )

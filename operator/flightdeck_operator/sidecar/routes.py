@@ -1,0 +1,584 @@
+"""The sidecar's routes: reference paths, fields, status codes and error shapes.
+
+Promote and rollback answer only from the PromotionRequest's status (``promotions``); reads come
+from the API server (releases, pointers, requests) or the ledger (actions); ingestion and diff use
+the store. Auth is a dependency per route (``require``), run before the body is looked at.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
+
+import anyio
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+
+from flightdeck_operator.api.v1alpha1 import (
+    AGENT_RELEASE,
+    PROMOTION_REQUEST,
+    RELEASE_POINTER,
+    AgentReleaseSpec,
+    ReleasePointerSpec,
+)
+from flightdeck_operator.config import AuthMode
+from flightdeck_operator.errors import GatewayError
+from flightdeck_operator.ledger import LedgerEntry, LedgerKind
+from flightdeck_operator.models import (
+    ActionOutcome,
+    DiffResult,
+    InvalidEventsError,
+    PromotionAction,
+    RunEvent,
+    validate_events,
+)
+from flightdeck_operator.promotions import (
+    IDEMPOTENCY_KEY_PATTERN,
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    REQUESTED_BY_ANNOTATION,
+    ActionError,
+    ActionInput,
+    ActionResult,
+    ClusterUnavailable,
+    DiffInput,
+    InvalidAction,
+    Requester,
+    Verdict,
+    compute_release_diff,
+    is_decided,
+    result_from_request,
+    run_action,
+)
+from flightdeck_operator.sidecar.auth import Access, AuthError, AuthUnavailable, Caller
+from flightdeck_operator.sidecar.schemas import (
+    DEFAULT_LIST_LIMIT,
+    MAX_LIST_LIMIT,
+    ActionItem,
+    ActionRequest,
+    ActionsResponse,
+    BlockedResponse,
+    DiffRequest,
+    ErrorResponse,
+    HealthResponse,
+    IngestRequest,
+    IngestResponse,
+    IngestShape,
+    PendingResponse,
+    ProbeResponse,
+    PromotedItem,
+    PromotedResponse,
+    PromotionRequestView,
+    ReleaseItem,
+    ReleasesResponse,
+)
+
+if TYPE_CHECKING:
+    from flightdeck_operator.sidecar.app import SidecarState
+
+T = TypeVar("T")
+
+INGEST_SCHEMA_NAME: Final = "IngestRequest"
+REQUEST_HEADER: Final = "X-Flightdeck-Request"  # namespace/name of the PromotionRequest answered from
+REPLAYED_HEADER: Final = "X-Flightdeck-Replayed"  # "true": an Idempotency-Key found an earlier request
+ENVIRONMENT_LABEL: Final = "flightdeck.dev/environment"
+# Promote/rollback hold a worker thread while they wait for the operator; their own limiter keeps
+# many concurrent waits from starving the threads that serve reads and ingestion.
+MAX_CONCURRENT_DECISION_WAITS: Final = 64
+
+router = APIRouter()
+_bearer = HTTPBearer(auto_error=False, description="A Kubernetes bearer token, or the static token.")
+_fast_batch = IngestRequest.model_validate_json
+
+
+def _state(request: Request) -> SidecarState:
+    state: SidecarState = request.app.state.sidecar
+    return state
+
+
+async def _blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+
+
+def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    described: dict[int, tuple[str, type[Any]]] = {
+        400: ("The request cannot be carried out (reference message in detail).", ErrorResponse),
+        401: ("Missing or invalid bearer token.", ErrorResponse),
+        403: ("The caller's RBAC does not allow this.", ErrorResponse),
+        404: ("Not found.", ErrorResponse),
+        409: ("Blocked by policy: the reference body, with the full outcome.", BlockedResponse),
+        410: ("The PromotionRequest was deleted before it was decided.", PendingResponse),
+        413: ("Request body or batch too large.", ErrorResponse),
+        503: ("The Kubernetes API or the store is unavailable.", ErrorResponse),
+        504: ("No decision within the timeout; the request is named so it can be followed.", PendingResponse),
+    }
+    return {code: {"description": described[code][0], "model": described[code][1]} for code in codes}
+
+
+def require(access: Access) -> Callable[..., Awaitable[Caller]]:
+    """A dependency that authenticates and authorizes the caller for ``access``."""
+
+    async def dependency(request: Request, _credentials: Annotated[Any, Depends(_bearer)]) -> Caller:
+        auth = _state(request).auth
+        authorization = request.headers.get("authorization")
+        try:
+            caller = auth.cached(authorization, access)
+            if caller is None:
+                caller = await _blocking(auth.check, authorization, access)
+        except AuthError as error:
+            headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+            raise HTTPException(error.status, error.message, headers=headers) from None
+        except AuthUnavailable as error:
+            raise HTTPException(503, str(error)) from None
+        return caller
+
+    return dependency
+
+
+ReadCaller = Annotated[Caller, Depends(require(Access.READ))]
+IngestCaller = Annotated[Caller, Depends(require(Access.INGEST))]
+PromoteCaller = Annotated[Caller, Depends(require(Access.PROMOTE))]
+
+
+# --- health and probes ------------------------------------------------------------------------------
+
+
+@router.get("/health", response_model=HealthResponse, tags=["health"])
+async def health(request: Request) -> HealthResponse:
+    """The reference's health document, saying which auth the server enforces."""
+    mode = _state(request).auth.mode
+    open_ = mode is AuthMode.NONE
+    return HealthResponse(
+        mutation_auth="loopback" if open_ else "bearer",
+        read_auth="open" if open_ else "bearer",
+        auth_mode=mode.value,
+    )
+
+
+@router.get("/healthz", response_model=ProbeResponse, tags=["health"])
+async def healthz() -> ProbeResponse:
+    """Liveness: the process serves HTTP."""
+    return ProbeResponse(status="ok")
+
+
+@router.get(
+    "/readyz",
+    response_model=ProbeResponse,
+    tags=["health"],
+    responses={
+        503: {"description": "The store or the Kubernetes API is unreachable.", "model": ProbeResponse}
+    },
+)
+async def readyz(request: Request) -> Any:
+    """Readiness: the store answers and the Kubernetes API is reachable."""
+    state = _state(request)
+    checks: dict[str, str] = {}
+    ready = True
+    try:
+        versions = await _blocking(state.store.applied_migrations)
+        checks["store"] = f"ok ({state.store.backend}, schema {max(versions, default=0)})"
+    except Exception as error:  # any store failure means not ready
+        checks["store"] = f"unavailable: {error}"
+        ready = False
+    try:
+        checks["kubernetes"] = f"ok ({await _blocking(state.gateway.ping)})"
+    except Exception as error:  # any API failure means not ready
+        checks["kubernetes"] = f"unavailable: {error}"
+        ready = False
+    body = ProbeResponse(status="ok" if ready else "unavailable", checks=checks)
+    return JSONResponse(body.model_dump(mode="json"), status_code=200 if ready else 503)
+
+
+@router.get(
+    "/metrics",
+    tags=["health"],
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Metrics."}},
+)
+async def metrics(request: Request) -> Response:
+    """Prometheus text format: decisions by outcome, HTTP latency per route, events ingested."""
+    return Response(generate_latest(_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+# --- reads ------------------------------------------------------------------------------------------
+
+
+def _gateway_errors(fn: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except GatewayError as error:
+            raise ClusterUnavailable(f"Kubernetes API unavailable: {error}") from None
+
+    return wrapper
+
+
+@_gateway_errors
+def _list_releases(state: SidecarState) -> ReleasesResponse:
+    items: list[ReleaseItem] = []
+    for body in state.gateway.list_objects(AGENT_RELEASE.plural, state.namespace):
+        metadata = body["metadata"]
+        try:
+            spec = AgentReleaseSpec.model_validate(body.get("spec") or {})
+        except ValidationError:
+            continue  # not a release the operator could use either
+        labels = metadata.get("labels") or {}
+        items.append(
+            ReleaseItem(
+                release_id=metadata["name"],
+                agent_id=spec.agent_id,
+                version=spec.version,
+                environment=labels.get(ENVIRONMENT_LABEL) or spec.tags.get("environment"),
+                checksum=spec.checksum,
+                created_at=metadata.get("creationTimestamp"),
+            )
+        )
+    items.sort(key=lambda r: (r.created_at.isoformat() if r.created_at else "", r.release_id), reverse=True)
+    return ReleasesResponse(releases=items)
+
+
+@router.get(
+    "/v1/releases", response_model=ReleasesResponse, tags=["reads"], responses=_responses(401, 403, 503)
+)
+async def list_releases(request: Request, _: ReadCaller) -> ReleasesResponse:
+    """AgentReleases in the sidecar's namespace, newest first."""
+    return await _blocking(_list_releases, _state(request))
+
+
+@_gateway_errors
+def _list_promoted(state: SidecarState) -> PromotedResponse:
+    items: list[PromotedItem] = []
+    for body in state.gateway.list_objects(RELEASE_POINTER.plural, state.namespace):
+        release_id = (body.get("status") or {}).get("releaseId")
+        if not release_id:
+            continue
+        try:
+            spec = ReleasePointerSpec.model_validate(body.get("spec") or {})
+        except ValidationError:
+            continue
+        items.append(
+            PromotedItem(
+                agent_id=spec.agent_id,
+                environment=spec.environment,
+                release_id=release_id,
+                pointer=body["metadata"]["name"],
+            )
+        )
+    items.sort(key=lambda p: (p.agent_id, p.environment, p.pointer))
+    return PromotedResponse(promoted=items)
+
+
+@router.get(
+    "/v1/promoted", response_model=PromotedResponse, tags=["reads"], responses=_responses(401, 403, 503)
+)
+async def list_promoted(request: Request, _: ReadCaller) -> PromotedResponse:
+    """Live release per (agent, environment), from ReleasePointer statuses (the ledger's projection)."""
+    return await _blocking(_list_promoted, _state(request))
+
+
+def _action_item(entry: LedgerEntry) -> ActionItem:
+    policy = entry.policy_result
+    details = entry.details or {}
+    return ActionItem(
+        action_id=str(details.get("action_id") or f"seq_{entry.seq}"),
+        action="promote" if entry.kind is LedgerKind.PROMOTE else "rollback",
+        release_id=entry.release_id,
+        agent_id=entry.agent_id,
+        environment=entry.environment,
+        baseline_release_id=entry.baseline_release_id,
+        reason=entry.reason,
+        policy_passed=bool(policy and policy.passed),
+        policy_reasons=list(policy.reasons) if policy else [],
+        created_at=entry.created_at,
+        audit_seq=entry.seq,
+        actor=entry.actor,
+        ledger_seq=entry.seq,
+        ledger_hash=entry.hash,
+        pointer=entry.pointer,
+    )
+
+
+@router.get(
+    "/v1/actions", response_model=ActionsResponse, tags=["reads"], responses=_responses(401, 403, 503)
+)
+async def list_actions(
+    request: Request,
+    _: ReadCaller,
+    agent: Annotated[str | None, Query(description="Filter by agent_id.")] = None,
+    env: Annotated[str | None, Query(description="Filter by environment.")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = DEFAULT_LIST_LIMIT,
+) -> ActionsResponse:
+    """Promote and rollback decisions from the ledger, newest first (blocked ones included)."""
+    state = _state(request)
+    entries = await _blocking(
+        state.store.list_ledger,
+        namespace=state.namespace,
+        agent_id=agent,
+        environment=env,
+        kinds=(LedgerKind.PROMOTE, LedgerKind.ROLLBACK),
+        limit=limit,
+    )
+    return ActionsResponse(actions=[_action_item(entry) for entry in entries])
+
+
+_STATUS_BY_VERDICT: Final = {Verdict.PASSED: 200, Verdict.BLOCKED: 409, Verdict.FAILED: 400}
+
+
+@_gateway_errors
+def _request_view(state: SidecarState, name: str) -> PromotionRequestView | None:
+    body = state.gateway.find(PROMOTION_REQUEST.plural, state.namespace, name)
+    if body is None:
+        return None
+    metadata = body["metadata"]
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    result: ActionResult | None = result_from_request(body) if is_decided(body) else None
+    return PromotionRequestView(
+        name=metadata["name"],
+        namespace=metadata["namespace"],
+        uid=metadata.get("uid"),
+        action=spec.get("action") or "promote",
+        release_id=spec.get("release"),
+        pointer=spec.get("pointer") or "",
+        window=spec.get("window") or "",
+        reason=spec.get("reason") or "",
+        actor=spec.get("actor"),
+        requested_by=(metadata.get("annotations") or {}).get(REQUESTED_BY_ANNOTATION),
+        created_at=metadata.get("creationTimestamp"),
+        phase=status.get("phase"),
+        decided=result is not None,
+        http_status=None if result is None else _STATUS_BY_VERDICT[result.verdict],
+        message=(result.message if result is not None else status.get("message")),
+        outcome=None if result is None else result.outcome,
+    )
+
+
+@router.get(
+    "/v1/promotion-requests/{name}",
+    response_model=PromotionRequestView,
+    tags=["reads"],
+    responses=_responses(401, 403, 404, 503),
+)
+async def get_promotion_request(
+    request: Request,
+    name: Annotated[str, Path(min_length=1, max_length=253)],
+    _: ReadCaller,
+) -> PromotionRequestView:
+    """One PromotionRequest (e.g. the one a 504 named) and, once decided, its outcome."""
+    state = _state(request)
+    view = await _blocking(_request_view, state, name)
+    if view is None:
+        raise HTTPException(404, f'PromotionRequest "{name}" not found in namespace "{state.namespace}"')
+    return view
+
+
+# --- ingestion --------------------------------------------------------------------------------------
+
+
+class TooManyEvents(ActionError):
+    status = 413
+
+
+def _validation_error(error: ValidationError) -> RequestValidationError:
+    return RequestValidationError(
+        [{**e, "loc": ("body", *e["loc"])} for e in error.errors(include_url=False)]
+    )
+
+
+def _parse_events(state: SidecarState, body: bytes) -> list[RunEvent]:
+    """Validate a batch. Fast path: the whole body in one pass (pydantic-core, from bytes). If that
+    fails, redo it the reference's way for the exact error: JSON, shape (422), then each item in
+    order (api_version first, then the schema: 400)."""
+    limit = state.settings.max_events_per_batch
+    try:
+        events = _fast_batch(body).events
+    except ValidationError:
+        try:
+            raw = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as error:
+            position = getattr(error, "pos", 0)
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "json_invalid",
+                        "loc": ("body", position),
+                        "msg": "JSON decode error",
+                        "input": {},
+                        "ctx": {"error": getattr(error, "msg", str(error))},
+                    }
+                ]
+            ) from None
+        try:
+            shape = IngestShape.model_validate(raw)
+        except ValidationError as error:
+            raise _validation_error(error) from None
+        if len(shape.events) > limit:
+            raise _too_many(len(shape.events), limit) from None
+        try:
+            events = validate_events(shape.events)
+        except InvalidEventsError as error:
+            raise InvalidAction(str(error)) from None
+    if len(events) > limit:
+        raise _too_many(len(events), limit)
+    return events
+
+
+def _too_many(count: int, limit: int) -> TooManyEvents:
+    return TooManyEvents(
+        f"Too many events in one batch: {count} (at most {limit} per request); split the batch."
+    )
+
+
+def _ingest(state: SidecarState, body: bytes) -> int:
+    try:
+        events = _parse_events(state, body)
+    except (ActionError, RequestValidationError) as error:
+        reason = "too_large" if isinstance(error, TooManyEvents) else "invalid"
+        state.metrics.batches_rejected.labels(reason).inc()
+        raise
+    inserted = state.store.insert_events(events)
+    state.metrics.events_received.inc(len(events))
+    state.metrics.events_ingested.inc(inserted)
+    return inserted
+
+
+@router.post(
+    "/v1/events",
+    response_model=IngestResponse,
+    tags=["ingestion"],
+    responses={
+        **_responses(400, 401, 403, 413, 503),
+        422: {
+            "description": "Not a non-empty list of objects under `events`.",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}},
+        },
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{INGEST_SCHEMA_NAME}"}}
+            },
+        }
+    },
+)
+async def ingest_events(request: Request, _: IngestCaller) -> Any:
+    """Store run events: all or nothing per batch, duplicates of a known ``run_id`` skipped."""
+    state = _state(request)
+    body = await request.body()
+    inserted = await _blocking(_ingest, state, body)
+    return JSONResponse({"inserted": inserted})
+
+
+# --- diff -------------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/v1/diff", response_model=DiffResult, tags=["evaluation"], responses=_responses(400, 401, 403, 413, 503)
+)
+async def diff(request: Request, body: DiffRequest, _: ReadCaller) -> Any:
+    """The reference diff of two releases over a window, with the pointer's policy (or the default)."""
+    state = _state(request)
+    result = await _blocking(
+        compute_release_diff,
+        state.store,
+        state.gateway,
+        state.namespace,
+        DiffInput.model_validate(body.model_dump()),
+        thresholds=state.thresholds,
+        default_environment=state.settings.default_environment,
+        clock=state.clock,
+    )
+    return JSONResponse(result.model_dump(mode="json"))
+
+
+# --- promote and rollback ---------------------------------------------------------------------------
+
+IdempotencyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+        pattern=IDEMPOTENCY_KEY_PATTERN,
+        description="Retries with the same key (and body) return the first request's outcome.",
+    ),
+]
+_ACTION_RESPONSES: Final = _responses(400, 401, 403, 409, 410, 413, 503, 504)
+
+
+async def _act(
+    request: Request, action: PromotionAction, body: ActionRequest, caller: Caller, key: str | None
+) -> Response:
+    state = _state(request)
+    payload = ActionInput(
+        action=action,
+        release_id=body.release_id,
+        environment=body.environment,
+        window=body.window,
+        reason=body.reason,
+        actor=body.actor,
+    )
+    if state.wait_limiter is None:  # created on first use: it needs the running event loop
+        state.wait_limiter = anyio.CapacityLimiter(MAX_CONCURRENT_DECISION_WAITS)
+    try:
+        result = await anyio.to_thread.run_sync(
+            functools.partial(
+                run_action,
+                state.gateway,
+                state.namespace,
+                payload,
+                Requester(identity=caller.identity, username=caller.username),
+                timeout=state.settings.decision_timeout_seconds,
+                idempotency_key=key,
+                wait=state.decisions.wait,
+            ),
+            limiter=state.wait_limiter,
+        )
+    except ActionError as error:
+        outcome = {504: "timeout", 410: "deleted"}.get(error.status)
+        if outcome:
+            state.metrics.decisions.labels(action.value, outcome).inc()
+        raise
+    state.metrics.decisions.labels(action.value, result.verdict.value).inc()
+    headers = {REQUEST_HEADER: f"{result.request.namespace}/{result.request.name}"}
+    if not result.created:
+        headers[REPLAYED_HEADER] = "true"
+    status = _STATUS_BY_VERDICT[result.verdict]
+    if result.verdict is Verdict.FAILED:
+        return JSONResponse({"detail": result.message}, status_code=status, headers=headers)
+    assert result.outcome is not None
+    outcome_json = result.outcome.model_dump(mode="json")
+    if result.verdict is Verdict.BLOCKED:
+        content = {"detail": {"message": result.message, "outcome": outcome_json}}
+        return JSONResponse(content, status_code=status, headers=headers)
+    return JSONResponse(outcome_json, status_code=status, headers=headers)
+
+
+@router.post("/v1/promote", response_model=ActionOutcome, tags=["actions"], responses=_ACTION_RESPONSES)
+async def promote(
+    request: Request,
+    body: ActionRequest,
+    caller: PromoteCaller,
+    idempotency_key: IdempotencyHeader = None,
+) -> Response:
+    """Create a PromotionRequest, wait for the operator's decision and answer from its status:
+    200 promoted, 409 blocked (the reference body), 400 failed, 504 not decided in time."""
+    return await _act(request, PromotionAction.PROMOTE, body, caller, idempotency_key)
+
+
+@router.post("/v1/rollback", response_model=ActionOutcome, tags=["actions"], responses=_ACTION_RESPONSES)
+async def rollback(
+    request: Request,
+    body: ActionRequest,
+    caller: PromoteCaller,
+    idempotency_key: IdempotencyHeader = None,
+) -> Response:
+    """As promote, with ``action: rollback`` (409 message ``Rollback blocked by policy.``)."""
+    return await _act(request, PromotionAction.ROLLBACK, body, caller, idempotency_key)
