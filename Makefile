@@ -50,9 +50,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-bench: venv
+## bench: every benchmark (decisions and http start the local control plane)
+bench: venv control-plane
 	$(BIN)/python benchmarks/evidence.py
 	$(BIN)/python benchmarks/ingest.py
+	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/python benchmarks/decisions.py
+	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/python benchmarks/http.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -26,10 +27,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config, watch
+# This folder holds http.py (benchmarks/http.py), which would shadow the standard library's http
+# package if the folder came first on sys.path, as it does for a script: drop it.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from flightdeck_operator.localdev.controlplane import ControlPlane
-from flightdeck_operator.localdev.processes import OperatorProcess
+from kubernetes import client, config, watch  # noqa: E402
+
+from flightdeck_operator.localdev.controlplane import ControlPlane  # noqa: E402
+from flightdeck_operator.localdev.processes import OperatorProcess  # noqa: E402
 
 GROUP, VERSION = "flightdeck.dev", "v1alpha1"
 REPO = Path(__file__).resolve().parents[1]

@@ -15,7 +15,14 @@ import sys
 import time
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "operator"), str(Path(__file__).resolve().parent)]
+# This folder holds http.py (benchmarks/http.py), which would shadow the standard library's http
+# package if the folder came first on sys.path, as it does for a script: keep it last.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = (
+    [str(_HERE.parent / "operator")]
+    + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+    + [str(_HERE)]
+)
 
 from _common import backend_store, make_events, postgres_url  # noqa: E402
 
