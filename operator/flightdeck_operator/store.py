@@ -38,8 +38,10 @@ from . import ledger
 from .evidence import ModelAggregate, SideEvidence, merge_aggregates
 from .ledger import ChainVerification, LedgerEntry, LedgerRecord
 from .models import (
+    RUN_EVENT_DATA,
     InvalidEventsError,
     RunEvent,
+    RunEventData,
     as_utc,
     from_utc_micros,
     utc_micros,
@@ -381,7 +383,8 @@ class Store(ABC):
     def _lock_ledger(self, tx: _Tx) -> None: ...
 
     @abstractmethod
-    def _insert_events(self, tx: _Tx, events: Sequence[RunEvent], received_us: int) -> int: ...
+    def _insert_rows(self, tx: _Tx, rows: list[tuple[Any, ...]]) -> int:
+        """Insert ``_event_row`` rows, skipping known and repeated run_ids; returns how many were new."""
 
     @abstractmethod
     def _json_text(self, path: tuple[str, ...]) -> str:
@@ -447,8 +450,21 @@ class Store(ABC):
         if not events:
             return 0
         received_us = utc_micros(received_at or dt.datetime.now(dt.UTC))
+        rows = [_event_row(event, received_us) for event in events]
         with self._transaction(write=True) as tx:
-            return self._insert_events(tx, events, received_us)
+            return self._insert_rows(tx, rows)
+
+    def insert_event_data(
+        self, events: Sequence[RunEventData], *, received_at: dt.datetime | None = None
+    ) -> int:
+        """``insert_events`` for events validated to plain data (``RunEventData``, the ingestion
+        path): the same rows, built with less work per event."""
+        if not events:
+            return 0
+        received_us = utc_micros(received_at or dt.datetime.now(dt.UTC))
+        rows = [_data_row(event, received_us) for event in events]
+        with self._transaction(write=True) as tx:
+            return self._insert_rows(tx, rows)
 
     def ingest(self, raw_items: Sequence[Any], *, received_at: dt.datetime | None = None) -> int:
         """Validate the whole batch (reference messages, ``InvalidEventsError``), then insert it."""
@@ -817,12 +833,11 @@ class SqliteStore(Store):
     def _lock_ledger(self, tx: _Tx) -> None:
         pass  # BEGIN IMMEDIATE already holds the database write lock
 
-    def _insert_events(self, tx: _Tx, events: Sequence[RunEvent], received_us: int) -> int:
+    def _insert_rows(self, tx: _Tx, rows: list[tuple[Any, ...]]) -> int:
         # Buckets must count exactly the events that were new. Optimistically insert everything
         # (ON CONFLICT DO NOTHING); if no row was skipped, all were new. Otherwise undo and first
         # look up which run_ids are known: race-free, as we hold the only write lock (BEGIN IMMEDIATE).
         # Cheaper than a per-row trigger, which would double the cost of an insert.
-        rows = [_event_row(event, received_us) for event in events]
         tx.execute("SAVEPOINT insert_events")
         inserted = tx.executemany(_INSERT_EVENT_SQL, rows)
         if inserted != len(rows):
@@ -924,7 +939,7 @@ class PostgresStore(Store):
         # EXCLUSIVE blocks other appends but not readers; released at commit.
         tx.execute("LOCK TABLE ledger_entries IN EXCLUSIVE MODE")
 
-    def _insert_events(self, tx: _Tx, events: Sequence[RunEvent], received_us: int) -> int:
+    def _insert_rows(self, tx: _Tx, rows: list[tuple[Any, ...]]) -> int:
         # COPY into a session-private staging table, then one INSERT ... SELECT: several times
         # faster than row inserts, and the bucket trigger runs once per batch. ORDER BY keeps
         # "first one wins" for repeated run_ids within a batch.
@@ -934,7 +949,7 @@ class PostgresStore(Store):
         )
         tx.copy_rows(
             f"COPY run_events_staging ({', '.join(_EVENT_COLUMNS)}, ordinal) FROM STDIN",
-            ((*_event_row(event, received_us), ordinal) for ordinal, event in enumerate(events)),
+            ((*row, ordinal) for ordinal, row in enumerate(rows)),
         )
         columns = ", ".join(_EVENT_COLUMNS)
         cursor = tx.execute(
@@ -1001,6 +1016,33 @@ def _event_row(event: RunEvent, received_us: int) -> tuple[Any, ...]:
         1 if metrics.success else 0,
         received_us,
         _dump_event(event).decode(),
+    )
+
+
+_dump_event_data = RUN_EVENT_DATA.serializer.to_json  # the same bytes as _dump_event
+
+
+def _data_row(event: RunEventData, received_us: int) -> tuple[Any, ...]:
+    """``_event_row`` of plain data (``RunEventData`` has every default filled in)."""
+    usage = event["usage"]["model"]
+    metrics = event["metrics"]
+    return (
+        event["run_id"],
+        event["release_id"],
+        event["agent_id"],
+        event["environment"],
+        event["tenant_id"],
+        event["task_id"],
+        utc_micros(event["timestamp"]),
+        usage["provider"],
+        usage["model"],
+        usage["input_tokens"],
+        usage["output_tokens"],
+        usage["cached_input_tokens"],
+        metrics["latency_ms"],
+        1 if metrics["success"] else 0,
+        received_us,
+        _dump_event_data(event).decode(),
     )
 
 

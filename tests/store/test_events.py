@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import uuid
 
@@ -11,8 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flightdeck_operator.evidence import ModelAggregate, cost_usd, rollup
-from flightdeck_operator.models import InvalidEventsError, PricingEntry, PricingTable, RunEvent
-from flightdeck_operator.store import BUCKET_US, Store, StoreError, open_store
+from flightdeck_operator.models import (
+    RUN_EVENT_DATA,
+    InvalidEventsError,
+    PricingEntry,
+    PricingTable,
+    RunEvent,
+)
+from flightdeck_operator.store import BUCKET_US, Store, StoreError, open_store, validate_events
 from tests.factories import NOW, aggregate_events, event_dict, make_event
 from tests.store.conftest import Backend
 
@@ -265,3 +272,30 @@ def test_evidence_sql_equals_per_event_computation(
 def test_model_aggregate_rejects_adding_different_models() -> None:
     with pytest.raises(ValueError, match="same"):
         ModelAggregate("a", "m", 1, 0, 0, 0, 0, 0, 0) + ModelAggregate("a", "n", 1, 0, 0, 0, 0, 0, 0)
+
+
+def test_insert_event_data_stores_what_insert_events_stores(backend: Backend) -> None:
+    """The ingestion path (plain data) and the model path write identical rows and buckets."""
+    stored = []
+    for path in ("model", "data"):
+        release = f"rel_{uuid.uuid4().hex[:10]}"
+        raws = [
+            event_dict(release_id=release, run_id=f"{release}-x", timestamp="2026-03-01T10:00:00.25+05:30"),
+            event_dict(release_id=release, run_id=f"{release}-y", latency_ms=None, success=False),
+            event_dict(release_id=release, run_id=f"{release}-x", input_tokens=1),  # repeated: first wins
+        ]
+        raws[0]["labels"] = {"ü": "→"}
+        raws[1]["request"] = {"trace_id": "t"}
+        raws[1]["usage"]["tools"] = [{"tool_name": "search"}]
+        if path == "model":
+            assert backend.store.insert_events(validate_events(raws), received_at=NOW) == 2
+        else:
+            data = [RUN_EVENT_DATA.validate_python(raw) for raw in raws]
+            assert backend.store.insert_event_data(data, received_at=NOW) == 2
+            assert backend.store.insert_event_data(data[:1], received_at=NOW) == 0
+        rows = backend.raw("SELECT * FROM run_events WHERE release_id = ? ORDER BY run_id", [release])
+        buckets = backend.raw("SELECT * FROM run_event_buckets WHERE release_id = ?", [release])
+        page = backend.store.query_events(release, "local", NOW - 10**5 * HOUR, NOW + HOUR)
+        assert {e.run_id for e in page.events} == {f"{release}-x", f"{release}-y"}
+        stored.append(json.loads(json.dumps([rows, buckets]).replace(release, "REL")))
+    assert stored[0] == stored[1]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Any, cast
 
 import pytest
 from pydantic import ValidationError
 
 from flightdeck_operator.models import (
+    RUN_EVENT_DATA,
     InvalidEventsError,
     Policy,
     PolicyResult,
@@ -103,3 +105,68 @@ def test_policy_result_json_ends_in_z() -> None:
         "reasons": ["r"],
         "evaluated_at": "2026-05-05T12:00:00.123456Z",
     }
+
+
+# --- the plain-data mirror of RunEvent (the ingestion hot path) --------------------------------------
+
+
+def _normalised(schema: dict[str, Any]) -> dict[str, Any]:
+    text = json.dumps(schema).replace('Data"', '"').replace("Data/", "/")
+    return cast("dict[str, Any]", json.loads(text))
+
+
+def test_run_event_data_mirrors_run_event_field_for_field() -> None:
+    mirror = _normalised(RUN_EVENT_DATA.json_schema())
+    model = RunEvent.model_json_schema()
+    # A default_factory has no JSON schema default; check it separately.
+    without_metrics = {k: v for k, v in event_dict().items() if k != "metrics"}
+    assert RUN_EVENT_DATA.validate_python(without_metrics)["metrics"] == (
+        model["properties"]["metrics"].pop("default")
+    )
+    del mirror["description"], model["description"]
+    assert mirror == model
+    for name, definition in model["$defs"].items():  # same field order: same JSON key order
+        assert list(mirror["$defs"][name]["properties"]) == list(definition["properties"])
+    assert list(mirror["properties"]) == list(model["properties"])
+
+
+_EQUIVALENCE_CASES: list[dict[str, Any]] = [
+    event_dict(),
+    event_dict(timestamp="2026-03-01T10:00:00.5+05:30", latency_ms=None, surprise={"x": 1}),
+    event_dict(timestamp="2026-03-01T10:00:00"),
+    event_dict() | {"timestamp": 1_772_000_000},
+    event_dict(timestamp="not a time"),
+    event_dict(input_tokens=-1),
+    event_dict(input_tokens=10**12 + 1),
+    event_dict(cached_input_tokens=7, success=False, api_version="v1", type="run_start"),
+    event_dict(type="run_middle"),
+    event_dict(api_version="v2"),
+    event_dict(labels={"team": "a", "ü": "→"}, request={"trace_id": "t"}, workspace_id="ws"),
+    event_dict(labels={"n": 1}),
+    event_dict(request=None, metrics={}),
+    event_dict(metrics={"latency_ms": "12", "success": "false", "error_type": "Timeout"}),
+    event_dict(metrics={"latency_ms": 10**10 + 1}),
+    {k: v for k, v in event_dict().items() if k != "usage"},
+]
+for _tools in ([{"tool_name": "search"}], [{"tool_name": "s", "invocations": 2, "cost_units": 1.5}]):
+    _case = event_dict()
+    _case["usage"]["tools"] = _tools
+    _EQUIVALENCE_CASES.append(_case)
+_bad_tools = event_dict()
+_bad_tools["usage"]["tools"] = [{"tool_name": "s", "cost_units": -1}]
+_EQUIVALENCE_CASES.append(_bad_tools)
+
+
+@pytest.mark.parametrize("raw", _EQUIVALENCE_CASES)
+def test_run_event_data_accepts_and_serialises_as_run_event(raw: dict[str, Any]) -> None:
+    body = json.dumps(raw).encode()
+    try:
+        event = RunEvent.model_validate_json(body)
+    except ValidationError:
+        with pytest.raises(ValidationError):
+            RUN_EVENT_DATA.validate_json(body)
+        return
+    data = RUN_EVENT_DATA.validate_json(body)
+    assert data == event.model_dump()
+    assert RUN_EVENT_DATA.dump_json(data) == event.model_dump_json().encode()
+    assert RunEvent.model_validate_json(RUN_EVENT_DATA.dump_json(data)) == event

@@ -9,9 +9,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, TypeAdapter
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
-from flightdeck_operator.models import ActionOutcome, RunEvent
+from flightdeck_operator.models import ActionOutcome, RunEvent, RunEventData
 
 # Reference bounds of the list endpoints.
 DEFAULT_LIST_LIMIT: Final = 50
@@ -60,6 +61,15 @@ class IngestRequest(_In):
     """``POST /v1/events`` as documented. Items are validated one by one (reference messages, 400)."""
 
     events: list[RunEvent] = Field(min_length=1)
+
+
+class IngestBatch(TypedDict):
+    """``IngestRequest`` as plain data: the same input accepted, events as ``RunEventData``."""
+
+    events: Annotated[list[RunEventData], Field(min_length=1)]
+
+
+INGEST_BATCH: Final = TypeAdapter(IngestBatch)
 
 
 class IngestShape(_In):
