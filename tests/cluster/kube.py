@@ -166,3 +166,34 @@ def run_events(
 def ingest(store: str, events: Iterable[Mapping[str, Any]]) -> int:
     with open_store(store) as opened:
         return opened.ingest(list(events))
+
+
+# -- the reference quickstart ("Q"), shared by the operator and sidecar tests -------------------------
+
+AGENT = "agent-support"
+ENV = "local"
+FIRST_PROMOTION = "first promotion: no promoted baseline for agent/environment"
+COST_BREACH = "candidate cost_per_run_usd 5.000000 exceeds max 4.000000"
+
+
+def quickstart(cp: ControlPlane, namespace: str, *, max_cost: float = 4.0) -> None:
+    """The reference quickstart fixtures ("Q"), as custom resources."""
+    apply(
+        cp,
+        namespace,
+        pricing_table("baseline-pricing", "openai", "baseline-pricing", "gpt-4.1-mini", (1.0, 2.0)),
+        pricing_table("candidate-pricing", "openai", "candidate-pricing", "gpt-4.1-mini", (3.0, 4.0)),
+        release("support-base", AGENT, "openai", "baseline-pricing", "gpt-4.1-mini"),
+        release("support-cand", AGENT, "openai", "candidate-pricing", "gpt-4.1-mini"),
+        policy(
+            "gate",
+            maxCostPerRunUsd=max_cost,
+            maxLatencyMs=3000,
+            maxErrorRate=0.05,
+            minCandidateRuns=1,
+            minBaselineRuns=1,
+            minLowRuns=1,
+            requireHighDiffConfidence=False,
+        ),
+        pointer("support-local", AGENT, ENV, "gate"),
+    )

@@ -11,12 +11,8 @@ import httpx
 from flightdeck_operator.localdev.controlplane import ControlPlane
 from flightdeck_operator.localdev.processes import SidecarProcess
 
-from .kube import apply, pointer, policy, pricing_table, release, run_events
+from .kube import AGENT, ENV, run_events
 
-AGENT: Final = "agent-support"
-ENV: Final = "local"
-FIRST_PROMOTION: Final = "first promotion: no promoted baseline for agent/environment"
-COST_BREACH: Final = "candidate cost_per_run_usd 5.000000 exceeds max 4.000000"
 # The reference's ActionOutcome keys, in its order (routes/actions.py::_action_body).
 OUTCOME_KEYS: Final = [
     "action_id",
@@ -40,29 +36,6 @@ def http(sidecar: SidecarProcess, token: str | None = None) -> httpx.Client:
 def as_user(cp: ControlPlane, sidecar: SidecarProcess, user: str) -> httpx.Client:
     """A client that authenticates with ``user``'s real API-server token."""
     return http(sidecar, cp.identity(user).token)
-
-
-def quickstart(cp: ControlPlane, namespace: str, *, max_cost: float = 4.0) -> None:
-    """The reference quickstart fixtures ("Q") as custom resources."""
-    apply(
-        cp,
-        namespace,
-        pricing_table("baseline-pricing", "openai", "baseline-pricing", "gpt-4.1-mini", (1.0, 2.0)),
-        pricing_table("candidate-pricing", "openai", "candidate-pricing", "gpt-4.1-mini", (3.0, 4.0)),
-        release("support-base", AGENT, "openai", "baseline-pricing", "gpt-4.1-mini"),
-        release("support-cand", AGENT, "openai", "candidate-pricing", "gpt-4.1-mini"),
-        policy(
-            "gate",
-            maxCostPerRunUsd=max_cost,
-            maxLatencyMs=3000,
-            maxErrorRate=0.05,
-            minCandidateRuns=1,
-            minBaselineRuns=1,
-            minLowRuns=1,
-            requireHighDiffConfidence=False,
-        ),
-        pointer("support-local", AGENT, ENV, "gate"),
-    )
 
 
 def quickstart_events() -> list[dict[str, Any]]:

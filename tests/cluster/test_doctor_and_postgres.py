@@ -16,8 +16,19 @@ from flightdeck_operator.localdev.postgres import temporary_postgres
 from flightdeck_operator.localdev.processes import OperatorProcess
 from flightdeck_operator.store import open_store
 
-from .kube import apply, get, ingest, request, run_events, wait_decided, wait_for
-from .test_operator_decisions import AGENT, COST_BREACH, ENV, quickstart
+from .kube import (
+    AGENT,
+    COST_BREACH,
+    ENV,
+    apply,
+    get,
+    ingest,
+    quickstart,
+    request,
+    run_events,
+    wait_decided,
+    wait_for,
+)
 
 
 def ledger_size(store: str) -> int:

@@ -13,6 +13,10 @@ from flightdeck_operator.localdev.processes import OperatorProcess
 from flightdeck_operator.store import open_store
 
 from .kube import (
+    AGENT,
+    COST_BREACH,
+    ENV,
+    FIRST_PROMOTION,
     apply,
     condition,
     get,
@@ -20,40 +24,13 @@ from .kube import (
     pointer,
     policy,
     pricing_table,
+    quickstart,
     release,
     request,
     run_events,
     wait_decided,
     wait_for,
 )
-
-AGENT = "agent-support"
-ENV = "local"
-FIRST_PROMOTION = "first promotion: no promoted baseline for agent/environment"
-COST_BREACH = "candidate cost_per_run_usd 5.000000 exceeds max 4.000000"
-
-
-def quickstart(cp: ControlPlane, namespace: str, *, max_cost: float = 4.0) -> None:
-    """The reference quickstart fixtures ("Q"), as custom resources."""
-    apply(
-        cp,
-        namespace,
-        pricing_table("baseline-pricing", "openai", "baseline-pricing", "gpt-4.1-mini", (1.0, 2.0)),
-        pricing_table("candidate-pricing", "openai", "candidate-pricing", "gpt-4.1-mini", (3.0, 4.0)),
-        release("support-base", AGENT, "openai", "baseline-pricing", "gpt-4.1-mini"),
-        release("support-cand", AGENT, "openai", "candidate-pricing", "gpt-4.1-mini"),
-        policy(
-            "gate",
-            maxCostPerRunUsd=max_cost,
-            maxLatencyMs=3000,
-            maxErrorRate=0.05,
-            minCandidateRuns=1,
-            minBaselineRuns=1,
-            minLowRuns=1,
-            requireHighDiffConfidence=False,
-        ),
-        pointer("support-local", AGENT, ENV, "gate"),
-    )
 
 
 def seed_quickstart_evidence(operator: OperatorProcess) -> None:

@@ -20,20 +20,8 @@ from flightdeck_operator.localdev.processes import OperatorProcess, SidecarProce
 from flightdeck_operator.promotions import REQUEST_DIGEST_ANNOTATION, REQUESTED_BY_ANNOTATION
 
 from .conftest import StartSidecar
-from .kube import get, wait_for
-from .sidecar_client import (
-    AGENT,
-    COST_BREACH,
-    ENV,
-    FIRST_PROMOTION,
-    OUTCOME_KEYS,
-    POLICY_KEYS,
-    action_body,
-    as_user,
-    parse_time,
-    quickstart,
-    quickstart_events,
-)
+from .kube import AGENT, COST_BREACH, ENV, FIRST_PROMOTION, get, quickstart, wait_for
+from .sidecar_client import OUTCOME_KEYS, POLICY_KEYS, action_body, as_user, parse_time, quickstart_events
 
 REQUEST_HEADER = "x-flightdeck-request"
 

@@ -18,8 +18,8 @@ from flightdeck_operator.localdev.processes import OperatorProcess, ProcessError
 from flightdeck_operator.promotions import REQUESTED_BY_ANNOTATION
 
 from .conftest import StartSidecar
-from .kube import apply, get
-from .sidecar_client import action_body, as_user, http, quickstart, quickstart_events, role, role_binding
+from .kube import apply, get, quickstart
+from .sidecar_client import action_body, as_user, http, quickstart_events, role, role_binding
 
 READ_401 = {"detail": "Missing or invalid API token for read route."}
 WRITE_401 = {"detail": "Missing or invalid API token for mutation route."}

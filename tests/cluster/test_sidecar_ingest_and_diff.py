@@ -16,8 +16,8 @@ from flightdeck_operator.localdev.processes import OperatorProcess, SidecarProce
 from flightdeck_operator.store import open_store
 
 from .conftest import StartSidecar
-from .kube import apply, release, run_events
-from .sidecar_client import AGENT, COST_BREACH, ENV, as_user, quickstart, quickstart_events
+from .kube import AGENT, COST_BREACH, ENV, apply, quickstart, release, run_events
+from .sidecar_client import as_user, quickstart_events
 
 
 def stored(store: str, release_id: str) -> int:

@@ -17,7 +17,7 @@ from typing import Final
 from flightdeck_operator.localdev.controlplane import ControlPlane
 
 from .conftest import StartSidecar
-from .sidecar_client import quickstart
+from .kube import quickstart
 
 TOKEN: Final = "schemathesis-static-token"
 MAX_EXAMPLES: Final = 20
