@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 READY_TIMEOUT_S = 60.0
 
@@ -33,19 +34,30 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@dataclass
-class OperatorProcess:
-    """``flightdeck-operator run`` against a kubeconfig, with a liveness endpoint to wait on."""
+class _ChildProcess:
+    """Start a ``flightdeck-operator`` subcommand in its own process group, wait until its health
+    URL answers 200, and stop or kill the whole group. Subclasses say what to run."""
 
-    kubeconfig: Path
-    store: str
+    what: str  # "the operator", "the sidecar": for error messages
     log_path: Path
-    namespaces: Sequence[str] = ()
-    extra_env: Mapping[str, str] = field(default_factory=dict)
-    process: subprocess.Popen[bytes] | None = field(init=False, default=None)
-    liveness_port: int = field(init=False, default=0)
+    extra_env: Mapping[str, str]
+    process: subprocess.Popen[bytes] | None
+    stop_timeout: float
 
-    def __enter__(self) -> OperatorProcess:
+    def _argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env}
+
+    @property
+    def health_url(self) -> str:
+        raise NotImplementedError
+
+    def _pick_port(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -54,30 +66,17 @@ class OperatorProcess:
     ) -> None:
         self.stop()
 
-    @property
-    def liveness_url(self) -> str:
-        return f"http://127.0.0.1:{self.liveness_port}/healthz"
-
     def start(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            raise ProcessError("the operator is already running")
-        self.liveness_port = free_port()
-        argv = [
-            sys.executable,
-            "-m",
-            "flightdeck_operator.cli",
-            "run",
-            "--store",
-            self.store,
-            "--liveness",
-            self.liveness_url,
-        ]
-        for namespace in self.namespaces:
-            argv += ["--namespace", namespace]
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1", **self.extra_env}
+            raise ProcessError(f"{self.what} is already running")
+        self._pick_port()
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            [sys.executable, "-m", "flightdeck_operator.cli", *self._argv()],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self._env(),
+            start_new_session=True,
         )
         log.close()
         self._wait_live()
@@ -87,15 +86,20 @@ class OperatorProcess:
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise ProcessError(f"the operator exited with {self.process.returncode}:\n{self.log_tail()}")
+                raise ProcessError(f"{self.what} exited with {self.process.returncode}:\n{self.log_tail()}")
             try:
-                with urllib.request.urlopen(self.liveness_url, timeout=2) as response:
+                with urllib.request.urlopen(self.health_url, timeout=2) as response:
                     if response.status == 200:
                         return
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.1)
-        raise ProcessError(f"the operator was not live after {READY_TIMEOUT_S:.0f}s:\n{self.log_tail()}")
+        raise ProcessError(f"{self.what} was not live after {READY_TIMEOUT_S:.0f}s:\n{self.log_tail()}")
+
+    def terminate(self) -> None:
+        """SIGTERM (graceful shutdown) without waiting for the exit."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
 
     def kill(self) -> None:
         """SIGKILL: no cleanup handlers, no graceful shutdown, as a node failure or OOM kill."""
@@ -103,13 +107,13 @@ class OperatorProcess:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
 
-    def stop(self, timeout: float = 20) -> None:
+    def stop(self, timeout: float | None = None) -> None:
         if self.process is None or self.process.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGTERM)
         try:
-            self.process.wait(timeout=timeout)
+            self.process.wait(timeout=self.stop_timeout if timeout is None else timeout)
         except subprocess.TimeoutExpired:
             self.kill()
 
@@ -120,7 +124,42 @@ class OperatorProcess:
 
 
 @dataclass
-class SidecarProcess:
+class OperatorProcess(_ChildProcess):
+    """``flightdeck-operator run`` against a kubeconfig, with a liveness endpoint to wait on."""
+
+    kubeconfig: Path
+    store: str
+    log_path: Path
+    namespaces: Sequence[str] = ()
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = field(init=False, default=None)
+    liveness_port: int = field(init=False, default=0)
+    what = "the operator"
+    stop_timeout = 20.0
+
+    @property
+    def liveness_url(self) -> str:
+        return f"http://127.0.0.1:{self.liveness_port}/healthz"
+
+    @property
+    def health_url(self) -> str:
+        return self.liveness_url
+
+    def _pick_port(self) -> None:
+        self.liveness_port = free_port()
+
+    def _argv(self) -> list[str]:
+        argv = ["run", "--store", self.store, "--liveness", self.liveness_url]
+        for namespace in self.namespaces:
+            argv += ["--namespace", namespace]
+        return argv
+
+    def _env(self) -> dict[str, str]:
+        return {**super()._env(), "KUBECONFIG": str(self.kubeconfig)}
+
+
+@dataclass
+class SidecarProcess(_ChildProcess):
     """``flightdeck-operator sidecar`` on a free loopback port, waited on through ``/healthz``.
 
     ``args`` are extra command-line flags (``--auth token --token-file ...``); by default the
@@ -136,28 +175,22 @@ class SidecarProcess:
     host: str = "127.0.0.1"
     process: subprocess.Popen[bytes] | None = field(init=False, default=None)
     port: int = field(init=False, default=0)
-
-    def __enter__(self) -> SidecarProcess:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+    what = "the sidecar"
+    stop_timeout = 45.0  # in-flight promotes may wait for their decision before it exits
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            raise ProcessError("the sidecar is already running")
+    @property
+    def health_url(self) -> str:
+        return f"{self.url}/healthz"
+
+    def _pick_port(self) -> None:
         self.port = free_port()
-        argv = [
-            sys.executable,
-            "-m",
-            "flightdeck_operator.cli",
+
+    def _argv(self) -> list[str]:
+        return [
             "sidecar",
             "--host",
             self.host,
@@ -171,47 +204,3 @@ class SidecarProcess:
             str(self.kubeconfig),
             *self.args,
         ]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env}
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-        log.close()
-        self._wait_live()
-
-    def _wait_live(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise ProcessError(f"the sidecar exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.1)
-        raise ProcessError(f"the sidecar was not live after {READY_TIMEOUT_S:.0f}s:\n{self.log_tail()}")
-
-    def terminate(self) -> None:
-        """SIGTERM (graceful shutdown) without waiting for the exit."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-
-    def stop(self, timeout: float = 45) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def log_tail(self, lines: int = 60) -> str:
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
