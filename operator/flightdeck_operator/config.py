@@ -41,7 +41,6 @@ class OperatorSettings(BaseSettings):
         gt=0,
         description="How often each pointer is compared with the ledger (drift repair, missed requests).",
     )
-    history_limit_default: int = Field(default=10, ge=1, description="Pointer history length when unset.")
     max_workers: int = Field(default=8, ge=1, description="Threads for blocking store and API calls.")
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from flightdeck_operator.api.v1alpha1 import PROMOTION_REQUEST, RELEASE_POINTER
+from flightdeck_operator.api.v1alpha1 import DEFAULT_HISTORY_LIMIT, PROMOTION_REQUEST, RELEASE_POINTER
 from flightdeck_operator.conditions import Reason
 from flightdeck_operator.decide import Comparison, Decision, Outcome, decide
 from flightdeck_operator.errors import Conflict, DependencyPending, NotFound
@@ -212,10 +212,11 @@ class Controller:
             if pointer_in_sync(current, head):
                 return False
             spec = body.get("spec") or {}
-            moves = self.store.pointer_moves(namespace, pointer, limit=int(spec.get("historyLimit") or 10))
+            history_limit = int(spec.get("historyLimit") or DEFAULT_HISTORY_LIMIT)
+            moves = self.store.pointer_moves(namespace, pointer, limit=history_limit)
             status = pointer_status(
                 moves,
-                history_limit=int(spec.get("historyLimit") or 10),
+                history_limit=history_limit,
                 generation=body["metadata"].get("generation"),
                 conditions=current.get("conditions"),
                 now=self.clock(),

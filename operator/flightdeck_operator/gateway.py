@@ -285,15 +285,6 @@ class KubeGateway:
         )
         _call(self.core.create_namespaced_event, metadata["namespace"], event)
 
-    def list_events(self, namespace: str, involved_name: str) -> list[client.CoreV1Event]:
-        listed = _call(
-            self.core.list_namespaced_event, namespace, field_selector=f"involvedObject.name={involved_name}"
-        )
-        items: list[client.CoreV1Event] = listed.items
-        return items
-
-    # -- sidecar: identity, access, create-or-get, waiting ---------------------------------
-
     def review_token(self, token: str) -> ReviewedUser | None:
         """TokenReview: the user the API server would authenticate ``token`` as (None: not valid)."""
         review = _call(

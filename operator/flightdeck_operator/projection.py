@@ -35,7 +35,6 @@ from flightdeck_operator.conditions import (
     ready,
 )
 from flightdeck_operator.decide import Decision, blocked_message
-from flightdeck_operator.decide import Outcome as DecisionOutcome
 from flightdeck_operator.ledger import LedgerEntry, LedgerKind, LedgerRecord, policy_digest, request_key
 from flightdeck_operator.models import EvidenceSummary, PromotionAction, Rollup
 
@@ -314,8 +313,3 @@ def _request_ref(entry: LedgerEntry) -> RequestRef | None:
 
 def to_wire_time(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-
-
-def is_decision_outcome_ledgered(decision: Decision) -> bool:
-    """Passed and blocked decisions are ledgered; "nothing to roll back" is a failure, not recorded."""
-    return decision.outcome is not DecisionOutcome.NOTHING_TO_ROLL_BACK
