@@ -57,8 +57,10 @@ kube_ldflags="-s -w \
   -X k8s.io/client-go/pkg/version.gitMajor=1 \
   -X k8s.io/client-go/pkg/version.gitMinor=$minor"
 
+# -buildvcs=false: the binaries are versioned by their modules, not by this repository's commit, and
+# a tarball or a checkout git refuses to read must build the same.
 log "building kube-apiserver, kubectl, etcd ($kube_version) into $staging"
-(cd "$here/controlplane" && CGO_ENABLED=0 go build -trimpath -ldflags "$kube_ldflags" -o "$staging/" \
+(cd "$here/controlplane" && CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "$kube_ldflags" -o "$staging/" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl go.etcd.io/etcd/server/v3)
 mv "$staging/server" "$staging/etcd"   # go names the binary after the path element before /v3
 
@@ -66,7 +68,7 @@ mv "$staging/server" "$staging/etcd"   # go names the binary after the path elem
 # Makefile does, from the k8s.io/client-go version helm is built with.
 helm_kube_minor=$(cd "$here/helm" && go list -m -f '{{.Version}}' k8s.io/client-go | cut -d. -f2)
 log "building helm ($helm_version, default Kubernetes 1.$helm_kube_minor)"
-(cd "$here/helm" && CGO_ENABLED=0 go build -trimpath \
+(cd "$here/helm" && CGO_ENABLED=0 go build -trimpath -buildvcs=false \
   -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version \
     -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$helm_kube_minor \
     -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$helm_kube_minor" \
