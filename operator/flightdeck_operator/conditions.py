@@ -110,6 +110,8 @@ class Reason(StrEnum):
     PRICING_ENTRY_MISSING = "PricingEntryMissing"
     # The pointer's policyRef names no PromotionPolicy (also ReleasePointer: Ready=False).
     POLICY_NOT_FOUND = "PolicyNotFound"
+    # spec.expectedCurrentRelease differs from the pointer's live release (compare-and-swap guard).
+    POINTER_MOVED = "PointerMoved"
     # A rollback without spec.release on a pointer that has no previous release.
     NOTHING_TO_ROLL_BACK = "NothingToRollBack"
     # spec.window was rejected by the engine's parser (the CRD rule should make this unreachable).
@@ -166,6 +168,7 @@ _DECIDED: dict[Reason, tuple[Phase, bool]] = {
     Reason.PRICING_TABLE_MISSING: (Phase.FAILED, False),
     Reason.PRICING_ENTRY_MISSING: (Phase.FAILED, False),
     Reason.POLICY_NOT_FOUND: (Phase.FAILED, False),
+    Reason.POINTER_MOVED: (Phase.FAILED, False),
     Reason.NOTHING_TO_ROLL_BACK: (Phase.FAILED, False),
     Reason.INVALID_WINDOW: (Phase.FAILED, False),
     Reason.INVALID_SPEC: (Phase.FAILED, False),

@@ -135,6 +135,14 @@ def resolve(
         policy = engine_policy(pointer.policy_ref.name, policy_spec)
 
     current = last_move.release_id if last_move is not None else None
+    expected = spec.expected_current_release
+    if expected is not None and expected != current:
+        live = f"release {current!r}" if current is not None else "no release"
+        return Failure(
+            Reason.POINTER_MOVED,
+            f'ReleasePointer "{spec.pointer}" has {live} live, not the expected {expected!r} '
+            "(spec.expectedCurrentRelease); nothing was decided",
+        )
     action = PromotionAction(spec.action.value)
     target_name = spec.release
     if spec.action is Action.ROLLBACK and current is None:

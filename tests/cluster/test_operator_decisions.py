@@ -320,3 +320,39 @@ def test_examples_folder_plays_out_as_documented(
     assert condition(rollback, "Stalled")["reason"] == "NothingToRollBack"
     live = get(control_plane, namespace, "releasepointer", "support-bot-production")
     assert live["status"]["releaseId"] == "support-bot-1-4-0"
+
+
+def test_expected_current_release_guards_the_pointer(
+    control_plane: ControlPlane, namespace: str, operator: OperatorProcess
+) -> None:
+    """spec.expectedCurrentRelease is a compare-and-swap on the pointer: a stale expectation fails
+    with PointerMoved and decides nothing; a current one proceeds as usual."""
+    quickstart(control_plane, namespace, max_cost=10.0)
+    apply(control_plane, namespace, request("first", "support-local", "support-base"))
+    wait_decided(control_plane, namespace, "first")
+
+    apply(
+        control_plane,
+        namespace,
+        request("stale", "support-local", "support-cand", expectedCurrentRelease="support-cand"),
+    )
+    stale = wait_decided(control_plane, namespace, "stale")
+    assert stale["status"]["phase"] == "Failed"
+    stalled = condition(stale, "Stalled")
+    assert stalled["reason"] == "PointerMoved"
+    assert stalled["message"] == (
+        "ReleasePointer \"support-local\" has release 'support-base' live, not the expected 'support-cand' "
+        "(spec.expectedCurrentRelease); nothing was decided"
+    )
+    assert [e.release_id for e in ledger(operator) if e.kind.value == "promote"] == ["support-base"]
+
+    apply(
+        control_plane,
+        namespace,
+        request("current", "support-local", "support-cand", expectedCurrentRelease="support-base"),
+    )
+    assert wait_decided(control_plane, namespace, "current")["status"]["phase"] == "Promoted"
+    assert (
+        get(control_plane, namespace, "releasepointer", "support-local")["status"]["releaseId"]
+        == "support-cand"
+    )

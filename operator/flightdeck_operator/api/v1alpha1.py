@@ -400,6 +400,8 @@ class PromotionRequestSpec(_Spec):
     # Informational only: RBAC and the audit log say who really created the object.
     actor: Annotated[str, StringConstraints(max_length=256)] | None = None
     dry_run: bool = False
+    # Compare-and-swap guard: decide only while this release is live, else fail with PointerMoved.
+    expected_current_release: KubeName | None = None
 
     @model_validator(mode="after")
     def _mirror_cel_rules(self) -> Self:
