@@ -356,3 +356,30 @@ def test_expected_current_release_guards_the_pointer(
         get(control_plane, namespace, "releasepointer", "support-local")["status"]["releaseId"]
         == "support-cand"
     )
+
+
+def test_dry_run_evaluates_without_moving_the_pointer(
+    control_plane: ControlPlane, namespace: str, operator: OperatorProcess
+) -> None:
+    quickstart(control_plane, namespace)
+    seed_quickstart_evidence(operator)
+    apply(control_plane, namespace, request("first", "support-local", "support-base"))
+    wait_decided(control_plane, namespace, "first")
+
+    apply(control_plane, namespace, request("would-block", "support-local", "support-cand", dryRun=True))
+    evaluated = wait_decided(control_plane, namespace, "would-block")
+    assert evaluated["status"]["phase"] == "Evaluated"
+    assert evaluated["status"]["decision"]["outcome"] == "Evaluated"
+    assert evaluated["status"]["decision"]["policy"]["reasons"] == [COST_BREACH]
+    assert evaluated["status"]["decision"]["pointerChanged"] is False
+    assert condition(evaluated, "Ready")["status"] == "False"
+    assert (
+        evaluated["status"]["message"] == f"Dry run: promote of support-cand would be blocked: {COST_BREACH}"
+    )
+
+    assert (
+        get(control_plane, namespace, "releasepointer", "support-local")["status"]["releaseId"]
+        == "support-base"
+    )
+    # Not a decision: nothing is ledgered for a dry run.
+    assert [e.release_id for e in ledger(operator) if e.kind.value == "promote"] == ["support-base"]
