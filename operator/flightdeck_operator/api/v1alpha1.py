@@ -39,6 +39,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from flightdeck_operator.conditions import ConditionStatus, Phase
+from flightdeck_operator.models import Confidence, PromotionAction
 
 GROUP: Final = "flightdeck.dev"
 VERSION: Final = "v1alpha1"
@@ -115,17 +116,8 @@ Count = Annotated[int, Field(ge=0)]
 Seq = Annotated[int, Field(ge=1)]
 
 
-class Action(StrEnum):
-    PROMOTE = "promote"
-    ROLLBACK = "rollback"
-
-
-class Confidence(StrEnum):
-    """Diff confidence labels, spelled as in the reference reason strings."""
-
-    HIGH = "HIGH"
-    MEDIUM = "MEDIUM"
-    LOW = "LOW"
+# One definition each, shared with the engine: the wire values are the reference's.
+Action = PromotionAction
 
 
 class Outcome(StrEnum):
