@@ -3,7 +3,9 @@ environment (prefix ``FLIGHTDECK_``)."""
 
 from __future__ import annotations
 
+import tempfile
 from enum import StrEnum
+from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,6 +44,44 @@ class OperatorSettings(BaseSettings):
         description="How often each pointer is compared with the ledger (drift repair, missed requests).",
     )
     max_workers: int = Field(default=8, ge=1, description="Threads for blocking store and API calls.")
+    # The admission webhook (docs/security.md). Lists from the environment are JSON arrays, e.g.
+    # FLIGHTDECK_WEBHOOK_HOSTS='["flightdeck-webhook.flightdeck.svc"]'.
+    webhook_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="HTTPS port of the admission webhook; unset disables the webhook.",
+    )
+    webhook_bind_address: str = Field(default="0.0.0.0", description="Address the webhook listens on.")
+    webhook_hosts: tuple[str, ...] = Field(
+        default=("localhost", "127.0.0.1"),
+        min_length=1,
+        description=(
+            "Names the API server uses to reach the webhook: the subject alternative names of the "
+            "generated serving certificate (IP literals become IP SANs)."
+        ),
+    )
+    webhook_cert_dir: Path = Field(
+        default=Path(tempfile.gettempdir()) / "flightdeck-webhook",
+        description=(
+            "Directory of ca.crt, tls.crt and tls.key. Reused while valid for the hosts and not "
+            "expiring within 30 days, else a new CA and certificate are generated there."
+        ),
+    )
+    webhook_configuration: str | None = Field(
+        default=None,
+        description=(
+            "MutatingWebhookConfiguration whose webhooks' caBundle the operator keeps equal to its "
+            "CA (checked at start and every minute); unset: the caBundle is managed elsewhere."
+        ),
+    )
+    webhook_delegates: tuple[str, ...] = Field(
+        default=(),
+        description=(
+            "Usernames trusted to create requests and approvals on behalf of the identity they "
+            "supply in spec.requestedBy / spec.approver (the sidecar's ServiceAccount)."
+        ),
+    )
 
 
 class AuthMode(StrEnum):

@@ -7,6 +7,7 @@ about ``kubernetes.client.rest.ApiException``.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import math
@@ -111,7 +112,7 @@ def _api_message(error: ApiException) -> str:
 
 
 class KubeGateway:
-    """Reads and writes FlightDeck objects, Events and access reviews."""
+    """Reads and writes FlightDeck objects, Events, access reviews and the webhook's caBundle."""
 
     def __init__(self, api_client: client.ApiClient) -> None:
         self.api_client = api_client
@@ -327,6 +328,26 @@ class KubeGateway:
         status = review.status
         allowed = bool(status is not None and status.allowed and not status.denied)
         return AccessDecision(allowed=allowed, reason=str((status.reason if status else None) or ""))
+
+    def ensure_webhook_ca_bundle(self, name: str, ca_pem: bytes) -> bool:
+        """Make the caBundle of every webhook in the MutatingWebhookConfiguration ``name`` equal
+        ``ca_pem``; patches only what differs. Returns True when it patched. Raises
+        :class:`NotFound` when the configuration does not exist."""
+        api = client.AdmissionregistrationV1Api(self.api_client)
+        current = _call(api.read_mutating_webhook_configuration, name)
+        bundle = base64.b64encode(ca_pem).decode()
+        operations: list[Body] = [
+            {"op": "add", "path": f"/webhooks/{index}/clientConfig/caBundle", "value": bundle}
+            for index, webhook in enumerate(current.webhooks or ())
+            if webhook.client_config.ca_bundle != bundle
+        ]
+        if not operations:
+            return False
+        # Guard the indexes: the patch fails (and is redone next round) if the object changed.
+        version = current.metadata.resource_version
+        test: Body = {"op": "test", "path": "/metadata/resourceVersion", "value": version}
+        _call(api.patch_mutating_webhook_configuration, name, [test, *operations])
+        return True
 
     def create_or_get(self, plural: str, namespace: str, body: Mapping[str, Any]) -> tuple[Body, bool]:
         """Create ``body`` (which must carry a deterministic ``metadata.name``); when an object of
