@@ -23,6 +23,7 @@ from typing import Any, Final
 from aiohttp import web
 from pydantic import ValidationError
 
+from flightdeck_operator.config import OperatorSettings
 from flightdeck_operator.errors import NotFound
 from flightdeck_operator.gateway import KubeGateway
 from flightdeck_operator.webhook.admission import AdmissionReview, deny, review_of
@@ -174,3 +175,19 @@ class WebhookServer:
         if patched:
             log.info("Set the caBundle of MutatingWebhookConfiguration %s to our CA", self.configuration)
         return True
+
+
+def server_from_settings(
+    config: OperatorSettings, handlers: Mapping[str, Handler], gateway: KubeGateway
+) -> WebhookServer:
+    """The server ``config`` describes (``config.webhook_port`` must be set)."""
+    assert config.webhook_port is not None
+    return WebhookServer(
+        handlers,
+        bind_address=config.webhook_bind_address,
+        port=config.webhook_port,
+        cert_dir=config.webhook_cert_dir,
+        hosts=config.webhook_hosts,
+        configuration=config.webhook_configuration,
+        gateway=gateway,
+    )

@@ -1,0 +1,77 @@
+"""The running operator as an :class:`~flightdeck_operator.webhook.handlers.AdmissionContext`.
+
+Reads come from kopf's indexes (on the event loop: they are not thread-safe); the prediction and
+the SubjectAccessReview are blocking and run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
+
+from flightdeck_operator.api.v1alpha1 import GROUP
+from flightdeck_operator.gateway import AccessDecision, KubeGateway, ReviewedUser
+from flightdeck_operator.resolve import NamespaceView
+from flightdeck_operator.webhook.handlers import OVERRIDE_RESOURCE, OVERRIDE_VERB
+from flightdeck_operator.webhook.identity import REQUESTED_BY, Identity
+
+# (namespace, raw spec, namespace snapshot) -> one line; blocking (store reads).
+Predictor = Callable[[str, Mapping[str, Any], NamespaceView], str]
+
+
+class OperatorAdmissionContext:
+    """``pending_requests``: kopf's index of undecided PromotionRequests by (namespace, pointer),
+    whose values carry ``name``, ``uid`` and ``spec`` (``controller.PendingRequest``).
+    ``view_of``: the namespace snapshot the controller decides from. ``predictor``:
+    ``Controller.predict``."""
+
+    def __init__(
+        self,
+        *,
+        delegates: Collection[str],
+        gateway: KubeGateway,
+        pending_requests: Mapping[Any, Any],
+        view_of: Callable[[str], NamespaceView],
+        predictor: Predictor,
+    ) -> None:
+        self._delegates = frozenset(delegates)
+        self.gateway = gateway
+        self.pending_requests = pending_requests
+        self.view_of = view_of
+        self.predictor = predictor
+
+    @property
+    def delegates(self) -> Collection[str]:
+        return self._delegates
+
+    def requester_of(self, namespace: str, name: str) -> tuple[str, str | None] | None:
+        # Only undecided requests are indexed: an approval of a decided one is the operator's to
+        # reject (it re-checks everything), so None ("unknown") is the right answer for those.
+        for (request_namespace, _pointer), pending in list(self.pending_requests.items()):
+            if request_namespace != namespace:
+                continue
+            for request in list(pending):
+                if request.name == name:
+                    requested_by = request.spec.get(REQUESTED_BY)
+                    username = requested_by.get("username") if isinstance(requested_by, Mapping) else None
+                    return str(request.uid), None if username is None else str(username)
+        return None
+
+    async def predict(self, namespace: str, request_object: Mapping[str, Any]) -> str:
+        view = self.view_of(namespace)  # on the event loop, before the thread
+        spec = request_object.get("spec")
+        return await asyncio.to_thread(
+            self.predictor, namespace, spec if isinstance(spec, Mapping) else {}, view
+        )
+
+    async def may_override(self, identity: Identity, namespace: str) -> AccessDecision:
+        user = ReviewedUser(username=identity.username, uid=identity.uid, groups=identity.groups, extra={})
+        return await asyncio.to_thread(
+            self.gateway.review_access,
+            user,
+            namespace=namespace,
+            verb=OVERRIDE_VERB,
+            group=GROUP,
+            resource=OVERRIDE_RESOURCE,
+        )
