@@ -30,6 +30,7 @@ from typing import Any
 __all__ = [
     "DECIDED_REASONS",
     "TERMINAL_PHASES",
+    "ApprovalPhase",
     "ConditionStatus",
     "ConditionType",
     "ConditionUpdate",
@@ -79,8 +80,10 @@ class Reason(StrEnum):
     # --- PromotionRequest, while undecided (Reconciling=True, Decided=False, Ready=Unknown) ---
     # First visit: the request is queued behind older requests for the same pointer.
     AWAITING_DECISION = "AwaitingDecision"
-    # The policy passed but a human approval is required before the pointer moves (later).
+    # The policy passed but approvals (PromotionApproval objects) are required before the pointer moves.
     AWAITING_APPROVAL = "AwaitingApproval"
+    # spec.waitForEvidence: only sample-size confidence fails; re-evaluated as runs arrive.
+    AWAITING_EVIDENCE = "AwaitingEvidence"
     # The ledger/evidence store cannot be reached; the operator retries (transient, not terminal).
     STORE_UNAVAILABLE = "StoreUnavailable"
 
@@ -114,6 +117,13 @@ class Reason(StrEnum):
     POINTER_MOVED = "PointerMoved"
     # A rollback without spec.release on a pointer that has no previous release.
     NOTHING_TO_ROLL_BACK = "NothingToRollBack"
+    # The policy's promotion windows are closed (a freeze) and the request has no spec.override.
+    # Ledgered like a policy block.
+    PROMOTION_WINDOW_CLOSED = "PromotionWindowClosed"
+    # concurrencyPolicy Forbid: an older request for the same pointer is still undecided.
+    CONCURRENCY_FORBIDDEN = "ConcurrencyForbidden"
+    # concurrencyPolicy Replace: a newer request for the same pointer took this one's place.
+    SUPERSEDED = "Superseded"
     # spec.window was rejected by the engine's parser (the CRD rule should make this unreachable).
     INVALID_WINDOW = "InvalidWindow"
     # Any kind: the spec failed model validation (schema drift or a CRD installed without rules).
@@ -126,6 +136,22 @@ class Reason(StrEnum):
     POINTER_REPAIRED = "PointerRepaired"
     # Another ReleasePointer in the namespace already governs the same (agentId, environment).
     DUPLICATE_POINTER = "DuplicatePointer"
+
+    # --- PromotionApproval (Ready=True only when Accepted) ---
+    # Counts toward the request's quorum while the decision digest it names is current.
+    APPROVAL_ACCEPTED = "ApprovalAccepted"
+    # It names a decision digest that is no longer the request's (policy or evidence verdict changed).
+    APPROVAL_STALE = "ApprovalStale"
+    # The approver created the request; someone else must approve.
+    SELF_APPROVAL = "SelfApproval"
+    # The approver is not among the policy's approvers (users or groups).
+    NOT_AN_APPROVER = "NotAnApprover"
+    # spec.request names no undecided request with that UID (deleted, re-created or already decided).
+    REQUEST_MISMATCH = "RequestMismatch"
+    # spec.approver is missing: the object was created without the operator's admission webhook.
+    IDENTITY_UNVERIFIED = "IdentityUnverified"
+    # The request's policy does not require approval (or the request is a rollback or dry run).
+    APPROVAL_NOT_REQUIRED = "ApprovalNotRequired"
 
     # --- AgentRelease ---
     # The release's pricingReference resolves to a PricingTable in the namespace.
@@ -149,10 +175,23 @@ class Phase(StrEnum):
     FAILED = "Failed"
     # A dry run was decided (passed or not): recorded, the pointer never moves.
     EVALUATED = "Evaluated"
+    # spec.waitForEvidence: undecided until enough runs arrive or the timeout passes.
+    AWAITING_EVIDENCE = "AwaitingEvidence"
+    # concurrencyPolicy Replace: a newer request for the pointer replaced this undecided one.
+    SUPERSEDED = "Superseded"
+
+
+class ApprovalPhase(StrEnum):
+    """PromotionApproval ``status.phase``: the outcome of processing it (once)."""
+
+    ACCEPTED = "Accepted"
+    STALE = "Stale"
+    REJECTED = "Rejected"
+    BLOCKED = "Blocked"
 
 
 TERMINAL_PHASES: frozenset[Phase] = frozenset(
-    {Phase.PROMOTED, Phase.ROLLED_BACK, Phase.BLOCKED, Phase.FAILED, Phase.EVALUATED}
+    {Phase.PROMOTED, Phase.ROLLED_BACK, Phase.BLOCKED, Phase.FAILED, Phase.EVALUATED, Phase.SUPERSEDED}
 )
 
 # Terminal reason -> (phase, Ready?). Every reason a decision can carry is listed once.
@@ -170,6 +209,9 @@ _DECIDED: dict[Reason, tuple[Phase, bool]] = {
     Reason.POLICY_NOT_FOUND: (Phase.FAILED, False),
     Reason.POINTER_MOVED: (Phase.FAILED, False),
     Reason.NOTHING_TO_ROLL_BACK: (Phase.FAILED, False),
+    Reason.PROMOTION_WINDOW_CLOSED: (Phase.BLOCKED, False),
+    Reason.CONCURRENCY_FORBIDDEN: (Phase.FAILED, False),
+    Reason.SUPERSEDED: (Phase.SUPERSEDED, False),
     Reason.INVALID_WINDOW: (Phase.FAILED, False),
     Reason.INVALID_SPEC: (Phase.FAILED, False),
 }

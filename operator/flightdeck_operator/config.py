@@ -43,6 +43,14 @@ class OperatorSettings(BaseSettings):
         gt=0,
         description="How often each pointer is compared with the ledger (drift repair, missed requests).",
     )
+    recheck_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "How often a waiting request is re-evaluated: awaiting evidence (new runs may lift the "
+            "confidence) or approval (a changed policy or verdict makes approvals stale)."
+        ),
+    )
     max_workers: int = Field(default=8, ge=1, description="Threads for blocking store and API calls.")
     # The admission webhook (docs/security.md). Lists from the environment are JSON arrays, e.g.
     # FLIGHTDECK_WEBHOOK_HOSTS='["flightdeck-webhook.flightdeck.svc"]'.

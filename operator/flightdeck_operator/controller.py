@@ -17,9 +17,22 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from flightdeck_operator.api.v1alpha1 import DEFAULT_HISTORY_LIMIT, PROMOTION_REQUEST, RELEASE_POINTER
-from flightdeck_operator.conditions import Reason
-from flightdeck_operator.decide import Comparison, Decision, Outcome, decide
+from pydantic import ValidationError
+
+from flightdeck_operator.api.v1alpha1 import (
+    DEFAULT_HISTORY_LIMIT,
+    PROMOTION_APPROVAL,
+    PROMOTION_REQUEST,
+    RELEASE_POINTER,
+    ApprovalPolicy,
+    ConcurrencyPolicy,
+    PromotionApprovalSpec,
+    PromotionPolicySpec,
+    PromotionRequestSpec,
+)
+from flightdeck_operator.approvals import accepted_entries, approval_key, decision_digest, judge
+from flightdeck_operator.conditions import ApprovalPhase, Phase, Reason
+from flightdeck_operator.decide import Comparison, Decision, Outcome, apply_promotion_window, decide
 from flightdeck_operator.errors import Conflict, DependencyPending, NotFound
 from flightdeck_operator.evidence import (
     EvidenceError,
@@ -28,10 +41,15 @@ from flightdeck_operator.evidence import (
     window_bounds,
 )
 from flightdeck_operator.gateway import KubeGateway
-from flightdeck_operator.ledger import LedgerEntry
-from flightdeck_operator.models import ConfidenceThresholds
+from flightdeck_operator.ledger import LedgerEntry, LedgerKind, LedgerRecord
+from flightdeck_operator.models import ConfidenceThresholds, PromotionAction, default_policy
+from flightdeck_operator.policy import resolve_thresholds
 from flightdeck_operator.projection import (
     action_id_for,
+    approval_record,
+    approval_status,
+    awaiting_approval_status,
+    awaiting_evidence_status,
     decided_message,
     dry_run_status,
     failed_status,
@@ -39,10 +57,19 @@ from flightdeck_operator.projection import (
     outcome_reason,
     pointer_in_sync,
     pointer_status,
+    promotion_window_status,
     request_status_from_entry,
 )
-from flightdeck_operator.resolve import Failure, NamespaceView, Plan, parse_request_spec, resolve
+from flightdeck_operator.resolve import (
+    ApprovalObject,
+    Failure,
+    NamespaceView,
+    Plan,
+    parse_request_spec,
+    resolve,
+)
 from flightdeck_operator.store import Store
+from flightdeck_operator.windows import WindowState, parse_duration, window_state
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +88,29 @@ class PendingRequest:
     generation: int | None
     spec: Mapping[str, Any]
     conditions: Sequence[Mapping[str, Any]] = ()
+    # What its status shows now (phase, message, approval, evidenceWait), to write only changes.
+    shown: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def order(self) -> tuple[str, str]:
         """DESIGN 2: oldest first by creationTimestamp, then name."""
         return (self.created, self.name)
+
+    @property
+    def dry_run(self) -> bool:
+        return bool(self.spec.get("dryRun"))
+
+    @property
+    def phase(self) -> str | None:
+        value = self.shown.get("phase")
+        return None if value is None else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """The request stays undecided (awaiting approval or evidence); look again in ``recheck_in`` s."""
+
+    recheck_in: float
 
 
 @dataclass
@@ -74,6 +119,8 @@ class Controller:
     gateway: KubeGateway
     thresholds: ConfidenceThresholds
     dependency_grace: dt.timedelta
+    # How often a waiting request (approval, evidence) is re-evaluated.
+    recheck_seconds: float = 30.0
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     _projected: OrderedDict[str, None] = field(default_factory=OrderedDict)
     _pointer_bodies: dict[tuple[str, str], Body] = field(default_factory=dict)
@@ -82,75 +129,414 @@ class Controller:
 
     def drain(
         self, namespace: str, pointer: str, pending: Sequence[PendingRequest], view: NamespaceView
-    ) -> None:
-        """Decide every undecided request for ``pointer``, oldest first.
+    ) -> float | None:
+        """Decide every undecided request for ``pointer``, oldest first, under the policy's
+        concurrencyPolicy. Returns the seconds until a waiting request wants another look (None:
+        nothing waits).
 
         Raises :class:`DependencyPending` when the oldest request waits for an object that may
         still arrive: the requests behind it wait too (order is part of the contract).
         """
-        for request in sorted(pending, key=lambda r: r.order):
-            if request.uid in self._projected:
+        ordered = [r for r in sorted(pending, key=lambda r: r.order) if r.uid not in self._projected]
+        concurrency = self._concurrency_policy(view, pointer)
+        if concurrency is ConcurrencyPolicy.REPLACE:
+            contenders = [r for r in ordered if not r.dry_run]
+            for older in contenders[:-1]:
+                self._supersede(namespace, pointer, older, contenders[-1], view)
+            ordered = [r for r in ordered if r.uid not in self._projected]
+        recheck: float | None = None
+        undecided: PendingRequest | None = None  # Forbid: the oldest request still undecided
+        for request in ordered:
+            if (
+                undecided is not None
+                and not request.dry_run
+                and self._forbid(namespace, pointer, request, undecided, view)
+            ):
                 continue
-            self.decide_one(namespace, pointer, request, view)
+            wait = self.decide_one(namespace, pointer, request, view)
+            if wait is not None:
+                recheck = wait if recheck is None else min(recheck, wait)
+                if concurrency is ConcurrencyPolicy.FORBID and not request.dry_run and undecided is None:
+                    undecided = request
+        return recheck
 
-    def decide_one(self, namespace: str, pointer: str, request: PendingRequest, view: NamespaceView) -> None:
+    def decide_one(
+        self, namespace: str, pointer: str, request: PendingRequest, view: NamespaceView
+    ) -> float | None:
+        """Decide (or re-examine) one request; returns seconds until a recheck while it waits."""
         entry = self.store.ledger_entry_for_request(request.uid)
         if entry is None:
-            entry = self._evaluate(namespace, pointer, request, view)
-            if entry is None:  # failed before evaluation, or a dry run: status already written
+            result = self._evaluate(namespace, pointer, request, view)
+            if isinstance(result, Waiting):
+                return result.recheck_in
+            if result is None:  # failed before evaluation, or a dry run: status already written
                 self._remember(request.uid)
-                return
+                return None
+            entry = result
         if entry.pointer_changed:
             self.sync_pointer(namespace, pointer, reason_if_drifted=None)
         self._project_request(namespace, request, entry)
         self._remember(request.uid)
+        return None
+
+    def _concurrency_policy(self, view: NamespaceView, pointer: str) -> ConcurrencyPolicy:
+        spec = self._policy_spec(view, pointer)
+        return spec.concurrency_policy if spec is not None else ConcurrencyPolicy.QUEUE
+
+    @staticmethod
+    def _policy_spec(view: NamespaceView, pointer: str) -> PromotionPolicySpec | None:
+        pointer_spec = view.pointers.get(pointer)
+        if pointer_spec is None or pointer_spec.policy_ref is None:
+            return None
+        return view.policies.get(pointer_spec.policy_ref.name)
+
+    def _supersede(
+        self, namespace: str, pointer: str, older: PendingRequest, newer: PendingRequest, view: NamespaceView
+    ) -> None:
+        """concurrencyPolicy Replace: ``older`` gives way, unless it was already decided (ledgered)."""
+        if self.store.ledger_entry_for_request(older.uid) is not None:
+            self.decide_one(namespace, pointer, older, view)  # only finishes its projection
+            return
+        message = (
+            f"Superseded by the newer request {newer.name} (concurrencyPolicy Replace); nothing was decided"
+        )
+        self._fail(namespace, older, Failure(Reason.SUPERSEDED, message), self.clock())
+        self._remember(older.uid)
+
+    def _forbid(
+        self,
+        namespace: str,
+        pointer: str,
+        request: PendingRequest,
+        undecided: PendingRequest,
+        view: NamespaceView,
+    ) -> bool:
+        """concurrencyPolicy Forbid: fail ``request`` while an older one is undecided. False when it
+        was decided before (ledgered), so it only needs its projection."""
+        if self.store.ledger_entry_for_request(request.uid) is not None:
+            return False
+        message = (
+            f"Request {undecided.name} for ReleasePointer {pointer!r} is still undecided "
+            f"({undecided.phase or 'Pending'}); concurrencyPolicy Forbid allows one at a time"
+        )
+        self._fail(namespace, request, Failure(Reason.CONCURRENCY_FORBIDDEN, message), self.clock())
+        self._remember(request.uid)
+        return True
 
     # -- evaluation ------------------------------------------------------------------------------
 
+    def assess(
+        self, namespace: str, spec: PromotionRequestSpec, view: NamespaceView
+    ) -> tuple[Plan, Decision] | Failure:
+        """Resolve and decide ``spec`` without writing anything (store reads only): the shared core
+        of a decision and of the admission webhook's dry-run prediction."""
+        now = self.clock()
+        last_move = self.store.last_pointer_entry(namespace, spec.pointer)
+        plan = resolve(spec, view, last_move)
+        if isinstance(plan, Failure):
+            return plan
+        try:
+            decision = self._decide(plan, now)
+        except InvalidWindowError as error:
+            return Failure(Reason.INVALID_WINDOW, str(error))
+        except PricingModelMissingError as error:
+            return Failure(Reason.PRICING_ENTRY_MISSING, str(error))
+        except EvidenceError as error:  # cross-agent evidence
+            return Failure(Reason.AGENT_MISMATCH, str(error))
+        if decision.outcome is Outcome.NOTHING_TO_ROLL_BACK:
+            return Failure(Reason.NOTHING_TO_ROLL_BACK, decision.message)
+        windows = plan.policy_spec.window_rules() if plan.policy_spec is not None else ()
+        state = window_state(windows, now) if windows else None
+        override = spec.override.reason if spec.override is not None else None
+        return plan, apply_promotion_window(decision, state, override_reason=override)
+
     def _evaluate(
         self, namespace: str, pointer: str, request: PendingRequest, view: NamespaceView
-    ) -> LedgerEntry | None:
+    ) -> LedgerEntry | Waiting | None:
         now = self.clock()
         spec = parse_request_spec(request.spec)
         if isinstance(spec, Failure):
             self._fail(namespace, request, spec, now)
             return None
-        last_move = self.store.last_pointer_entry(namespace, pointer)
-        plan = resolve(spec, view, last_move)
-        if isinstance(plan, Failure):
-            if plan.dependency and self._within_grace(request, now):
-                raise DependencyPending(plan.message, delay=1.0)
-            self._fail(namespace, request, plan, now)
+        assessed = self.assess(namespace, spec, view)
+        if isinstance(assessed, Failure):
+            if assessed.dependency and self._within_grace(request, now):
+                raise DependencyPending(assessed.message, delay=1.0)
+            self._fail(namespace, request, assessed, now)
             return None
-        try:
-            decision = self._decide(plan, now)
-        except InvalidWindowError as error:
-            self._fail(namespace, request, Failure(Reason.INVALID_WINDOW, str(error)), now)
-            return None
-        except PricingModelMissingError as error:
-            self._fail(namespace, request, Failure(Reason.PRICING_ENTRY_MISSING, str(error)), now)
-            return None
-        except EvidenceError as error:  # cross-agent evidence
-            self._fail(namespace, request, Failure(Reason.AGENT_MISMATCH, str(error)), now)
-            return None
-        if decision.outcome is Outcome.NOTHING_TO_ROLL_BACK:
-            self._fail(namespace, request, Failure(Reason.NOTHING_TO_ROLL_BACK, decision.message), now)
-            return None
+        plan, decision = assessed
         if spec.dry_run:
             self._write_dry_run(namespace, request, decision, now)
             return None
+        if decision.awaiting_evidence_only and spec.wait_for_evidence is not None:
+            deadline = _created(request) + parse_duration(spec.wait_for_evidence.timeout)
+            if now < deadline:
+                self._await_evidence(namespace, request, plan, decision, deadline, now)
+                return Waiting(max(0.5, min(self.recheck_seconds, (deadline - now).total_seconds())))
+        approvals: list[LedgerEntry] = []
+        gate = self._approval_policy(plan, spec)
+        if gate is not None and (decision.passed or request.phase == Phase.AWAITING_APPROVAL.value):
+            met = self._approval_gate(namespace, pointer, request, view, decision, gate, spec, now)
+            if isinstance(met, Waiting):
+                return met
+            approvals = met
         record = ledger_record(
             decision,
             request_uid=request.uid,
             request_name=request.name,
             namespace=namespace,
             pointer=pointer,
-            actor=spec.actor or "unknown",
+            actor=spec.actor or (spec.requested_by.username if spec.requested_by else "unknown"),
             reason=spec.reason,
+            requested_by=spec.requested_by,
+            approvals=approvals,
         )
         entry = self.store.append(record)  # the commit point
         log.info("Ledgered %s/%s as seq %d (%s)", namespace, request.name, entry.seq, decided_message(entry))
         return entry
+
+    # -- waiting for evidence --------------------------------------------------------------------
+
+    def _await_evidence(
+        self,
+        namespace: str,
+        request: PendingRequest,
+        plan: Plan,
+        decision: Decision,
+        deadline: dt.datetime,
+        now: dt.datetime,
+    ) -> None:
+        thresholds = resolve_thresholds(plan.policy or default_policy(), self.thresholds)
+        evidence = decision.evidence
+        baseline_runs = evidence.baseline.runs if evidence is not None else 0
+        candidate_runs = evidence.candidate.runs if evidence is not None else 0
+        status = awaiting_evidence_status(
+            decision,
+            deadline=deadline,
+            missing_baseline_runs=max(0, thresholds.min_baseline_runs - baseline_runs),
+            missing_candidate_runs=max(0, thresholds.min_candidate_runs - candidate_runs),
+            generation=request.generation,
+            conditions=request.conditions,
+            now=now,
+        )
+        self._write_waiting(namespace, request, status, Reason.AWAITING_EVIDENCE)
+
+    # -- approvals -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _approval_policy(plan: Plan, spec: PromotionRequestSpec) -> ApprovalPolicy | None:
+        """Approval gates promotions only (the reference never gates a rollback)."""
+        if plan.policy_spec is None or plan.request.action is not PromotionAction.PROMOTE or spec.dry_run:
+            return None
+        return plan.policy_spec.approval
+
+    def _approval_gate(
+        self,
+        namespace: str,
+        pointer: str,
+        request: PendingRequest,
+        view: NamespaceView,
+        decision: Decision,
+        gate: ApprovalPolicy,
+        spec: PromotionRequestSpec,
+        now: dt.datetime,
+    ) -> list[LedgerEntry] | Waiting:
+        """Judge new approvals (each once, ledgered), then either the quorum is met (its approval
+        entries are returned) or the request keeps waiting with its status saying why."""
+        digest = decision_digest(decision)
+        requester = spec.requested_by.username if spec.requested_by is not None else None
+        objects = sorted(view.approvals.get(request.name, ()), key=lambda a: (a.created, a.name))
+        for approval in objects:
+            if self.store.ledger_entry_for_key(approval_key(approval.uid)) is not None:
+                continue
+            self._judge(namespace, pointer, approval, decision, request, requester, gate, digest)
+        entries = self.store.approvals_for_request(namespace, pointer, request.uid)
+        accepted = accepted_entries(entries, digest)
+        stale = self._mark_stale(namespace, objects, entries, digest, now)
+        if decision.passed and len(accepted) >= gate.min_approvals:
+            return accepted
+        status = awaiting_approval_status(
+            decision,
+            digest=digest,
+            required=gate.min_approvals,
+            approved_by=[str((e.details or {}).get("approver")) for e in accepted],
+            stale=stale,
+            generation=request.generation,
+            conditions=request.conditions,
+            now=now,
+        )
+        self._write_waiting(namespace, request, status, Reason.AWAITING_APPROVAL)
+        return Waiting(self.recheck_seconds)
+
+    def _judge(
+        self,
+        namespace: str,
+        pointer: str,
+        approval: ApprovalObject,
+        decision: Decision,
+        request: PendingRequest,
+        requester: str | None,
+        gate: ApprovalPolicy | None,
+        digest: str | None,
+    ) -> None:
+        """Judge one approval once: ledger the verdict, then show it on the approval's status."""
+        try:
+            spec = PromotionApprovalSpec.model_validate(approval.spec)
+        except ValidationError as error:
+            log.warning(
+                "Ignoring PromotionApproval %s/%s with an invalid spec: %s", namespace, approval.name, error
+            )
+            return
+        verdict = judge(
+            spec,
+            request_uid=request.uid,
+            requester=requester,
+            policy=gate,
+            current_digest=digest,
+            passed=decision.passed,
+        )
+        entry = self.store.append(
+            approval_record(
+                decision,
+                verdict,
+                approval_name=approval.name,
+                approval_uid=approval.uid,
+                approver=spec.approver,
+                approval_reason=spec.reason,
+                request_name=request.name,
+                request_uid=request.uid,
+                namespace=namespace,
+                pointer=pointer,
+                digest=digest,
+                approved_digest=spec.decision_digest,
+            )
+        )
+        log.info(
+            "Ledgered approval %s/%s as seq %d: %s", namespace, approval.name, entry.seq, verdict.phase.value
+        )
+        self._write_approval(namespace, approval, verdict.phase, verdict.reason, verdict.message, entry.seq)
+
+    def _mark_stale(
+        self,
+        namespace: str,
+        objects: Sequence[ApprovalObject],
+        entries: Sequence[LedgerEntry],
+        digest: str,
+        now: dt.datetime,
+    ) -> list[str]:
+        """Approvals accepted for an earlier digest no longer count: say so on their status."""
+        approved = {str((e.details or {}).get("approval_uid")): e for e in entries}
+        stale: list[str] = []
+        for approval in objects:
+            entry = approved.get(approval.uid)
+            if entry is None or (entry.details or {}).get("outcome") != ApprovalPhase.ACCEPTED.value:
+                continue
+            if (entry.details or {}).get("decision_digest") == digest:
+                continue
+            stale.append(approval.name)
+            if approval.phase != ApprovalPhase.STALE.value:
+                message = (
+                    f"Approved decision {str((entry.details or {}).get('decision_digest'))[:12]}, but the "
+                    f"request now awaits {digest[:12]} (the policy, the pointer or the evidence verdict changed)"
+                )
+                self._write_approval(
+                    namespace, approval, ApprovalPhase.STALE, Reason.APPROVAL_STALE, message, entry.seq
+                )
+        return stale
+
+    def judge_orphan_approval(self, namespace: str, approval: ApprovalObject) -> None:
+        """An approval whose request is not awaiting approval (decided, deleted, never existed):
+        ledgered as rejected so that every approval attempt is on record."""
+        if self.store.ledger_entry_for_key(approval_key(approval.uid)) is not None:
+            return
+        try:
+            spec = PromotionApprovalSpec.model_validate(approval.spec)
+        except ValidationError as error:
+            log.warning(
+                "Ignoring PromotionApproval %s/%s with an invalid spec: %s", namespace, approval.name, error
+            )
+            return
+        message = f"request {spec.request.name} is not awaiting approval (decided, deleted or never created)"
+        entry = self.store.append(_orphan_record(namespace, approval, spec, message, self.clock()))
+        self._write_approval(
+            namespace, approval, ApprovalPhase.REJECTED, Reason.REQUEST_MISMATCH, message, entry.seq
+        )
+
+    def _write_approval(
+        self,
+        namespace: str,
+        approval: ApprovalObject,
+        phase: ApprovalPhase,
+        reason: Reason,
+        message: str,
+        ledger_seq: int | None,
+    ) -> None:
+        status = approval_status(
+            phase,
+            reason,
+            message,
+            ledger_seq=ledger_seq,
+            generation=approval.generation,
+            conditions=approval.conditions,
+            now=self.clock(),
+        )
+        try:
+            body = self.gateway.patch_status(PROMOTION_APPROVAL.plural, namespace, approval.name, status)
+        except NotFound:
+            return
+        self.gateway.post_event(
+            body,
+            kind=PROMOTION_APPROVAL.kind,
+            event_type="Normal" if phase is ApprovalPhase.ACCEPTED else "Warning",
+            reason=reason.value,
+            message=message,
+        )
+
+    # -- dry-run prediction (admission webhook) -------------------------------------------------
+
+    def predict(self, namespace: str, raw_spec: Mapping[str, Any], view: NamespaceView) -> str:
+        """One line saying what the operator would decide for this spec now (nothing is written)."""
+        spec = parse_request_spec(raw_spec)
+        if isinstance(spec, Failure):
+            return f"FlightDeck prediction: Failed ({spec.reason.value}): {spec.message}"
+        assessed = self.assess(namespace, spec, view)
+        if isinstance(assessed, Failure):
+            return f"FlightDeck prediction: Failed ({assessed.reason.value}): {assessed.message}"
+        plan, decision = assessed
+        target = f"{decision.action.value} of {decision.target_release_id} on {spec.pointer}"
+        reasons = "; ".join(decision.policy_result.reasons) if decision.policy_result else ""
+        if not decision.passed:
+            reason = Reason.PROMOTION_WINDOW_CLOSED if decision.blocked_by_window else Reason.POLICY_BLOCKED
+            if decision.awaiting_evidence_only and spec.wait_for_evidence is not None:
+                return f"FlightDeck prediction: {target} would await evidence (up to {spec.wait_for_evidence.timeout}): {reasons}"
+            return f"FlightDeck prediction: {target} would be Blocked ({reason.value}): {reasons}"
+        gate = self._approval_policy(plan, spec)
+        if gate is not None:
+            return f"FlightDeck prediction: {target} passes the policy and would await {gate.min_approvals} approval(s)"
+        outcome = (
+            "Evaluated (dry run)"
+            if spec.dry_run
+            else ("Promoted" if decision.action is PromotionAction.PROMOTE else "RolledBack")
+        )
+        suffix = f" with break-glass override: {decision.override_reason}" if decision.override_reason else ""
+        return f"FlightDeck prediction: {target} would be {outcome}{suffix}" + (
+            f" ({reasons})" if reasons else ""
+        )
+
+    # -- pointer promotion windows ---------------------------------------------------------------
+
+    def window_status(self, policy: PromotionPolicySpec | None) -> dict[str, Any] | None:
+        windows = policy.window_rules() if policy is not None else ()
+        state: WindowState | None = window_state(windows, self.clock()) if windows else None
+        return promotion_window_status(state)
+
+    def sync_window(self, namespace: str, pointer: str, wanted: Mapping[str, Any] | None) -> None:
+        """Show whether promotion is open on the pointer (a merge patch of that one field)."""
+        try:
+            self.gateway.patch_status(RELEASE_POINTER.plural, namespace, pointer, {"promotionWindow": wanted})
+        except NotFound:
+            return
+        self._pointer_bodies.pop((namespace, pointer), None)  # its resourceVersion moved on
 
     def _decide(self, plan: Plan, now: dt.datetime) -> Decision:
         comparison = None
@@ -183,8 +569,7 @@ class Controller:
         )
 
     def _within_grace(self, request: PendingRequest, now: dt.datetime) -> bool:
-        created = dt.datetime.fromisoformat(request.created.replace("Z", "+00:00"))
-        return now - created < self.dependency_grace
+        return now - _created(request) < self.dependency_grace
 
     # -- projection ------------------------------------------------------------------------------
 
@@ -221,6 +606,7 @@ class Controller:
                 conditions=current.get("conditions"),
                 now=self.clock(),
             )
+            status["promotionWindow"] = current.get("promotionWindow")  # the sweep keeps that one
             try:
                 updated = self.gateway.replace_status(
                     RELEASE_POINTER.plural, {**body, "status": _drop_none(status)}
@@ -286,6 +672,17 @@ class Controller:
         )
         self._write_request(namespace, request, status, "Normal", Reason.EVALUATED.value)
 
+    def _write_waiting(
+        self, namespace: str, request: PendingRequest, status: dict[str, Any], reason: Reason
+    ) -> None:
+        """Write a waiting status only when what it says changed (rechecks are frequent)."""
+        keys = ("phase", "message", "approval")
+        if all(_same(request.shown.get(k), status.get(k)) for k in keys) and _same_wait(
+            request.shown.get("evidenceWait"), status.get("evidenceWait")
+        ):
+            return
+        self._write_request(namespace, request, status, "Normal", reason.value)
+
     def _write_request(
         self, namespace: str, request: PendingRequest, status: dict[str, Any], event_type: str, reason: str
     ) -> None:
@@ -309,3 +706,46 @@ class Controller:
 
 def _drop_none(status: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in status.items() if value is not None}
+
+
+def _created(request: PendingRequest) -> dt.datetime:
+    return dt.datetime.fromisoformat(request.created.replace("Z", "+00:00"))
+
+
+def _same(shown: Any, wanted: Any) -> bool:
+    return (shown or None) == (wanted or None)
+
+
+def _same_wait(shown: Any, wanted: Any) -> bool:
+    """evidenceWait without lastEvaluatedAt (which changes on every recheck)."""
+
+    def strip(value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            return value or None
+        return {k: v for k, v in value.items() if k != "lastEvaluatedAt"}
+
+    return bool(strip(shown) == strip(wanted))
+
+
+def _orphan_record(
+    namespace: str, approval: ApprovalObject, spec: PromotionApprovalSpec, message: str, now: dt.datetime
+) -> LedgerRecord:
+    return LedgerRecord(
+        kind=LedgerKind.APPROVAL,
+        idempotency_key=approval_key(approval.uid),
+        actor=spec.approver.username if spec.approver is not None else "unknown",
+        namespace=namespace,
+        reason=spec.reason,
+        details={
+            "approval": approval.name,
+            "approval_uid": approval.uid,
+            "request": spec.request.name,
+            "request_uid": spec.request.uid,
+            "approver": spec.approver.username if spec.approver is not None else None,
+            "outcome": ApprovalPhase.REJECTED.value,
+            "condition_reason": Reason.REQUEST_MISMATCH.value,
+            "message": message,
+            "decision_digest": spec.decision_digest,
+        },
+        created_at=now,
+    )

@@ -45,6 +45,7 @@ from .models import (
     default_policy,
 )
 from .policy import ClassifiedReason, ReasonKind, evaluate_policy
+from .windows import WindowState
 
 __all__ = [
     "FIRST_PROMOTION_REASON",
@@ -55,6 +56,7 @@ __all__ = [
     "DecisionRequest",
     "Outcome",
     "ReasonKind",
+    "apply_promotion_window",
     "blocked_message",
     "decide",
     "evaluate_policy",
@@ -126,6 +128,16 @@ class Decision(BaseModel):
     evidence: EvidenceSummary | None = None
     policy: Policy
     decided_at: UtcDatetime
+    # Set by apply_promotion_window when the policy has windows and they were closed.
+    window_closed: WindowState | None = None
+    # The break-glass reason that let a promotion through closed windows.
+    override_reason: str | None = None
+
+    @property
+    def blocked_by_window(self) -> bool:
+        return self.outcome is Outcome.BLOCKED and any(
+            r.kind is ReasonKind.WINDOW_CLOSED for r in self.reasons
+        )
 
     @property
     def passed(self) -> bool:
@@ -257,3 +269,36 @@ def _check_comparison(request: DecisionRequest, current_release_id: str, compari
     for side in (comparison.baseline_evidence, comparison.candidate_evidence):
         if side.environment != request.environment:
             raise ValueError(f"evidence is for environment {side.environment!r}, not {request.environment!r}")
+
+
+def apply_promotion_window(
+    decision: Decision, state: WindowState | None, *, override_reason: str | None
+) -> Decision:
+    """Gate a promotion on the policy's promotion windows (rollbacks are never frozen).
+
+    A closed window blocks the promotion whatever the evidence says; the window's message comes
+    first among the reasons, followed by the policy's own (so a caller sees everything at once).
+    A break-glass ``override_reason`` lets it through, and is recorded on the decision either way.
+    """
+    if decision.action is not PromotionAction.PROMOTE or decision.policy_result is None:
+        return decision
+    if state is None or state.open:
+        return decision
+    if override_reason is not None:
+        return decision.model_copy(update={"window_closed": state, "override_reason": override_reason})
+    window_reason = ClassifiedReason(ReasonKind.WINDOW_CLOSED, state.message)
+    policy_reasons = tuple(r for r in decision.reasons if r.kind is not ReasonKind.INFORMATIONAL)
+    result = PolicyResult(
+        passed=False,
+        reasons=(state.message, *decision.policy_result.reasons),
+        evaluated_at=decision.policy_result.evaluated_at,
+    )
+    return decision.model_copy(
+        update={
+            "outcome": Outcome.BLOCKED,
+            "policy_result": result,
+            "reasons": (window_reason, *policy_reasons),
+            "message": blocked_message(decision.action),
+            "window_closed": state,
+        }
+    )

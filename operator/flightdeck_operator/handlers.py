@@ -24,7 +24,9 @@ from flightdeck_operator.api.v1alpha1 import (
     AGENT_RELEASE_PLURAL,
     GROUP,
     PRICING_TABLE_PLURAL,
+    PROMOTION_APPROVAL_PLURAL,
     PROMOTION_POLICY_PLURAL,
+    PROMOTION_REQUEST,
     PROMOTION_REQUEST_PLURAL,
     RELEASE_POINTER_PLURAL,
     VERSION,
@@ -41,8 +43,12 @@ from flightdeck_operator.gateway import KubeGateway, load_api_client
 from flightdeck_operator.ledger import LedgerKind
 from flightdeck_operator.models import ConfidenceThresholds
 from flightdeck_operator.records import ChangeRecorder
-from flightdeck_operator.resolve import NamespaceView
+from flightdeck_operator.resolve import ApprovalObject, NamespaceView
 from flightdeck_operator.store import open_store
+from flightdeck_operator.webhook.certs import CertificateError
+from flightdeck_operator.webhook.context import OperatorAdmissionContext
+from flightdeck_operator.webhook.handlers import AdmissionHandlers
+from flightdeck_operator.webhook.server import server_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +99,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
             min_low_runs=config.min_low_runs,
         ),
         dependency_grace=dt.timedelta(seconds=config.dependency_grace_seconds),
+        recheck_seconds=config.recheck_seconds,
     )
     memo["recorder"] = ChangeRecorder(store=store, gateway=gateway)
     memo["pointer_locks"] = defaultdict(asyncio.Lock)
@@ -101,6 +108,29 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     memo["sweeper"] = asyncio.create_task(
         sweep_pointers(memo, _indexes(kwargs), config.pointer_resync_seconds)
     )
+    if config.webhook_port is not None:
+        # The admission webhook runs in this event loop and reads the same indexes.
+        indexes = _indexes(kwargs)
+        context = OperatorAdmissionContext(
+            delegates=config.webhook_delegates,
+            gateway=gateway,
+            pending_requests=indexes["pending_requests_by_pointer"],
+            view_of=lambda namespace: namespace_view(
+                namespace,
+                indexes["pointers_by_namespace"],
+                indexes["releases_by_namespace"],
+                indexes["policies_by_namespace"],
+                indexes["pricing_tables_by_namespace"],
+            ),
+            predictor=memo["controller"].predict,
+        )
+        webhook = server_from_settings(config, AdmissionHandlers(context).routes(), gateway)
+        try:
+            await webhook.start()
+        except (OSError, CertificateError) as error:
+            # Without it every create in the watched namespaces fails (failurePolicy Fail): exit loudly.
+            raise kopf.PermanentError(f"The admission webhook cannot start: {error}") from error
+        memo["webhook"] = webhook
     log.info("FlightDeck operator configured (store: %s)", store.describe())
 
 
@@ -137,6 +167,9 @@ async def close_store(memo: kopf.Memo, **_: Any) -> None:
     sweeper = memo.get("sweeper")
     if sweeper is not None:
         sweeper.cancel()
+    webhook = memo.get("webhook")
+    if webhook is not None:
+        await webhook.stop()
     store = memo.get("store")
     if store is not None:
         await asyncio.to_thread(store.close)
@@ -150,8 +183,10 @@ async def close_store(memo: kopf.Memo, **_: Any) -> None:
 async def pointers_by_namespace(
     namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
 ) -> dict[Any, Any]:
-    """(name, spec, (releaseId, ledgerSeq)): the status part lets the sweep spot drift without reads."""
-    shown = (status.get("releaseId"), status.get("ledgerSeq"))
+    """(name, spec, (releaseId, ledgerSeq, promotionWindow)): the status part lets the sweep spot
+    drift and window changes without reads."""
+    window = status.get("promotionWindow")
+    shown = (status.get("releaseId"), status.get("ledgerSeq"), None if window is None else dict(window))
     return {namespace: (name, ReleasePointerSpec.model_validate(spec), shown)}
 
 
@@ -196,6 +231,34 @@ async def pending_requests_by_pointer(
             generation=meta.get("generation"),
             spec=copy.deepcopy(dict(spec)),
             conditions=copy.deepcopy(list(status.get("conditions") or [])),
+            shown={key: copy.deepcopy(status.get(key)) for key in SHOWN_KEYS if status.get(key) is not None},
+        )
+    }
+
+
+SHOWN_KEYS = ("phase", "message", "approval", "evidenceWait")
+
+
+@kopf.index(GROUP, VERSION, PROMOTION_APPROVAL_PLURAL)
+async def approvals_by_namespace(
+    namespace: str | None,
+    name: str,
+    uid: str,
+    meta: kopf.Meta,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    **_: Any,
+) -> dict[Any, Any]:
+    """Approvals are few (a handful per promotion that needs them): grouped per request on use."""
+    return {
+        namespace: ApprovalObject(
+            name=name,
+            uid=uid,
+            created=str(meta.get("creationTimestamp")),
+            generation=meta.get("generation"),
+            spec=copy.deepcopy(dict(spec)),
+            phase=status.get("phase"),
+            conditions=copy.deepcopy(list(status.get("conditions") or [])),
         )
     }
 
@@ -206,14 +269,30 @@ def namespace_view(
     releases_by_namespace: Index,
     policies_by_namespace: Index,
     pricing_tables_by_namespace: Index,
+    approvals_by_namespace: Index | None = None,
 ) -> NamespaceView:
     """A plain-dict snapshot of one namespace, taken on the event loop (indexes are not thread-safe)."""
+    approvals: dict[str, list[ApprovalObject]] = defaultdict(list)
+    for approval in (approvals_by_namespace or {}).get(namespace, ()):
+        approvals[str((approval.spec.get("request") or {}).get("name"))].append(approval)
     return NamespaceView(
         namespace=namespace,
         pointers={name: spec for name, spec, _shown in pointers_by_namespace.get(namespace, ())},
         releases=dict(releases_by_namespace.get(namespace, ())),
         policies=dict(policies_by_namespace.get(namespace, ())),
         pricing_tables={key: table for key, _name, table in pricing_tables_by_namespace.get(namespace, ())},
+        approvals=dict(approvals),
+    )
+
+
+def view_of(namespace: str, indexes: Mapping[str, Index]) -> NamespaceView:
+    return namespace_view(
+        namespace,
+        indexes["pointers_by_namespace"],
+        indexes["releases_by_namespace"],
+        indexes["policies_by_namespace"],
+        indexes["pricing_tables_by_namespace"],
+        indexes["approvals_by_namespace"],
     )
 
 
@@ -223,6 +302,7 @@ INDEX_NAMES = (
     "policies_by_namespace",
     "pricing_tables_by_namespace",
     "pending_requests_by_pointer",
+    "approvals_by_namespace",
 )
 
 
@@ -231,19 +311,16 @@ def _indexes(kwargs: Mapping[str, Any]) -> dict[str, Index]:
     return {name: kwargs[name] for name in INDEX_NAMES}
 
 
-async def drain_pointer(namespace: str, pointer: str, memo: kopf.Memo, indexes: Mapping[str, Index]) -> None:
-    """Decide every undecided request for one pointer, oldest first, one pointer at a time."""
+async def drain_pointer(
+    namespace: str, pointer: str, memo: kopf.Memo, indexes: Mapping[str, Index]
+) -> float | None:
+    """Decide every undecided request for one pointer, oldest first, one pointer at a time.
+    Returns the seconds until a waiting request (approval, evidence) wants another look."""
     controller: Controller = memo["controller"]
     async with memo["pointer_locks"][(namespace, pointer)]:
         pending = list(indexes["pending_requests_by_pointer"].get((namespace, pointer), ()))
-        view = namespace_view(
-            namespace,
-            indexes["pointers_by_namespace"],
-            indexes["releases_by_namespace"],
-            indexes["policies_by_namespace"],
-            indexes["pricing_tables_by_namespace"],
-        )
-        await asyncio.to_thread(controller.drain, namespace, pointer, pending, view)
+        view = view_of(namespace, indexes)
+        return await asyncio.to_thread(controller.drain, namespace, pointer, pending, view)
 
 
 # -- PromotionRequest ------------------------------------------------------------------------------
@@ -273,24 +350,70 @@ async def drain_with_retry(
     namespace: str, pointer: str, memo: kopf.Memo, indexes: Mapping[str, Index], attempt: int = 0
 ) -> None:
     try:
-        await drain_pointer(namespace, pointer, memo, indexes)
-        return
+        recheck = await drain_pointer(namespace, pointer, memo, indexes)
+        if recheck is None:
+            return
+        delay, attempt = recheck, -1  # a waiting request: look again, without backing off
     except DependencyPending as waiting:
         delay = float(waiting.delay or 1.0)
         log.info("Waiting for %s/%s: %s", namespace, pointer, waiting)
     except Exception:
         delay = RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)]
         log.exception("Deciding requests of %s/%s failed; retrying in %.0fs", namespace, pointer, delay)
-    retries: dict[tuple[str, str], asyncio.Task[None]] = memo["retries"]
-    if (namespace, pointer) in retries:
-        return  # one retry per pointer is enough: a drain decides every pending request
+    retries: dict[tuple[str, str], tuple[float, asyncio.Task[None]]] = memo["retries"]
+    due = asyncio.get_running_loop().time() + delay
+    scheduled = retries.get((namespace, pointer))
+    if scheduled is not None:
+        if scheduled[0] <= due:
+            return  # one retry per pointer is enough: a drain decides every pending request
+        scheduled[1].cancel()  # a sooner look is wanted
 
     async def retry_later() -> None:
         await asyncio.sleep(delay)
         retries.pop((namespace, pointer), None)
         await drain_with_retry(namespace, pointer, memo, indexes, attempt + 1)
 
-    retries[(namespace, pointer)] = asyncio.create_task(retry_later())
+    retries[(namespace, pointer)] = (due, asyncio.create_task(retry_later()))
+
+
+# -- PromotionApproval -----------------------------------------------------------------------------
+
+
+def unjudged(status: Mapping[str, Any], **_: Any) -> bool:
+    return not status.get("phase")
+
+
+@kopf.on.event(GROUP, VERSION, PROMOTION_APPROVAL_PLURAL, when=unjudged)
+async def approval_event(
+    type: str | None, namespace: str | None, name: str, spec: kopf.Spec, memo: kopf.Memo, **kwargs: Any
+) -> None:
+    """A new approval: re-examine the request it approves (its pointer's queue judges it)."""
+    if type == "DELETED" or "controller" not in memo:
+        return
+    indexes = _indexes(kwargs)
+    namespace = namespace or ""
+    request_name = str((spec.get("request") or {}).get("name") or "")
+    pointer = _pointer_of_pending(indexes, namespace, request_name)
+    if pointer is None:
+        body = await asyncio.to_thread(
+            memo["controller"].gateway.find, PROMOTION_REQUEST.plural, namespace, request_name
+        )
+        phase = ((body or {}).get("status") or {}).get("phase")
+        if body is not None and phase not in TERMINAL:
+            pointer = str((body.get("spec") or {}).get("pointer") or "")  # the index has not caught up yet
+    if pointer:
+        await drain_with_retry(namespace, pointer, memo, indexes)
+        return
+    approval = next((a for a in indexes["approvals_by_namespace"].get(namespace, ()) if a.name == name), None)
+    if approval is not None:
+        await asyncio.to_thread(memo["controller"].judge_orphan_approval, namespace, approval)
+
+
+def _pointer_of_pending(indexes: Mapping[str, Index], namespace: str, request_name: str) -> str | None:
+    for (ns, pointer), requests in list(indexes["pending_requests_by_pointer"].items()):
+        if ns == namespace and any(r.name == request_name for r in requests):
+            return str(pointer)
+    return None
 
 
 # -- ReleasePointer --------------------------------------------------------------------------------
@@ -320,15 +443,20 @@ async def sweep_pointers(memo: kopf.Memo, indexes: Mapping[str, Index], interval
         try:
             heads = await asyncio.to_thread(controller.store.pointer_heads)
             for namespace, entries in list(indexes["pointers_by_namespace"].items()):
-                for name, _spec, shown in list(entries):
+                policies = dict(indexes["policies_by_namespace"].get(namespace, ()))
+                for name, spec, shown in list(entries):
                     if indexes["pending_requests_by_pointer"].get((namespace, name)):
                         await drain_with_retry(namespace, name, memo, indexes)
                     head = heads.get((namespace, name))
                     expected = (head.release_id, head.seq) if head is not None else (None, None)
-                    if shown != expected:
+                    if shown[:2] != expected:
                         await _sync_pointer(
                             namespace, name, memo, reason_if_drifted="Repaired from the audit ledger."
                         )
+                    policy = policies.get(spec.policy_ref.name) if spec.policy_ref is not None else None
+                    window = controller.window_status(policy)
+                    if window != shown[2]:
+                        await asyncio.to_thread(controller.sync_window, namespace, name, window)
         except Exception:
             log.exception("Pointer sweep failed; next round in %.0fs", interval)
         await asyncio.to_thread(release_free_memory)
@@ -360,8 +488,17 @@ async def _sync_pointer(namespace: str, name: str, memo: kopf.Memo, *, reason_if
 @kopf.on.resume(GROUP, VERSION, PROMOTION_POLICY_PLURAL)
 @kopf.on.create(GROUP, VERSION, PROMOTION_POLICY_PLURAL)
 @kopf.on.update(GROUP, VERSION, PROMOTION_POLICY_PLURAL)
-async def record_policy(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def record_policy(
+    body: kopf.Body, name: str, namespace: str | None, memo: kopf.Memo, **kwargs: Any
+) -> None:
     await asyncio.to_thread(memo["recorder"].record, LedgerKind.POLICY_CHANGE, dict(body))
+    # Requests waiting for approval or evidence under this policy see the change now (approvals of
+    # the old policy go stale), not at their next recheck.
+    indexes = _indexes(kwargs)
+    for pointer, spec, _shown in list(indexes["pointers_by_namespace"].get(namespace, ())):
+        uses_it = spec.policy_ref is not None and spec.policy_ref.name == name
+        if uses_it and indexes["pending_requests_by_pointer"].get((namespace, pointer)):
+            await drain_with_retry(namespace or "", pointer, memo, indexes)
 
 
 @kopf.on.resume(GROUP, VERSION, PRICING_TABLE_PLURAL)

@@ -46,6 +46,8 @@ class LedgerKind(StrEnum):
     ROLLBACK = "rollback"
     POLICY_CHANGE = "policy_change"
     PRICING_CHANGE = "pricing_change"
+    # A PromotionApproval as judged once by the operator (accepted, stale, rejected or blocked).
+    APPROVAL = "approval"
 
 
 def request_key(request_uid: str) -> str:

@@ -19,6 +19,7 @@ class ReasonKind(StrEnum):
     INSUFFICIENT_EVIDENCE = "InsufficientEvidence"  # confidence below HIGH; more runs may lift it
     INFORMATIONAL = "Informational"  # recorded but not blocking (the first-promotion note)
     PRECONDITION = "Precondition"  # the action cannot be evaluated at all (nothing to roll back to)
+    WINDOW_CLOSED = "PromotionWindowClosed"  # a freeze: the policy's promotion windows are closed
 
 
 @dataclass(frozen=True, slots=True)

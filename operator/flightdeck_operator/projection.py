@@ -11,13 +11,22 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pydantic import JsonValue
+
 from flightdeck_operator.api.v1alpha1 import (
     Action,
+    AppliedOverride,
+    ApprovalRef,
+    ApprovalStatus,
+    DecisionWindow,
     Evidence,
+    EvidenceWait,
     Outcome,
     PointerHistoryEntry,
+    PromotionWindowStatus,
     RequestRef,
     RunSummary,
+    UserIdentity,
     to_wire,
 )
 from flightdeck_operator.api.v1alpha1 import (
@@ -26,17 +35,21 @@ from flightdeck_operator.api.v1alpha1 import (
 from flightdeck_operator.api.v1alpha1 import (
     PolicyResult as PolicyResultStatus,
 )
+from flightdeck_operator.approvals import Verdict
 from flightdeck_operator.conditions import (
+    ApprovalPhase,
     ConditionUpdate,
     Phase,
     Reason,
     decided,
     pending,
     ready,
+    stalled,
 )
 from flightdeck_operator.decide import Decision, blocked_message
 from flightdeck_operator.ledger import LedgerEntry, LedgerKind, LedgerRecord, policy_digest, request_key
 from flightdeck_operator.models import EvidenceSummary, PromotionAction, Rollup
+from flightdeck_operator.windows import WindowState
 
 Status = dict[str, Any]
 
@@ -56,10 +69,41 @@ def ledger_record(
     pointer: str,
     actor: str,
     reason: str,
+    requested_by: UserIdentity | None = None,
+    approvals: Sequence[LedgerEntry] = (),
 ) -> LedgerRecord:
-    """The ledger record of an evaluated promote or rollback (passed or blocked)."""
+    """The ledger record of an evaluated promote or rollback (passed or blocked).
+
+    ``details`` also carries what let it through or stopped it: a closed promotion window, a
+    break-glass override (always recorded with its reason) and the approvals that met the quorum.
+    """
     if decision.policy_result is None:
         raise ValueError(f"a {decision.outcome.value} decision is not ledgered")
+    details: dict[str, JsonValue] = {
+        "action_id": action_id_for(request_uid),
+        "request": request_name,
+        "policy_id": decision.policy.policy_id,
+    }
+    if requested_by is not None:
+        details["requested_by"] = requested_by.username
+    if decision.window_closed is not None:
+        details["promotion_window"] = _window_details(decision.window_closed)
+    if decision.blocked_by_window:
+        details["blocked_by"] = Reason.PROMOTION_WINDOW_CLOSED.value
+    if decision.override_reason is not None:
+        details["override"] = {
+            "reason": decision.override_reason,
+            "by": requested_by.username if requested_by is not None else None,
+        }
+    if approvals:
+        details["approvals"] = [
+            {
+                "name": str((a.details or {}).get("approval")),
+                "approver": str((a.details or {}).get("approver")),
+                "seq": a.seq,
+            }
+            for a in approvals
+        ]
     return LedgerRecord(
         kind=LedgerKind.PROMOTE if decision.action is PromotionAction.PROMOTE else LedgerKind.ROLLBACK,
         idempotency_key=request_key(request_uid),
@@ -76,13 +120,88 @@ def ledger_record(
         policy_result=decision.policy_result,
         evidence=decision.evidence,
         policy_digest=policy_digest(decision.policy),
+        details=details,
+        created_at=decision.decided_at,
+    )
+
+
+def _window_details(state: WindowState) -> dict[str, JsonValue]:
+    return {
+        "open": state.open,
+        "message": state.message,
+        "next_open": None if state.next_open is None else to_wire_time(state.next_open),
+    }
+
+
+def approval_record(
+    decision: Decision,
+    verdict: Verdict,
+    *,
+    approval_name: str,
+    approval_uid: str,
+    approver: UserIdentity | None,
+    approval_reason: str,
+    request_name: str,
+    request_uid: str,
+    namespace: str,
+    pointer: str,
+    digest: str | None,
+    approved_digest: str,
+) -> LedgerRecord:
+    """The ledger record of one judged PromotionApproval (whatever the verdict)."""
+    return LedgerRecord(
+        kind=LedgerKind.APPROVAL,
+        idempotency_key=f"approval:{approval_uid}",
+        actor=approver.username if approver is not None else "unknown",
+        namespace=namespace,
+        pointer=pointer,
+        agent_id=decision.agent_id,
+        environment=decision.environment,
+        release_id=decision.target_release_id,
+        baseline_release_id=decision.baseline_release_id,
+        pointer_changed=False,
+        reason=approval_reason,
+        policy_result=decision.policy_result,
+        evidence=decision.evidence,
+        policy_digest=policy_digest(decision.policy),
         details={
-            "action_id": action_id_for(request_uid),
+            "approval": approval_name,
+            "approval_uid": approval_uid,
             "request": request_name,
-            "policy_id": decision.policy.policy_id,
+            "request_uid": request_uid,
+            "approver": approver.username if approver is not None else None,
+            "approver_groups": list(approver.groups) if approver is not None else [],
+            "via": approver.via if approver is not None else None,
+            "outcome": verdict.phase.value,
+            "condition_reason": verdict.reason.value,
+            "message": verdict.message,
+            "decision_digest": approved_digest,
+            "current_digest": digest,
         },
         created_at=decision.decided_at,
     )
+
+
+def approval_status(
+    verdict_phase: ApprovalPhase,
+    reason: Reason,
+    message: str,
+    *,
+    ledger_seq: int | None,
+    generation: int | None,
+    conditions: Sequence[Mapping[str, Any]] | None,
+    now: dt.datetime,
+) -> Status:
+    update = ready(reason, message) if verdict_phase is ApprovalPhase.ACCEPTED else stalled(reason, message)
+    status: Status = {
+        "phase": verdict_phase.value,
+        "message": message,
+        "observedGeneration": generation,
+        "conditions": update.apply(conditions, now, generation),
+    }
+    if ledger_seq is not None:
+        status["ledgerSeq"] = ledger_seq
+    return status
 
 
 # -- PromotionRequest status ---------------------------------------------------------------------
@@ -90,6 +209,8 @@ def ledger_record(
 
 def outcome_reason(entry: LedgerEntry) -> Reason:
     if not entry.pointer_changed:
+        if (entry.details or {}).get("blocked_by") == Reason.PROMOTION_WINDOW_CLOSED.value:
+            return Reason.PROMOTION_WINDOW_CLOSED
         return Reason.POLICY_BLOCKED
     return Reason.PROMOTED if entry.kind is LedgerKind.PROMOTE else Reason.ROLLED_BACK
 
@@ -159,8 +280,32 @@ def request_status_from_entry(
             passed=policy.passed, reasons=list(policy.reasons), evaluated_at=policy.evaluated_at
         ),
         evidence=_evidence(entry.evidence),
+        **_gate_fields(entry.details or {}),
     )
     return _request_status(phase, update, message, generation, conditions, now, decision=to_wire(decision))
+
+
+def _gate_fields(details: Mapping[str, Any]) -> dict[str, Any]:
+    """status.decision's promotionWindow / override / approvals, from a ledger entry's details."""
+    fields: dict[str, Any] = {}
+    window = details.get("promotion_window")
+    if isinstance(window, Mapping):
+        fields["promotion_window"] = DecisionWindow(
+            open=bool(window.get("open")),
+            message=str(window.get("message") or ""),
+            next_open=window.get("next_open"),
+        )
+    override = details.get("override")
+    if isinstance(override, Mapping):
+        fields["override"] = AppliedOverride(reason=str(override.get("reason") or ""), by=override.get("by"))
+    approvals = details.get("approvals")
+    if isinstance(approvals, list):
+        fields["approvals"] = [
+            ApprovalRef(name=str(a.get("name")), approver=str(a.get("approver")))
+            for a in approvals
+            if isinstance(a, Mapping)
+        ]
+    return fields
 
 
 def dry_run_status(
@@ -197,6 +342,87 @@ def dry_run_status(
         evidence=_evidence(decision.evidence),
     )
     return _request_status(phase, update, message, generation, conditions, now, decision=to_wire(status))
+
+
+def awaiting_evidence_status(
+    decision: Decision,
+    *,
+    deadline: dt.datetime,
+    missing_baseline_runs: int,
+    missing_candidate_runs: int,
+    generation: int | None,
+    conditions: Sequence[Mapping[str, Any]] | None,
+    now: dt.datetime,
+) -> Status:
+    """Undecided: only sample-size confidence fails and spec.waitForEvidence has time left."""
+    missing = []
+    if missing_candidate_runs:
+        missing.append(f"{missing_candidate_runs} more candidate runs")
+    if missing_baseline_runs:
+        missing.append(f"{missing_baseline_runs} more baseline runs")
+    needs = " and ".join(missing) if missing else "a higher confidence"
+    message = (
+        f"Awaiting evidence until {to_wire_time(deadline)}: {needs} needed "
+        f"({'; '.join(decision.policy_result.reasons) if decision.policy_result else ''})"
+    )
+    wait = EvidenceWait(
+        deadline=deadline,
+        missing_baseline_runs=missing_baseline_runs,
+        missing_candidate_runs=missing_candidate_runs,
+        last_evaluated_at=now,
+    )
+    status = _request_status(
+        Phase.AWAITING_EVIDENCE,
+        pending(message, Reason.AWAITING_EVIDENCE),
+        message,
+        generation,
+        conditions,
+        now,
+    )
+    status["evidenceWait"] = to_wire(wait)
+    status["approval"] = None
+    return status
+
+
+def awaiting_approval_status(
+    decision: Decision,
+    *,
+    digest: str,
+    required: int,
+    approved_by: Sequence[str],
+    stale: Sequence[str],
+    generation: int | None,
+    conditions: Sequence[Mapping[str, Any]] | None,
+    now: dt.datetime,
+) -> Status:
+    """Undecided: the promotion needs approvals (or passed before and the policy blocks it now)."""
+    have = f"{len(approved_by)}/{required} approvals"
+    if decision.passed:
+        message = (
+            f"Awaiting approval ({have}) of decision {digest[:12]}: create a PromotionApproval naming "
+            "this request's uid and status.approval.decisionDigest"
+        )
+    else:
+        reasons = "; ".join(decision.policy_result.reasons) if decision.policy_result else ""
+        message = f"Awaiting approval ({have}); the policy blocks this promotion now: {reasons}"
+    approval = ApprovalStatus(
+        decision_digest=digest,
+        required=required,
+        approved_by=list(approved_by),
+        stale=list(stale),
+        passed=decision.passed,
+    )
+    status = _request_status(
+        Phase.AWAITING_APPROVAL,
+        pending(message, Reason.AWAITING_APPROVAL),
+        message,
+        generation,
+        conditions,
+        now,
+    )
+    status["approval"] = to_wire(approval)
+    status["evidenceWait"] = None
+    return status
 
 
 def failed_status(
@@ -313,3 +539,17 @@ def _request_ref(entry: LedgerEntry) -> RequestRef | None:
 
 def to_wire_time(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def promotion_window_status(state: WindowState | None) -> Status | None:
+    """The pointer's ``status.promotionWindow`` (None: the policy has no windows)."""
+    if state is None:
+        return None
+    return to_wire(
+        PromotionWindowStatus(
+            open=state.open,
+            message=state.message,
+            active_windows=list(state.active),
+            next_change=state.next_change,
+        )
+    )

@@ -8,8 +8,9 @@ reference's order: target release, current pointer, nothing to roll back, baseli
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -28,14 +29,29 @@ from flightdeck_operator.models import Policy, PricingEntry, PricingTable, Promo
 
 
 @dataclass(frozen=True, slots=True)
+class ApprovalObject:
+    """A PromotionApproval as the index holds it (spec unparsed: judging it reports bad specs)."""
+
+    name: str
+    uid: str
+    created: str
+    generation: int | None
+    spec: Mapping[str, Any]
+    phase: str | None = None
+    conditions: Sequence[Mapping[str, Any]] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class NamespaceView:
-    """What the indexes hold for one namespace, keyed by object name (pricing: provider/version)."""
+    """What the indexes hold for one namespace, keyed by object name (pricing: provider/version;
+    approvals: the name of the request they approve)."""
 
     namespace: str
     pointers: Mapping[str, ReleasePointerSpec]
     releases: Mapping[str, AgentReleaseSpec]
     policies: Mapping[str, PromotionPolicySpec]
     pricing_tables: Mapping[tuple[str, str], PricingTableSpec]
+    approvals: Mapping[str, Sequence[ApprovalObject]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +70,8 @@ class Plan:
     pointer: ReleasePointerSpec
     current_release_id: str | None
     policy: Policy | None
+    # The policy object's gates beyond the reference: windows, approval, concurrency.
+    policy_spec: PromotionPolicySpec | None = None
     baseline: ReleaseRef | None = None
     baseline_pricing: PricingTable | None = None
     candidate_pricing: PricingTable | None = None
@@ -123,6 +141,7 @@ def resolve(
             dependency=True,
         )
     policy: Policy | None = None
+    policy_spec: PromotionPolicySpec | None = None
     if pointer.policy_ref is not None:
         policy_spec = view.policies.get(pointer.policy_ref.name)
         if policy_spec is None:
@@ -174,7 +193,9 @@ def resolve(
         window=spec.window,
     )
     if current is None:  # first promotion: the reference checks nothing else
-        return Plan(request=request, pointer=pointer, current_release_id=None, policy=policy)
+        return Plan(
+            request=request, pointer=pointer, current_release_id=None, policy=policy, policy_spec=policy_spec
+        )
 
     baseline_spec = view.releases.get(current)
     if baseline_spec is None:
@@ -202,6 +223,7 @@ def resolve(
         pointer=pointer,
         current_release_id=current,
         policy=policy,
+        policy_spec=policy_spec,
         baseline=baseline,
         baseline_pricing=engine_pricing(baseline_table),
         candidate_pricing=engine_pricing(target_table),

@@ -667,6 +667,16 @@ class Store(ABC):
         entries = (_ledger_entry(row) for row in rows)
         return {(e.namespace, e.pointer or ""): e for e in entries}
 
+    def approvals_for_request(self, namespace: str, pointer: str, request_uid: str) -> list[LedgerEntry]:
+        """The ledgered approvals of one request, oldest first (approvals per pointer are few, so the
+        request filter runs here rather than on the JSON column)."""
+        rows = self._ledger_rows(
+            "namespace = ? AND pointer = ? AND kind = ?",
+            [namespace, pointer, ledger.LedgerKind.APPROVAL.value],
+        )
+        entries = (_ledger_entry(row) for row in rows)
+        return [e for e in entries if (e.details or {}).get("request_uid") == request_uid]
+
     def list_ledger(
         self,
         *,

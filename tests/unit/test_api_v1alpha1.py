@@ -170,6 +170,7 @@ def test_policy_keeps_none_apart_from_zero() -> None:
         "maxCostPerRunUsd": 4.0,
         "minCandidateRuns": 0,
         "requireHighDiffConfidence": True,
+        "concurrencyPolicy": "Queue",
     }
     with pytest.raises(ValidationError):
         api.PromotionPolicySpec.model_validate({"maxErrorRate": 1.01})
@@ -263,7 +264,12 @@ def test_times_must_be_timezone_aware() -> None:
 
 def test_outcomes_are_terminal_phases() -> None:
     assert {o.value for o in api.Outcome} <= {p.value for p in Phase}
-    assert {o.value for o in api.Outcome} == {p.value for p in Phase} - {"Pending", "AwaitingApproval"}
+    assert {o.value for o in api.Outcome} == {p.value for p in Phase} - {
+        "Pending",
+        "AwaitingApproval",
+        "AwaitingEvidence",
+        "Superseded",
+    }
 
 
 def test_parse_resource_rejects_foreign_objects() -> None:

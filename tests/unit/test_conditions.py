@@ -154,7 +154,12 @@ def test_success_reads_current(reason: Reason, phase: Phase) -> None:
 def test_blocked_or_failed_reads_failed_to_flux(reason: Reason) -> None:
     phase, update = c.decided(reason, "no")
     conds = update.apply(c.pending().apply([], T0, 1), T1, 1)
-    assert phase is (Phase.BLOCKED if reason is Reason.POLICY_BLOCKED else Phase.FAILED)
+    expected = {
+        Reason.POLICY_BLOCKED: Phase.BLOCKED,
+        Reason.PROMOTION_WINDOW_CLOSED: Phase.BLOCKED,
+        Reason.SUPERSEDED: Phase.SUPERSEDED,
+    }
+    assert phase is expected.get(reason, Phase.FAILED)
     assert statuses(conds) == {"Decided": "True", "Ready": "False", "Stalled": "True"}
     assert {cond["reason"] for cond in conds} == {reason.value}
     assert kstatus(conds) == "Failed"

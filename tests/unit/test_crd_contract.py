@@ -35,6 +35,7 @@ PARTS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
     "PromotionPolicy": (api.PromotionPolicySpec, api.PromotionPolicyStatus),
     "ReleasePointer": (api.ReleasePointerSpec, api.ReleasePointerStatus),
     "PromotionRequest": (api.PromotionRequestSpec, api.PromotionRequestStatus),
+    "PromotionApproval": (api.PromotionApprovalSpec, api.PromotionApprovalStatus),
 }
 KINDS = [model.KIND for model in api.RESOURCES]
 CRDS = load_crds()

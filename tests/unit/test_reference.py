@@ -158,6 +158,7 @@ def test_policy_file_becomes_a_promotion_policy() -> None:
             "minBaselineRuns": 1,
             "minLowRuns": 1,
             "requireHighDiffConfidence": False,
+            "concurrencyPolicy": "Queue",
         },
     }
     assert isinstance(parse_resource(body), PromotionPolicy)
@@ -167,13 +168,13 @@ def test_policy_keeps_none_and_zero_apart() -> None:
     # None: omitted (inherit the operator default / check disabled). 0: "no minimum", kept.
     document = {"policy_id": "lenient", "min_candidate_runs": 0, "min_baseline_runs": None}
     spec = policy_object(parse(PolicyFile, document, "p.yaml"))["spec"]
-    assert spec == {"minCandidateRuns": 0, "requireHighDiffConfidence": True}
+    assert spec == {"minCandidateRuns": 0, "requireHighDiffConfidence": True, "concurrencyPolicy": "Queue"}
 
 
 def test_empty_policy_is_the_reference_default() -> None:
     body = policy_object(parse(PolicyFile, {}, "p.yaml"))
     assert body["metadata"]["name"] == "default"
-    assert body["spec"] == {"requireHighDiffConfidence": True}
+    assert body["spec"] == {"requireHighDiffConfidence": True, "concurrencyPolicy": "Queue"}
 
 
 @pytest.mark.parametrize(

@@ -38,8 +38,16 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from flightdeck_operator.conditions import ConditionStatus, Phase
+from flightdeck_operator.conditions import ApprovalPhase, ConditionStatus, Phase
 from flightdeck_operator.models import Confidence, PromotionAction
+from flightdeck_operator.windows import (
+    DURATION_PATTERN,
+    WindowKind,
+    WindowRule,
+    check_schedule,
+    check_time_zone,
+    parse_duration,
+)
 
 GROUP: Final = "flightdeck.dev"
 VERSION: Final = "v1alpha1"
@@ -77,6 +85,7 @@ CONDITION_REASON_PATTERN: Final = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 
 # Messages of the CEL rules the models mirror (the contract test checks the CRDs use the same).
 REASON_NOT_BLANK_MESSAGE: Final = "reason must not be blank"
+OVERRIDE_REASON_NOT_BLANK_MESSAGE: Final = "override reason must not be blank"
 RELEASE_REQUIRED_MESSAGE: Final = "release is required when action is promote"
 WINDOW_MESSAGE: Final = (
     "window must be a positive whole number of days, hours or minutes, e.g. 7d, 24h or 30m"
@@ -107,6 +116,36 @@ def is_valid_window(value: str) -> bool:
 
 
 Window = Annotated[str, StringConstraints(min_length=2, max_length=16), AfterValidator(_check_window)]
+# A whole number of minutes, hours or days: promotion window lengths and evidence-wait timeouts.
+Duration = Annotated[str, StringConstraints(min_length=2, max_length=6, pattern=DURATION_PATTERN)]
+
+
+def _check_schedule(value: str) -> str:
+    check_schedule(value)
+    return value
+
+
+def _check_time_zone(value: str) -> str:
+    check_time_zone(value)
+    return value
+
+
+def _not_blank(message: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not value.strip():
+            raise ValueError(message)
+        return value
+
+    return AfterValidator(check)
+
+
+CronSchedule = Annotated[
+    str, StringConstraints(min_length=9, max_length=128), AfterValidator(_check_schedule)
+]
+TimeZoneName = Annotated[
+    str, StringConstraints(min_length=1, max_length=64), AfterValidator(_check_time_zone)
+]
+Username = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 # An AgentRelease name as recorded by the operator. No pattern on the status side: tolerant reads.
 ReleaseId = Annotated[str, StringConstraints(min_length=1, max_length=253)]
 Uid = Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -155,6 +194,9 @@ RELEASE_POINTER: Final = ResourceInfo("ReleasePointer", "releasepointers", "rele
 PROMOTION_REQUEST: Final = ResourceInfo(
     "PromotionRequest", "promotionrequests", "promotionrequest", ("preq",)
 )
+PROMOTION_APPROVAL: Final = ResourceInfo(
+    "PromotionApproval", "promotionapprovals", "promotionapproval", ("papr",)
+)
 
 # Plain strings for kopf decorators: @kopf.on.create(GROUP, VERSION, PROMOTION_REQUEST_PLURAL).
 AGENT_RELEASE_PLURAL: Final = AGENT_RELEASE.plural
@@ -162,6 +204,7 @@ PRICING_TABLE_PLURAL: Final = PRICING_TABLE.plural
 PROMOTION_POLICY_PLURAL: Final = PROMOTION_POLICY.plural
 RELEASE_POINTER_PLURAL: Final = RELEASE_POINTER.plural
 PROMOTION_REQUEST_PLURAL: Final = PROMOTION_REQUEST.plural
+PROMOTION_APPROVAL_PLURAL: Final = PROMOTION_APPROVAL.plural
 
 
 def to_wire(model: BaseModel) -> dict[str, Any]:
@@ -215,6 +258,19 @@ class LocalObjectReference(_Spec):
     """A name in the referencing object's namespace."""
 
     name: KubeName
+
+
+class UserIdentity(_Spec):
+    """Who created an object, as the API server authenticated them (stamped by the admission
+    webhook; never taken from the user)."""
+
+    username: Username
+    uid: Annotated[str, StringConstraints(max_length=128)] | None = None
+    groups: Annotated[list[Annotated[str, StringConstraints(max_length=256)]], Field(max_length=64)] = Field(
+        default_factory=list
+    )
+    # The trusted delegate (the HTTP sidecar) that created the object on this user's behalf.
+    via: Annotated[str, StringConstraints(max_length=256)] | None = None
 
 
 class RequestRef(_Status):
@@ -318,6 +374,33 @@ class PricingTableStatus(RecordedStatus):
 # --- PromotionPolicy --------------------------------------------------------------------------------
 
 
+class PromotionWindow(_Spec):
+    """A recurring Deny (freeze) or Allow (release) window: ``schedule`` starts it, ``duration`` ends it."""
+
+    name: Identifier
+    kind: WindowKind
+    schedule: CronSchedule
+    duration: Duration
+    time_zone: TimeZoneName = "UTC"
+
+
+class Approvers(_Spec):
+    users: Annotated[list[Username], Field(max_length=64)] = Field(default_factory=list)
+    groups: Annotated[list[Username], Field(max_length=64)] = Field(default_factory=list)
+
+
+class ApprovalPolicy(_Spec):
+    min_approvals: Annotated[int, Field(ge=1, le=10)] = 1
+    # None or empty: anyone RBAC lets create promotionapprovals in the namespace.
+    approvers: Approvers | None = None
+
+
+class ConcurrencyPolicy(StrEnum):
+    QUEUE = "Queue"
+    FORBID = "Forbid"
+    REPLACE = "Replace"
+
+
 class PromotionPolicySpec(_Spec):
     """The gate, with the reference semantics (flightdeck-behaviour 1.7).
 
@@ -333,6 +416,29 @@ class PromotionPolicySpec(_Spec):
     min_baseline_runs: Count | None = None
     min_low_runs: Count | None = None
     require_high_diff_confidence: bool = True
+    promotion_windows: Annotated[list[PromotionWindow], Field(max_length=32)] | None = None
+    approval: ApprovalPolicy | None = None
+    concurrency_policy: ConcurrencyPolicy = ConcurrencyPolicy.QUEUE
+
+    @model_validator(mode="after")
+    def _window_names_unique(self) -> Self:
+        # Mirrors the CRD's list-map key: one window per name.
+        names = [w.name for w in self.promotion_windows or ()]
+        if len(names) != len(set(names)):
+            raise ValueError("promotion window names must be unique")
+        return self
+
+    def window_rules(self) -> tuple[WindowRule, ...]:
+        return tuple(
+            WindowRule(
+                name=w.name,
+                kind=w.kind,
+                schedule=w.schedule,
+                duration=parse_duration(w.duration),
+                time_zone=w.time_zone,
+            )
+            for w in self.promotion_windows or ()
+        )
 
 
 class PromotionPolicyStatus(RecordedStatus):
@@ -363,6 +469,17 @@ class PointerHistoryEntry(_Status):
     request: RequestRef | None = None
 
 
+class PromotionWindowStatus(_Status):
+    """Whether the policy's windows allow a promotion now, and when that changes."""
+
+    open: bool
+    message: Text
+    active_windows: Annotated[
+        list[Annotated[str, StringConstraints(max_length=63)]], Field(max_length=32)
+    ] = Field(default_factory=list)
+    next_change: AwareDatetime | None = None
+
+
 class ReleasePointerStatus(_ObservedStatus):
     """Projection of the ledger: ``release_id`` equals the release of the last passing entry."""
 
@@ -374,9 +491,22 @@ class ReleasePointerStatus(_ObservedStatus):
     history: Annotated[list[PointerHistoryEntry], Field(max_length=MAX_HISTORY_LIMIT)] = Field(
         default_factory=list
     )
+    promotion_window: PromotionWindowStatus | None = None
 
 
 # --- PromotionRequest -------------------------------------------------------------------------------
+
+
+class Override(_Spec):
+    """Break-glass: decide even while promotion windows are closed (RBAC verb ``override``)."""
+
+    reason: Annotated[
+        str, StringConstraints(min_length=1, max_length=1024), _not_blank(OVERRIDE_REASON_NOT_BLANK_MESSAGE)
+    ]
+
+
+class WaitForEvidence(_Spec):
+    timeout: Duration
 
 
 class PromotionRequestSpec(_Spec):
@@ -394,6 +524,10 @@ class PromotionRequestSpec(_Spec):
     dry_run: bool = False
     # Compare-and-swap guard: decide only while this release is live, else fail with PointerMoved.
     expected_current_release: KubeName | None = None
+    override: Override | None = None
+    wait_for_evidence: WaitForEvidence | None = None
+    # Stamped by the admission webhook from the API server's authentication.
+    requested_by: UserIdentity | None = None
 
     @model_validator(mode="after")
     def _mirror_cel_rules(self) -> Self:
@@ -432,6 +566,22 @@ class PolicyResult(_Status):
     evaluated_at: AwareDatetime
 
 
+class DecisionWindow(_Status):
+    open: bool
+    message: Text
+    next_open: AwareDatetime | None = None
+
+
+class AppliedOverride(_Status):
+    reason: Text
+    by: Annotated[str, StringConstraints(max_length=256)] | None = None
+
+
+class ApprovalRef(_Status):
+    name: Annotated[str, StringConstraints(max_length=253)]
+    approver: Annotated[str, StringConstraints(max_length=256)]
+
+
 class Decision(_Status):
     """What was decided, once, for this request UID (mirrors the ledger entry)."""
 
@@ -450,12 +600,64 @@ class Decision(_Status):
     policy: PolicyResult | None = None
     # Absent on a first promotion: the reference runs no diff then.
     evidence: Evidence | None = None
+    promotion_window: DecisionWindow | None = None
+    override: AppliedOverride | None = None
+    approvals: Annotated[list[ApprovalRef], Field(max_length=64)] | None = None
+
+
+class ApprovalStatus(_Status):
+    """While approval is required: the decision to approve and who has approved it."""
+
+    decision_digest: Checksum
+    required: Annotated[int, Field(ge=1)]
+    approved_by: Annotated[list[Annotated[str, StringConstraints(max_length=256)]], Field(max_length=64)] = (
+        Field(default_factory=list)
+    )
+    stale: Annotated[list[Annotated[str, StringConstraints(max_length=253)]], Field(max_length=64)] = Field(
+        default_factory=list
+    )
+    passed: bool | None = None
+
+
+class EvidenceWait(_Status):
+    deadline: AwareDatetime
+    missing_baseline_runs: Count | None = None
+    missing_candidate_runs: Count | None = None
+    last_evaluated_at: AwareDatetime | None = None
 
 
 class PromotionRequestStatus(_ObservedStatus):
     phase: Phase | None = None
     decision: Decision | None = None
+    approval: ApprovalStatus | None = None
+    evidence_wait: EvidenceWait | None = None
     message: Annotated[str, StringConstraints(max_length=4096)] | None = None
+
+
+# --- PromotionApproval ------------------------------------------------------------------------------
+
+
+class ApprovalRequestRef(_Spec):
+    name: KubeName
+    uid: Uid
+
+
+class PromotionApprovalSpec(_Spec):
+    """One approver's approval of one request's decision (bound to its UID and decision digest)."""
+
+    request: ApprovalRequestRef
+    decision_digest: Checksum
+    reason: Annotated[
+        str, StringConstraints(min_length=1, max_length=1024), _not_blank(REASON_NOT_BLANK_MESSAGE)
+    ]
+    # Stamped by the admission webhook from the API server's authentication.
+    approver: UserIdentity | None = None
+
+
+class PromotionApprovalStatus(_ObservedStatus):
+    phase: ApprovalPhase | None = None
+    message: Annotated[str, StringConstraints(max_length=4096)] | None = None
+    ledger_seq: Seq | None = None
 
 
 # --- Whole objects ----------------------------------------------------------------------------------
@@ -535,13 +737,26 @@ class PromotionRequest(_Resource):
     status: PromotionRequestStatus | None = None
 
 
-Resource = AgentRelease | PricingTable | PromotionPolicy | ReleasePointer | PromotionRequest
+class PromotionApproval(_Resource):
+    INFO: ClassVar[ResourceInfo] = PROMOTION_APPROVAL
+    KIND: ClassVar[str] = PROMOTION_APPROVAL.kind
+    PLURAL: ClassVar[str] = PROMOTION_APPROVAL.plural
+
+    kind: Literal["PromotionApproval"] = "PromotionApproval"
+    spec: PromotionApprovalSpec
+    status: PromotionApprovalStatus | None = None
+
+
+Resource = (
+    AgentRelease | PricingTable | PromotionPolicy | ReleasePointer | PromotionRequest | PromotionApproval
+)
 RESOURCES: Final[tuple[type[Resource], ...]] = (
     AgentRelease,
     PricingTable,
     PromotionPolicy,
     ReleasePointer,
     PromotionRequest,
+    PromotionApproval,
 )
 RESOURCES_BY_KIND: Final[dict[str, type[Resource]]] = {model.KIND: model for model in RESOURCES}
 
