@@ -77,13 +77,21 @@ def crds(control_plane: ControlPlane) -> Path:
 def operator(
     control_plane: ControlPlane, crds: Path, namespace: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[OperatorProcess]:
-    """A real ``flightdeck-operator run`` scoped to the test's namespace, with its own SQLite store."""
+    """A real ``flightdeck-operator run`` scoped to the test's namespace, with its own SQLite store
+    and its admission webhook registered for that namespace only."""
     process = OperatorProcess(
         kubeconfig=control_plane.kubeconfig("admin"),
         store=str(tmp_path / "flightdeck.db"),
         log_path=tmp_path / "operator.log",
         namespaces=(namespace,),
-        extra_env={"FLIGHTDECK_DEPENDENCY_GRACE_SECONDS": "2", "FLIGHTDECK_POINTER_RESYNC_SECONDS": "5"},
+        extra_env={
+            "FLIGHTDECK_DEPENDENCY_GRACE_SECONDS": "2",
+            "FLIGHTDECK_POINTER_RESYNC_SECONDS": "5",
+            # Waiting requests (approval, evidence) are re-examined every second in tests.
+            "FLIGHTDECK_RECHECK_SECONDS": "1",
+        },
+        # The sidecars of these tests run as admin: a delegate, as the chart's ServiceAccount is.
+        webhook_delegates=("admin",),
     )
     process.start()
     yield process

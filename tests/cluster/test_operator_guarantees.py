@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from kubernetes import client
+from kubernetes.client.rest import ApiException
 
 from flightdeck_operator.localdev.controlplane import ControlPlane
 from flightdeck_operator.localdev.processes import OperatorProcess
@@ -39,14 +40,25 @@ def setup_pointer(cp: ControlPlane, namespace: str, releases: int) -> list[str]:
 
 
 def create_requests(api: client.ApiClient, namespace: str, targets: list[str]) -> list[str]:
-    """Create one request per target as fast as possible, in order, through the Python client."""
+    """Create one request per target as fast as possible, in order, through the Python client.
+
+    While the operator is down its admission webhook is too (failurePolicy Fail), so a create is
+    refused; like any client, retry it until the operator is back."""
     objects = client.CustomObjectsApi(api)
     names = []
     for index, target in enumerate(targets):
         name = f"req-{index:03d}"
-        objects.create_namespaced_custom_object(
-            GROUP, VERSION, namespace, "promotionrequests", request(name, "ptr", target)
-        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                objects.create_namespaced_custom_object(
+                    GROUP, VERSION, namespace, "promotionrequests", request(name, "ptr", target)
+                )
+                break
+            except ApiException as error:
+                if "failed calling webhook" not in str(error.body) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
         names.append(name)
     return names
 
@@ -113,8 +125,10 @@ def test_sigkill_during_a_burst_of_50_decides_each_request_exactly_once(
     # Kill at a random point inside the burst: once a random number of decisions is committed.
     kill_after = random.randint(3, 45)
     killed = threading.Event()
+    decided_before_restart = 0
 
     def kill_mid_burst() -> None:
+        nonlocal decided_before_restart
         with open_store(operator.store) as store:
             deadline = time.monotonic() + 60
             while (
@@ -123,14 +137,16 @@ def test_sigkill_during_a_burst_of_50_decides_each_request_exactly_once(
                 time.sleep(0.005)
         operator.kill()
         killed.set()
+        decided_before_restart = len([s for s in phases(control_plane, namespace).values() if s.get("phase")])
+        # Restarted at once (creates still in flight wait for its webhook): same store, same
+        # namespace, it resumes from the API server and the ledger.
+        operator.start()
 
     killer = threading.Thread(target=kill_mid_burst)
     killer.start()
     names = create_requests(api_client, namespace, releases)
     killer.join()
     assert killed.is_set()
-    decided_before_restart = len([s for s in phases(control_plane, namespace).values() if s.get("phase")])
-    operator.start()  # same store, same namespace: resumes from the API server and the ledger
     statuses = wait_for(lambda: all_decided(control_plane, namespace, 50), timeout=120, what="50 decisions")
     assert {s["phase"] for s in statuses.values()} == {"Promoted"}, f"killed after {kill_after} decisions"
 

@@ -2,11 +2,18 @@
 
 It is started exactly as a user starts it (``flightdeck-operator run``), so a SIGKILL really kills
 it mid-decision and a restart really resumes from the API server and the ledger.
+
+The operator serves its admission webhook on loopback by default: the harness registers a
+MutatingWebhookConfiguration for the operator's namespaces (by URL: a bare control plane routes no
+Services), waits until the API server really calls the webhook, and removes the configuration on
+``stop()``. ``kill()`` leaves it, as a crashed operator does in production.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -14,14 +21,32 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from flightdeck_operator.webhook.handlers import (
+    PROMOTION_APPROVALS_PATH,
+    PROMOTION_POLICIES_PATH,
+    PROMOTION_REQUESTS_PATH,
+)
 
 READY_TIMEOUT_S = 60.0
+GROUP, VERSION = "flightdeck.dev", "v1alpha1"
+# (resource, path, operations) of the three webhooks, as the chart registers them.
+WEBHOOKS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("promotionrequests", PROMOTION_REQUESTS_PATH, ("CREATE",)),
+    ("promotionapprovals", PROMOTION_APPROVALS_PATH, ("CREATE",)),
+    ("promotionpolicies", PROMOTION_POLICIES_PATH, ("CREATE", "UPDATE")),
+)
 
 
 class ProcessError(RuntimeError):
@@ -70,6 +95,9 @@ class _ChildProcess:
         if self.process is not None and self.process.poll() is None:
             raise ProcessError(f"{self.what} is already running")
         self._pick_port()
+        self._launch()
+
+    def _launch(self) -> None:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "flightdeck_operator.cli", *self._argv()],
@@ -125,17 +153,34 @@ class _ChildProcess:
 
 @dataclass
 class OperatorProcess(_ChildProcess):
-    """``flightdeck-operator run`` against a kubeconfig, with a liveness endpoint to wait on."""
+    """``flightdeck-operator run`` against a kubeconfig, with a liveness endpoint to wait on.
+
+    ``webhook``: serve the admission webhook on a free loopback port, registered in a
+    MutatingWebhookConfiguration named ``flightdeck-<first namespace>`` that this object creates
+    (``failurePolicy: Fail``, only the operator's namespaces). ``webhook_configuration``: serve an
+    existing configuration instead (e.g. the chart's), pointing its webhooks at this process.
+    ``admin_kubeconfig``: who manages the configuration (default ``kubeconfig``).
+    """
 
     kubeconfig: Path
     store: str
     log_path: Path
     namespaces: Sequence[str] = ()
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    webhook: bool = True
+    webhook_configuration: str | None = None
+    webhook_delegates: Sequence[str] = ()
+    admin_kubeconfig: Path | None = None
     process: subprocess.Popen[bytes] | None = field(init=False, default=None)
     liveness_port: int = field(init=False, default=0)
+    webhook_port: int = field(init=False, default=0)
+    configuration_name: str = field(init=False, default="")
     what = "the operator"
     stop_timeout = 20.0
+
+    def __post_init__(self) -> None:
+        suffix = self.namespaces[0] if self.namespaces else uuid.uuid4().hex[:8]
+        self.configuration_name = self.webhook_configuration or f"flightdeck-{suffix}"
 
     @property
     def liveness_url(self) -> str:
@@ -145,8 +190,17 @@ class OperatorProcess(_ChildProcess):
     def health_url(self) -> str:
         return self.liveness_url
 
+    @property
+    def webhook_cert_dir(self) -> Path:
+        # Next to the log, so a restart reuses the CA the API server already trusts.
+        return self.log_path.parent / f"{self.log_path.stem}-webhook-certs"
+
+    def webhook_url(self, path: str) -> str:
+        return f"https://127.0.0.1:{self.webhook_port}{path}"
+
     def _pick_port(self) -> None:
         self.liveness_port = free_port()
+        self.webhook_port = free_port() if self.webhook else 0
 
     def _argv(self) -> list[str]:
         argv = ["run", "--store", self.store, "--liveness", self.liveness_url]
@@ -155,7 +209,161 @@ class OperatorProcess(_ChildProcess):
         return argv
 
     def _env(self) -> dict[str, str]:
-        return {**super()._env(), "KUBECONFIG": str(self.kubeconfig)}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "KUBECONFIG": str(self.kubeconfig)}
+        if self.webhook:
+            env |= {
+                "FLIGHTDECK_WEBHOOK_PORT": str(self.webhook_port),
+                "FLIGHTDECK_WEBHOOK_BIND_ADDRESS": "127.0.0.1",
+                "FLIGHTDECK_WEBHOOK_HOSTS": json.dumps(["127.0.0.1"]),
+                "FLIGHTDECK_WEBHOOK_CERT_DIR": str(self.webhook_cert_dir),
+                "FLIGHTDECK_WEBHOOK_CONFIGURATION": self.configuration_name,
+                "FLIGHTDECK_WEBHOOK_DELEGATES": json.dumps(list(self.webhook_delegates)),
+            }
+        return {**env, **self.extra_env}
+
+    # -- lifecycle with the webhook ----------------------------------------------------------
+
+    def start(self) -> None:
+        if not self.webhook:
+            super().start()
+            return
+        if self.process is not None and self.process.poll() is None:
+            raise ProcessError(f"{self.what} is already running")
+        self._pick_port()
+        self._register_webhooks()
+        try:
+            self._launch()
+            self._wait_webhook()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self, timeout: float | None = None) -> None:
+        super().stop(timeout)
+        if self.webhook and self.webhook_configuration is None:
+            with self._admin() as api, contextlib.suppress(ApiException):
+                client.AdmissionregistrationV1Api(api).delete_mutating_webhook_configuration(
+                    self.configuration_name
+                )
+
+    def _admin(self) -> client.ApiClient:
+        return config.new_client_from_config(config_file=str(self.admin_kubeconfig or self.kubeconfig))
+
+    def _register_webhooks(self) -> None:
+        with self._admin() as api:
+            admission = client.AdmissionregistrationV1Api(api)
+            if self.webhook_configuration is not None:
+                # An existing configuration: keep its rules, call this process instead of a Service.
+                current = admission.read_mutating_webhook_configuration(self.configuration_name)
+                operations = [
+                    {
+                        "op": "replace",
+                        "path": f"/webhooks/{index}/clientConfig",
+                        "value": {"url": self.webhook_url(_webhook_path(webhook.client_config))},
+                    }
+                    for index, webhook in enumerate(current.webhooks or ())
+                ]
+                admission.patch_mutating_webhook_configuration(self.configuration_name, operations)
+                return
+            body = self._configuration_body()
+            try:
+                admission.create_mutating_webhook_configuration(body)
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+                # Left by a killed operator: same name, but this start has a new port.
+                current = admission.read_mutating_webhook_configuration(self.configuration_name)
+                body["metadata"]["resourceVersion"] = current.metadata.resource_version
+                admission.replace_mutating_webhook_configuration(self.configuration_name, body)
+
+    def _configuration_body(self) -> dict[str, Any]:
+        selector = (
+            {
+                "matchExpressions": [
+                    {"key": "kubernetes.io/metadata.name", "operator": "In", "values": list(self.namespaces)}
+                ]
+            }
+            if self.namespaces
+            else {}
+        )
+        return {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingWebhookConfiguration",
+            "metadata": {
+                "name": self.configuration_name,
+                "labels": {"app.kubernetes.io/part-of": "flightdeck"},
+            },
+            "webhooks": [
+                {
+                    "name": f"{resource}.{GROUP}",
+                    # No caBundle: the operator patches its generated CA in.
+                    "clientConfig": {"url": self.webhook_url(path)},
+                    "rules": [
+                        {
+                            "apiGroups": [GROUP],
+                            "apiVersions": [VERSION],
+                            "operations": list(operations),
+                            "resources": [resource],
+                            "scope": "Namespaced",
+                        }
+                    ],
+                    "namespaceSelector": selector,
+                    "admissionReviewVersions": ["v1"],
+                    "sideEffects": "None",
+                    "failurePolicy": "Fail",
+                    "timeoutSeconds": 10,
+                }
+                for resource, path, operations in WEBHOOKS
+            ],
+        }
+
+    def _wait_webhook(self) -> None:
+        """Until the operator has put its CA into every webhook and the API server, calling the
+        webhook for a dry-run PromotionPolicy, gets an answer: only then do creates succeed."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        probe = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "PromotionPolicy",
+            "metadata": {"name": "flightdeck-webhook-probe"},
+            "spec": {},
+        }
+        namespace = self.namespaces[0] if self.namespaces else "default"
+        last = "the operator has not written its CA yet"
+        with self._admin() as api:
+            admission = client.AdmissionregistrationV1Api(api)
+            objects = client.CustomObjectsApi(api)
+            while time.monotonic() < deadline:
+                assert self.process is not None
+                if self.process.poll() is not None:
+                    raise ProcessError(
+                        f"{self.what} exited with {self.process.returncode}:\n{self.log_tail()}"
+                    )
+                try:
+                    ca = base64.b64encode((self.webhook_cert_dir / "ca.crt").read_bytes()).decode()
+                    current = admission.read_mutating_webhook_configuration(self.configuration_name)
+                    bundles = {webhook.client_config.ca_bundle for webhook in current.webhooks or ()}
+                    if bundles != {ca}:
+                        last = "the caBundle is not the operator's CA yet"
+                    else:
+                        objects.create_namespaced_custom_object(
+                            GROUP, VERSION, namespace, "promotionpolicies", probe, dry_run="All"
+                        )
+                        return
+                except OSError:
+                    pass
+                except ApiException as error:
+                    last = f"{error.status}: {error.body}"
+                time.sleep(0.2)
+        raise ProcessError(
+            f"the webhook of {self.what} was not called by the API server after "
+            f"{READY_TIMEOUT_S:.0f}s ({last}):\n{self.log_tail()}"
+        )
+
+
+def _webhook_path(client_config: Any) -> str:
+    if client_config.service is not None:
+        return str(client_config.service.path or "/")
+    return urllib.parse.urlsplit(str(client_config.url)).path or "/"
 
 
 @dataclass
