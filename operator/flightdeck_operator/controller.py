@@ -287,7 +287,7 @@ class Controller:
             namespace=namespace,
             pointer=pointer,
             actor=spec.actor or (spec.requested_by.username if spec.requested_by else "unknown"),
-            reason=spec.reason,
+            reason=_with_approvals(spec.reason, approvals),
             requested_by=spec.requested_by,
             approvals=approvals,
         )
@@ -706,6 +706,12 @@ class Controller:
 
 def _drop_none(status: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in status.items() if value is not None}
+
+
+def _with_approvals(reason: str, approvals: Sequence[LedgerEntry]) -> str:
+    """The reference's confirm reason, ``<request reason> | approval: <approval reason>``, once
+    per approval that met the quorum."""
+    return "".join([reason, *(f" | approval: {a.reason}" for a in approvals)])
 
 
 def _created(request: PendingRequest) -> dt.datetime:
