@@ -150,12 +150,14 @@ class WebhookServer:
         """Renew the certificate if it expires soon; make the caBundle ours. False: retry soon."""
         try:
             certificates = await asyncio.to_thread(ensure_certificates, self.cert_dir, self.hosts)
-            if self.certificates is None or certificates.fingerprint != self.certificates.fingerprint:
-                assert self._ssl is not None
+            renewed = (
+                self.certificates is not None and certificates.fingerprint != self.certificates.fingerprint
+            )
+            if renewed and self._ssl is not None:
                 # New handshakes use the new pair; the caBundle follows right below.
                 self._ssl.load_cert_chain(certificates.cert_path, certificates.key_path)
                 log.warning("Webhook certificates renewed (new CA); updating the caBundle")
-                self.certificates = certificates
+            self.certificates = certificates
             if self.configuration is None or self.gateway is None:
                 return True
             patched = await asyncio.to_thread(
