@@ -86,6 +86,10 @@ def run_demo(
                 "--namespace",
                 RELEASE_NAMESPACE,
                 "--create-namespace",
+                # The operator runs as a local process here and registers its own webhook; the
+                # chart's would call a Service that no pod backs on a bare control plane.
+                "--set",
+                "webhook.enabled=false",
             ],
             capture_output=True,
             text=True,

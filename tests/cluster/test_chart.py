@@ -39,6 +39,13 @@ CHART = REPO_ROOT / "charts" / "flightdeck-operator"
 RELEASE = "fd"
 FULLNAME = f"{RELEASE}-flightdeck-operator"  # the chart's fullname for this release name
 AGENT = "support-bot"
+
+
+def webhook_configuration_name(namespace: str) -> str:
+    """The chart's MutatingWebhookConfiguration (cluster-scoped: it carries the namespace too)."""
+    return f"{FULLNAME}-{namespace}"[:63].rstrip("-")
+
+
 ENV = "production"
 SERVICE_MONITOR_API = "monitoring.coreos.com/v1/ServiceMonitor"
 
@@ -85,6 +92,8 @@ VARIANTS: dict[str, list[str]] = {
         "--set",
         "sidecar.enabled=false",
     ],
+    "webhook-off": ["--set", "webhook.enabled=false"],
+    "webhook-ignore": ["--set", "webhook.failurePolicy=Ignore", "--set", "webhook.port=10443"],
     "existing-claim-digest": [
         "--set",
         "storage.sqlite.persistence.existingClaim=restored-ledger",
@@ -126,11 +135,13 @@ def test_defaults_render_the_promised_objects(control_plane: ControlPlane, kube_
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
+        "MutatingWebhookConfiguration",
         "NetworkPolicy",
         "PersistentVolumeClaim",
         "PodDisruptionBudget",
         "Role",
         "RoleBinding",
+        "Service",
         "Service",
         "ServiceAccount",
     ]
@@ -171,10 +182,109 @@ def test_defaults_render_the_promised_objects(control_plane: ControlPlane, kube_
     ]
     (pdb,) = by_kind(documents, "PodDisruptionBudget")
     assert pdb["spec"]["maxUnavailable"] == 1
-    (service,) = by_kind(documents, "Service")
-    assert service["spec"]["ports"] == [
+    services = {doc["metadata"]["name"]: doc for doc in by_kind(documents, "Service")}
+    assert services[FULLNAME]["spec"]["ports"] == [
         {"name": "http", "port": 8765, "targetPort": "http", "protocol": "TCP"}
     ]
+    assert services[f"{FULLNAME}-webhook"]["spec"]["ports"] == [
+        {"name": "webhook", "port": 443, "targetPort": "webhook", "protocol": "TCP"}
+    ]
+
+
+def test_the_webhook_is_registered_for_the_operator_to_serve(
+    control_plane: ControlPlane, kube_version: str
+) -> None:
+    documents = render(control_plane, kube_version, "flightdeck")
+    (configuration,) = by_kind(documents, "MutatingWebhookConfiguration")
+    assert configuration["metadata"]["name"] == webhook_configuration_name("flightdeck")
+    webhooks = {webhook["name"]: webhook for webhook in configuration["webhooks"]}
+    assert sorted(webhooks) == [
+        "promotionapprovals.flightdeck.dev",
+        "promotionpolicies.flightdeck.dev",
+        "promotionrequests.flightdeck.dev",
+    ]
+    for name, webhook in webhooks.items():
+        resource = name.split(".")[0]
+        # No caBundle: the operator patches its own CA in (a value here would undo it on upgrade).
+        assert webhook["clientConfig"] == {
+            "service": {
+                "name": f"{FULLNAME}-webhook",
+                "namespace": "flightdeck",
+                "path": f"/mutate/{resource}",
+                "port": 443,
+            }
+        }
+        assert (webhook["failurePolicy"], webhook["sideEffects"], webhook["timeoutSeconds"]) == (
+            "Fail",
+            "None",
+            10,
+        )
+        assert webhook["admissionReviewVersions"] == ["v1"]
+        assert "namespaceSelector" not in webhook  # cluster-wide install: every namespace
+        (rule,) = webhook["rules"]
+        assert rule["resources"] == [resource]
+    assert webhooks["promotionrequests.flightdeck.dev"]["rules"][0]["operations"] == ["CREATE"]
+    assert webhooks["promotionapprovals.flightdeck.dev"]["rules"][0]["operations"] == ["CREATE"]
+    assert webhooks["promotionpolicies.flightdeck.dev"]["rules"][0]["operations"] == ["CREATE", "UPDATE"]
+
+    (deployment,) = by_kind(documents, "Deployment")
+    operator = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "webhook", "containerPort": 9443, "protocol": "TCP"} in operator["ports"]
+    assert operator["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "webhook", "scheme": "HTTPS"}
+    env = {item["name"]: item.get("value") for item in operator["env"]}
+    service = f"{FULLNAME}-webhook"
+    assert json.loads(env["FLIGHTDECK_WEBHOOK_HOSTS"]) == [
+        service,
+        f"{service}.flightdeck",
+        f"{service}.flightdeck.svc",
+        f"{service}.flightdeck.svc.cluster.local",
+    ]
+    assert env["FLIGHTDECK_WEBHOOK_PORT"] == "9443"
+    assert env["FLIGHTDECK_WEBHOOK_CONFIGURATION"] == configuration["metadata"]["name"]
+    assert env["FLIGHTDECK_WEBHOOK_CERT_DIR"].startswith("/tmp/")  # the writable emptyDir
+    assert json.loads(env["FLIGHTDECK_WEBHOOK_DELEGATES"]) == [f"system:serviceaccount:flightdeck:{FULLNAME}"]
+    (netpol,) = by_kind(documents, "NetworkPolicy")
+    assert {"ports": [{"port": "webhook", "protocol": "TCP"}]} in netpol["spec"]["ingress"]
+    (cluster_role,) = by_kind(documents, "ClusterRole")
+    assert {
+        "apiGroups": ["admissionregistration.k8s.io"],
+        "resources": ["mutatingwebhookconfigurations"],
+        "resourceNames": [configuration["metadata"]["name"]],
+        "verbs": ["get", "patch"],
+    } in cluster_role["rules"]
+
+
+def test_a_namespaced_install_admits_only_its_namespaces(
+    control_plane: ControlPlane, kube_version: str
+) -> None:
+    documents = render(
+        control_plane, kube_version, "flightdeck", "--set", "watchNamespaces={flightdeck,agents}"
+    )
+    (configuration,) = by_kind(documents, "MutatingWebhookConfiguration")
+    for webhook in configuration["webhooks"]:
+        assert webhook["namespaceSelector"] == {
+            "matchExpressions": [
+                {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["flightdeck", "agents"]}
+            ]
+        }
+
+
+def test_disabling_the_webhook_drops_everything_it_needs(
+    control_plane: ControlPlane, kube_version: str
+) -> None:
+    documents = render(control_plane, kube_version, "flightdeck", *VARIANTS["webhook-off"])
+    assert not by_kind(documents, "MutatingWebhookConfiguration")
+    assert [doc["metadata"]["name"] for doc in by_kind(documents, "Service")] == [FULLNAME]
+    (deployment,) = by_kind(documents, "Deployment")
+    operator = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert [port["name"] for port in operator["ports"]] == ["health"]
+    assert "readinessProbe" not in operator
+    assert not [item for item in operator["env"] if item["name"].startswith("FLIGHTDECK_WEBHOOK_")]
+    (cluster_role,) = by_kind(documents, "ClusterRole")
+    groups = {group for rule in cluster_role["rules"] for group in rule["apiGroups"]}
+    assert "admissionregistration.k8s.io" not in groups
+    # The sidecar (kubernetes auth) still needs SubjectAccessReviews.
+    assert "authorization.k8s.io" in groups
 
 
 def test_postgresql_url_comes_from_a_secret(control_plane: ControlPlane, kube_version: str) -> None:
@@ -202,6 +312,13 @@ def test_token_auth_mounts_the_secret_and_drops_token_reviews(
     (cluster_role,) = by_kind(documents, "ClusterRole")
     groups = {group for rule in cluster_role["rules"] for group in rule["apiGroups"]}
     assert "authentication.k8s.io" not in groups
+    # SubjectAccessReviews stay for the admission webhook's break-glass check, and only for it.
+    assert "authorization.k8s.io" in groups
+    documents = render(
+        control_plane, kube_version, "flightdeck", *VARIANTS["token-auth"], *VARIANTS["webhook-off"]
+    )
+    (cluster_role,) = by_kind(documents, "ClusterRole")
+    groups = {group for rule in cluster_role["rules"] for group in rule["apiGroups"]}
     assert "authorization.k8s.io" not in groups
 
 
@@ -242,6 +359,11 @@ def test_every_rbac_rule_says_who_needs_it() -> None:
             ["--set", "operator.pointerResyncSeconds=0"],
             "- at '/operator/pointerResyncSeconds': exclusiveMinimum",
         ),
+        (
+            ["--set", "webhook.failurePolicy=Sometimes"],
+            "- at '/webhook/failurePolicy': value must be one of 'Fail', 'Ignore'",
+        ),
+        (["--set", "webhook.port=443"], "- at '/webhook/port': minimum"),
         (["--set", "imagetag=1.0"], "additional properties 'imagetag' not allowed"),
         (
             ["--set", "watchNamespaces={a,b}", "--set", "sidecar.namespace=c"],
@@ -350,7 +472,14 @@ def test_helm_install_creates_the_release(control_plane: ControlPlane, installed
     role = get(control_plane, installed, "role", FULLNAME)
     assert [(rule["resources"], rule["verbs"]) for rule in role["rules"]] == [
         (
-            ["agentreleases", "pricingtables", "promotionpolicies", "releasepointers", "promotionrequests"],
+            [
+                "agentreleases",
+                "pricingtables",
+                "promotionpolicies",
+                "releasepointers",
+                "promotionrequests",
+                "promotionapprovals",
+            ],
             ["get", "list", "watch"],
         ),
         (["agentreleases", "pricingtables", "promotionpolicies"], ["patch"]),
@@ -361,6 +490,7 @@ def test_helm_install_creates_the_release(control_plane: ControlPlane, installed
                 "promotionpolicies/status",
                 "releasepointers/status",
                 "promotionrequests/status",
+                "promotionapprovals/status",
             ],
             ["update", "patch"],
         ),
@@ -385,12 +515,18 @@ def test_the_chart_service_account_can_promote_and_nothing_more(
     namespace = installed
     kubeconfig = service_account_kubeconfig(control_plane, namespace, tmp_path / "kubeconfig-chart-sa")
     store = str(tmp_path / "flightdeck.db")
+    # The operator serves the chart's own webhook configuration and keeps its caBundle as the
+    # chart's ServiceAccount; the harness (admin) points it at the process, as no Service routes
+    # to a local process here.
     operator = OperatorProcess(
         kubeconfig=kubeconfig,
         store=store,
         log_path=tmp_path / "operator.log",
         namespaces=(namespace,),
         extra_env={"FLIGHTDECK_DEPENDENCY_GRACE_SECONDS": "2", "FLIGHTDECK_POINTER_RESYNC_SECONDS": "5"},
+        webhook_configuration=webhook_configuration_name(namespace),
+        webhook_delegates=(f"system:serviceaccount:{namespace}:{FULLNAME}",),
+        admin_kubeconfig=control_plane.kubeconfig("admin"),
     )
     sidecar = SidecarProcess(
         kubeconfig=kubeconfig,
@@ -422,6 +558,7 @@ def test_the_chart_service_account_can_promote_and_nothing_more(
         apply(control_plane, namespace, request("first", "bot-production", "bot-1-4-0"))
         promoted = wait_decided(control_plane, namespace, "first")
         assert promoted["status"]["phase"] == "Promoted"
+        assert promoted["spec"]["requestedBy"]["username"] == "admin"  # stamped by the webhook
         assert condition(promoted, "Ready")["status"] == "True"
         live = get(control_plane, namespace, "releasepointer", "bot-production")
         assert live["status"]["releaseId"] == "bot-1-4-0"
@@ -489,6 +626,7 @@ def test_cluster_wide_rbac(control_plane: ControlPlane, crds: Path, namespace: s
     helm(control_plane, "install", RELEASE, str(CHART), "-n", namespace)
     try:
         kubeconfig = service_account_kubeconfig(control_plane, namespace, tmp_path / "kubeconfig")
+        configuration = webhook_configuration_name(namespace)
         allowed = [
             ("watch", "promotionrequests.flightdeck.dev", "-A"),
             ("patch", "promotionpolicies.flightdeck.dev", "-n", "default"),
@@ -499,8 +637,13 @@ def test_cluster_wide_rbac(control_plane: ControlPlane, crds: Path, namespace: s
             ("create", "tokenreviews.authentication.k8s.io"),
             ("create", "subjectaccessreviews.authorization.k8s.io"),
             ("create", "promotionrequests.flightdeck.dev", "-n", namespace),
+            ("get", f"mutatingwebhookconfigurations.admissionregistration.k8s.io/{configuration}"),
+            ("patch", f"mutatingwebhookconfigurations.admissionregistration.k8s.io/{configuration}"),
         ]
         denied = [
+            ("patch", "mutatingwebhookconfigurations.admissionregistration.k8s.io/someone-elses"),
+            ("list", "mutatingwebhookconfigurations.admissionregistration.k8s.io"),
+            ("delete", f"mutatingwebhookconfigurations.admissionregistration.k8s.io/{configuration}"),
             ("create", "promotionrequests.flightdeck.dev", "-n", "default"),
             ("list", "namespaces"),  # kopf needs namespaces only when given a namespace list
             ("get", "secrets", "-A"),

@@ -78,7 +78,13 @@ app.kubernetes.io/part-of: flightdeck
 # Application: the operator watches and indexes every FlightDeck kind (through kopf); the sidecar
 # reads the same objects and watches the PromotionRequests it creates until they are decided.
 - apiGroups: [flightdeck.dev]
-  resources: [agentreleases, pricingtables, promotionpolicies, releasepointers, promotionrequests]
+  resources:
+    - agentreleases
+    - pricingtables
+    - promotionpolicies
+    - releasepointers
+    - promotionrequests
+    - promotionapprovals
   verbs: [get, list, watch]
 # Framework: kopf records the last handled spec in an annotation of the kinds with create and
 # update handlers. Pointers and requests are handled from raw watch events: never written (only
@@ -86,8 +92,8 @@ app.kubernetes.io/part-of: flightdeck
 - apiGroups: [flightdeck.dev]
   resources: [agentreleases, pricingtables, promotionpolicies]
   verbs: [patch]
-# Application: the operator writes every status: decisions and conditions (patch), the pointer's
-# projection with a resourceVersion precondition (update).
+# Application: the operator writes every status: decisions, approval verdicts and conditions
+# (patch), the pointer's projection with a resourceVersion precondition (update).
 - apiGroups: [flightdeck.dev]
   resources:
     - agentreleases/status
@@ -95,10 +101,26 @@ app.kubernetes.io/part-of: flightdeck
     - promotionpolicies/status
     - releasepointers/status
     - promotionrequests/status
+    - promotionapprovals/status
   verbs: [update, patch]
 # Framework: kopf posts an Event when a handler fails. Application: the operator posts an Event
 # per decision and per pointer move or repair (kubectl describe shows them).
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+{{- end }}
+
+{{/* The admission webhook: its configuration (cluster-scoped, so per namespace too) and Service. */}}
+{{- define "flightdeck.webhookConfigurationName" -}}
+{{- include "flightdeck.clusterName" . }}
+{{- end }}
+
+{{- define "flightdeck.webhookServiceName" -}}
+{{- printf "%s-webhook" (include "flightdeck.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The names the API server may use for the webhook Service: the serving certificate's SANs (JSON). */}}
+{{- define "flightdeck.webhookHosts" -}}
+{{- $service := include "flightdeck.webhookServiceName" . }}
+{{- list $service (printf "%s.%s" $service .Release.Namespace) (printf "%s.%s.svc" $service .Release.Namespace) (printf "%s.%s.svc.cluster.local" $service .Release.Namespace) | toJson }}
 {{- end }}
