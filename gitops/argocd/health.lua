@@ -1,11 +1,12 @@
 -- Argo CD health check for FlightDeck objects (flightdeck.dev/v1alpha1: PromotionRequest,
--- ReleasePointer, AgentRelease, PricingTable, PromotionPolicy).
+-- ReleasePointer, AgentRelease, PricingTable, PromotionPolicy, PromotionApproval).
 --
 -- The CRD status is in kstatus format: Ready, Reconciling and Stalled conditions
 -- (metav1.Condition) plus status.observedGeneration. This script reads them in kstatus' order,
 -- so Argo CD, Flux and `kubectl wait` agree on every object:
 --   observedGeneration behind metadata.generation -> Progressing (not judged yet)
---   Reconciling=True                              -> Progressing (Suspended while AwaitingApproval)
+--   Reconciling=True                              -> Progressing (Suspended while AwaitingApproval:
+--                                                    a human must act; AwaitingEvidence stays Progressing)
 --   Stalled=True                                  -> Degraded (blocked, failed, duplicate ...)
 --   Ready=True                                    -> Healthy
 --   Ready=False or Unknown                        -> Progressing

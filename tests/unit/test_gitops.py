@@ -12,7 +12,7 @@ import pytest
 import yaml
 from lupa import lua51
 
-from flightdeck_operator.conditions import Reason, dependency_missing, ready, stalled
+from flightdeck_operator.conditions import ApprovalPhase, Reason, dependency_missing, ready, stalled
 from flightdeck_operator.decide import Comparison, DecisionRequest, decide
 from flightdeck_operator.evidence import SideEvidence
 from flightdeck_operator.ledger import LedgerEntry, LedgerKind
@@ -25,6 +25,7 @@ from flightdeck_operator.models import (
     ReleaseRef,
 )
 from flightdeck_operator.projection import (
+    approval_status,
     dry_run_status,
     failed_status,
     pending_status,
@@ -43,7 +44,14 @@ from tests.health_checks import (
 
 from .test_conditions import kstatus
 
-KINDS = ("PromotionRequest", "ReleasePointer", "AgentRelease", "PricingTable", "PromotionPolicy")
+KINDS = (
+    "PromotionRequest",
+    "ReleasePointer",
+    "AgentRelease",
+    "PricingTable",
+    "PromotionPolicy",
+    "PromotionApproval",
+)
 
 T0 = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 T1 = T0 + dt.timedelta(seconds=3)
@@ -190,6 +198,86 @@ CASES: list[tuple[str, str, Callable[[], dict[str, Any] | None], int, str, str]]
         1,
         "Degraded",
         'PointerNotFound: ReleasePointer "nope" not found',
+    ),
+    (
+        "request-awaiting-approval",
+        "PromotionRequest",
+        lambda: pending_status(
+            "Awaiting approval (0/1 approvals)",
+            reason=Reason.AWAITING_APPROVAL,
+            generation=1,
+            conditions=None,
+            now=T0,
+        ),
+        1,
+        "Suspended",
+        "AwaitingApproval: Awaiting approval",
+    ),
+    (
+        "request-awaiting-evidence",
+        "PromotionRequest",
+        lambda: pending_status(
+            "Awaiting evidence until", reason=Reason.AWAITING_EVIDENCE, generation=1, conditions=None, now=T0
+        ),
+        1,
+        "Progressing",
+        "AwaitingEvidence: Awaiting evidence",
+    ),
+    (
+        "request-superseded",
+        "PromotionRequest",
+        lambda: failed_status(
+            Reason.SUPERSEDED, "Superseded by the newer request b", generation=1, conditions=None, now=T1
+        ),
+        1,
+        "Degraded",
+        "Superseded: Superseded by the newer request b",
+    ),
+    (
+        "request-window-closed",
+        "PromotionRequest",
+        lambda: failed_status(
+            Reason.PROMOTION_WINDOW_CLOSED,
+            "Promotion closed by deny window 'freeze'",
+            generation=1,
+            conditions=None,
+            now=T1,
+        ),
+        1,
+        "Degraded",
+        "PromotionWindowClosed: Promotion closed",
+    ),
+    (
+        "approval-accepted",
+        "PromotionApproval",
+        lambda: approval_status(
+            ApprovalPhase.ACCEPTED,
+            Reason.APPROVAL_ACCEPTED,
+            "bob approved",
+            ledger_seq=3,
+            generation=1,
+            conditions=None,
+            now=T1,
+        ),
+        1,
+        "Healthy",
+        "ApprovalAccepted: bob approved",
+    ),
+    (
+        "approval-stale",
+        "PromotionApproval",
+        lambda: approval_status(
+            ApprovalPhase.STALE,
+            Reason.APPROVAL_STALE,
+            "approved an earlier digest",
+            ledger_seq=3,
+            generation=1,
+            conditions=None,
+            now=T1,
+        ),
+        1,
+        "Degraded",
+        "ApprovalStale: approved an earlier digest",
     ),
     (
         "request-dry-run-passed",
