@@ -1,7 +1,9 @@
 """CLI commands that turn the reference's files into custom resources.
 
 ``release register|checksum|verify``, ``pricing import`` and ``policy apply``: the reference CLI's
-workflow (flightdeck-behaviour 1.2, 1.3, 1.7, 1.13) against the Kubernetes API. Registered on the
+workflow (flightdeck-behaviour 1.2, 1.3, 1.7, 1.13) against the Kubernetes API. ``approve``
+creates a PromotionApproval for a request awaiting approval (its uid and decision digest read
+from the cluster, the approver's identity stamped by the API server). Registered on the
 ``flightdeck-operator`` group by :func:`register`; every cluster call goes through
 :class:`~flightdeck_operator.gateway.KubeGateway` (imported lazily, so ``--help`` stays fast).
 
@@ -24,8 +26,11 @@ from pydantic import BaseModel, ValidationError
 
 from flightdeck_operator.api.v1alpha1 import (
     AGENT_RELEASE,
+    API_VERSION,
     PRICING_TABLE,
+    PROMOTION_APPROVAL,
     PROMOTION_POLICY,
+    PROMOTION_REQUEST,
     AgentReleaseSpec,
     PricingTableSpec,
     PromotionPolicySpec,
@@ -66,6 +71,7 @@ def register(main: click.Group) -> None:
     """Add the ``release``, ``pricing`` and ``policy`` command groups to ``main``."""
     for group in (release, pricing, policy):
         main.add_command(group)
+    main.add_command(approve)
 
 
 # -- shared plumbing ------------------------------------------------------------------------------
@@ -443,3 +449,77 @@ def policy_apply(
 
     outcome = retry_on_conflict(apply_policy)
     click.echo(f"Set policy {parsed.policy_id}: PromotionPolicy {target}/{object_name} {outcome}")
+
+
+# -- approve ------------------------------------------------------------------------------------------
+
+APPROVAL_WAIT_SECONDS: Final = 30.0
+
+
+@click.command()
+@click.argument("request")
+@click.option("--reason", required=True, help="Why you approve (recorded in the audit ledger).")
+@click.option("--name", default=None, help="PromotionApproval name (default: generated from REQUEST).")
+@click.option("--no-wait", is_flag=True, help="Do not wait for the operator's verdict.")
+@cluster_options
+@clear_errors
+def approve(
+    request: str, reason: str, name: str | None, no_wait: bool, namespace: str | None, kubeconfig: str | None
+) -> None:
+    """Approve the decision PromotionRequest REQUEST awaits (phase AwaitingApproval).
+
+    The approval names the request's uid and the decision digest in its status.approval, so it
+    approves exactly what you see now: if the policy, the pointer or the evidence verdict changes,
+    it goes stale. Your identity is the one the API server authenticates (your kubeconfig user),
+    and you cannot approve a request you created. Exit 1 unless the approval is Accepted.
+
+    RBAC: get promotionrequests; create, get, list and watch promotionapprovals (or --no-wait).
+    """
+    from flightdeck_operator.errors import NotFound
+
+    if not reason.strip():
+        fail("--reason must not be blank")
+    target = _namespace(namespace, kubeconfig)
+    gateway = _gateway(kubeconfig)
+    try:
+        body = gateway.get(PROMOTION_REQUEST.plural, target, request)
+    except NotFound:
+        fail(f"PromotionRequest {target}/{request} not found")
+    status = body.get("status") or {}
+    digest = (status.get("approval") or {}).get("decisionDigest")
+    if status.get("phase") != "AwaitingApproval" or not digest:
+        fail(f"PromotionRequest {target}/{request} is not awaiting approval (phase {status.get('phase')})")
+    metadata: dict[str, Any] = {"name": name} if name else {"generateName": f"{request}-"}
+    created = gateway.create(
+        PROMOTION_APPROVAL.plural,
+        target,
+        {
+            "apiVersion": API_VERSION,
+            "kind": PROMOTION_APPROVAL.kind,
+            "metadata": metadata,
+            "spec": {
+                "request": {"name": request, "uid": body["metadata"]["uid"]},
+                "decisionDigest": digest,
+                "reason": reason,
+            },
+        },
+        field_manager=FIELD_MANAGER,
+    )
+    approval_name = created["metadata"]["name"]
+    click.echo(f"PromotionApproval {target}/{approval_name} created for decision {digest[:12]}")
+    if no_wait:
+        return
+    judged = gateway.wait_for(
+        PROMOTION_APPROVAL.plural,
+        target,
+        approval_name,
+        lambda obj: bool((obj.get("status") or {}).get("phase")),
+        timeout=APPROVAL_WAIT_SECONDS,
+        resource_version=created["metadata"].get("resourceVersion"),
+    )
+    if judged is None:
+        fail(f"no verdict on PromotionApproval {target}/{approval_name} within {APPROVAL_WAIT_SECONDS:.0f}s")
+    verdict = judged["status"]
+    click.echo(f"{verdict['phase']}: {verdict.get('message', '')}")
+    if verdict["phase"] != "Accepted":
+        sys.exit(EXIT_ERROR)

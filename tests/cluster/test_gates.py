@@ -33,6 +33,7 @@ from .kube import (
     wait_for,
 )
 from .sidecar_client import role, role_binding
+from .test_clitools import cli
 
 GATE = {
     "maxCostPerRunUsd": 10.0,
@@ -99,6 +100,9 @@ def grant_promoters(cp: ControlPlane, namespace: str) -> None:
             ("get", "promotionrequests"),
             ("create", "promotionapprovals"),
             ("get", "promotionapprovals"),
+            # `flightdeck-operator approve` watches its approval for the verdict.
+            ("list", "promotionapprovals"),
+            ("watch", "promotionapprovals"),
         ),
         role_binding("alice-promoter", "promoter", user="alice"),
         role_binding("bob-promoter", "promoter", user="bob"),
@@ -214,6 +218,33 @@ def test_policy_change_makes_approvals_stale(
     late = wait_phase(control_plane, namespace, "promotionapproval", "by-bob-again", "Stale")
     assert late["status"]["ledgerSeq"] > 0
     assert request_entries(operator, "ship") == []
+
+
+def test_cli_approve_reads_uid_and_digest_and_reports_the_verdict(
+    control_plane: ControlPlane, namespace: str, operator: OperatorProcess
+) -> None:
+    start_with_base_promoted(control_plane, namespace, operator, approval={"minApprovals": 1})
+    grant_promoters(control_plane, namespace)
+    control_plane.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        user="alice",
+        input=_yaml(request("ship", "support-local", "support-cand")),
+    )
+    wait_phase(control_plane, namespace, "promotionrequest", "ship", "AwaitingApproval")
+    refused = cli(control_plane, namespace, "approve", "ship", "--reason", "mine", user="alice")
+    assert refused.exit_code == 1
+    assert "cannot approve it" in refused.output
+    approved = cli(control_plane, namespace, "approve", "ship", "--reason", "lgtm", user="bob")
+    assert approved.exit_code == 0, approved.output
+    assert "Accepted: bob approved request ship" in approved.output
+    assert wait_decided(control_plane, namespace, "ship")["status"]["phase"] == "Promoted"
+    not_waiting = cli(control_plane, namespace, "approve", "ship", "--reason", "again", user="bob")
+    assert not_waiting.exit_code == 1
+    assert "is not awaiting approval (phase Promoted)" in not_waiting.output
 
 
 def test_approver_outside_the_policy_list_is_rejected(
