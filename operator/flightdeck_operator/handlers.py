@@ -53,8 +53,8 @@ from flightdeck_operator.webhook.server import server_from_settings
 log = logging.getLogger(__name__)
 
 TERMINAL = frozenset(p.value for p in TERMINAL_PHASES)
-# kopf watches our five kinds plus CRDs and namespaces (cluster-wide discovery).
-WATCHED_RESOURCES = 7
+# kopf watches our six kinds plus CRDs and namespaces (cluster-wide discovery).
+WATCHED_RESOURCES = 8
 # Connections for everything that is not a watch stream: patches, Events, listings.
 API_CONNECTIONS = 24
 Index = Mapping[Any, Any]
