@@ -65,3 +65,34 @@ def test_files_sort_in_dependency_order() -> None:
     # `kubectl apply -f examples/` goes file by file in name order; requests come last, oldest first.
     order = [type(api.parse_resource(doc)).KIND for _, doc in EXAMPLES]
     assert order.index("PromotionRequest") > max(i for i, k in enumerate(order) if k != "PromotionRequest")
+
+
+GATES_DIR = Path(__file__).resolve().parents[2] / "examples" / "gates"
+
+
+def test_gate_examples_are_valid_objects() -> None:
+    from tests.unit.crd_schema_tools import load_yaml_documents
+
+    crds = load_crds()
+    flightdeck = [doc for path in sorted(GATES_DIR.glob("*.yaml")) for doc in load_yaml_documents(path)]
+    kinds = Counter(doc["kind"] for doc in flightdeck)
+    assert kinds == {
+        "PromotionPolicy": 1,
+        "ReleasePointer": 1,
+        "PromotionRequest": 2,
+        "Role": 2,
+        "RoleBinding": 2,
+    }
+    names = {doc["metadata"]["name"] for doc in flightdeck}
+    for doc in flightdeck:
+        assert "namespace" not in doc["metadata"]
+        if doc["apiVersion"] != api.API_VERSION:
+            continue
+        assert schema_errors(doc, openapi_schema(crds[doc["kind"]])) == []
+        resource = api.parse_resource(doc)  # includes the cron and time-zone checks
+        if isinstance(resource, api.ReleasePointer):
+            assert resource.spec.policy_ref is not None
+            assert resource.spec.policy_ref.name in names
+        if isinstance(resource, api.PromotionRequest):
+            assert resource.spec.pointer in names
+            assert resource.spec.release in of(api.AgentRelease)
