@@ -424,20 +424,23 @@ class Controller:
         digest: str,
         now: dt.datetime,
     ) -> list[str]:
-        """Approvals accepted for an earlier digest no longer count: say so on their status."""
-        approved = {str((e.details or {}).get("approval_uid")): e for e in entries}
+        """Approvals accepted for an earlier digest no longer count. The list comes from the ledger
+        (stale approvals leave the index); their own status says so once."""
+        by_uid = {approval.uid: approval for approval in objects}
         stale: list[str] = []
-        for approval in objects:
-            entry = approved.get(approval.uid)
-            if entry is None or (entry.details or {}).get("outcome") != ApprovalPhase.ACCEPTED.value:
+        for entry in entries:
+            details = entry.details or {}
+            if (
+                details.get("outcome") != ApprovalPhase.ACCEPTED.value
+                or details.get("decision_digest") == digest
+            ):
                 continue
-            if (entry.details or {}).get("decision_digest") == digest:
-                continue
-            stale.append(approval.name)
-            if approval.phase != ApprovalPhase.STALE.value:
+            stale.append(str(details.get("approval")))
+            approval = by_uid.get(str(details.get("approval_uid")))
+            if approval is not None and approval.phase != ApprovalPhase.STALE.value:
                 message = (
-                    f"Approved decision {str((entry.details or {}).get('decision_digest'))[:12]}, but the "
-                    f"request now awaits {digest[:12]} (the policy, the pointer or the evidence verdict changed)"
+                    f"Approved decision {str(details.get('decision_digest'))[:12]}, but the request now "
+                    f"awaits {digest[:12]} (the policy, the pointer or the evidence verdict changed)"
                 )
                 self._write_approval(
                     namespace, approval, ApprovalPhase.STALE, Reason.APPROVAL_STALE, message, entry.seq

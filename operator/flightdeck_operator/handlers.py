@@ -35,7 +35,7 @@ from flightdeck_operator.api.v1alpha1 import (
     PromotionPolicySpec,
     ReleasePointerSpec,
 )
-from flightdeck_operator.conditions import TERMINAL_PHASES
+from flightdeck_operator.conditions import TERMINAL_PHASES, ApprovalPhase
 from flightdeck_operator.config import OperatorSettings
 from flightdeck_operator.controller import Controller, PendingRequest
 from flightdeck_operator.errors import DependencyPending
@@ -167,6 +167,9 @@ async def close_store(memo: kopf.Memo, **_: Any) -> None:
     sweeper = memo.get("sweeper")
     if sweeper is not None:
         sweeper.cancel()
+    # Scheduled re-examinations (waiting requests, retries) must not start on a closed store.
+    for _due, task in list((memo.get("retries") or {}).values()):
+        task.cancel()
     webhook = memo.get("webhook")
     if webhook is not None:
         await webhook.stop()
@@ -239,7 +242,13 @@ async def pending_requests_by_pointer(
 SHOWN_KEYS = ("phase", "message", "approval", "evidenceWait")
 
 
-@kopf.index(GROUP, VERSION, PROMOTION_APPROVAL_PLURAL)
+def may_still_count(status: Mapping[str, Any], **_: Any) -> bool:
+    """Unjudged approvals (to judge) and accepted ones (to mark stale when the digest moves on);
+    stale, rejected and blocked ones are final and leave the index."""
+    return status.get("phase") in (None, "", ApprovalPhase.ACCEPTED.value)
+
+
+@kopf.index(GROUP, VERSION, PROMOTION_APPROVAL_PLURAL, when=may_still_count)
 async def approvals_by_namespace(
     namespace: str | None,
     name: str,
