@@ -453,6 +453,7 @@ async def sweep_pointers(memo: kopf.Memo, indexes: Mapping[str, Index], interval
             heads = await asyncio.to_thread(controller.store.pointer_heads)
             for namespace, entries in list(indexes["pointers_by_namespace"].items()):
                 policies = dict(indexes["policies_by_namespace"].get(namespace, ()))
+                windows: dict[str | None, dict[str, Any] | None] = {}
                 for name, spec, shown in list(entries):
                     if indexes["pending_requests_by_pointer"].get((namespace, name)):
                         await drain_with_retry(namespace, name, memo, indexes)
@@ -462,8 +463,10 @@ async def sweep_pointers(memo: kopf.Memo, indexes: Mapping[str, Index], interval
                         await _sync_pointer(
                             namespace, name, memo, reason_if_drifted="Repaired from the audit ledger."
                         )
-                    policy = policies.get(spec.policy_ref.name) if spec.policy_ref is not None else None
-                    window = controller.window_status(policy)
+                    policy_name = spec.policy_ref.name if spec.policy_ref is not None else None
+                    if policy_name not in windows:  # pointers share policies: one computation each
+                        windows[policy_name] = controller.window_status(policies.get(policy_name or ""))
+                    window = windows[policy_name]
                     if window != shown[2]:
                         await asyncio.to_thread(controller.sync_window, namespace, name, window)
         except Exception:
