@@ -347,9 +347,11 @@ class Controller:
         requester = spec.requested_by.username if spec.requested_by is not None else None
         objects = sorted(view.approvals.get(request.name, ()), key=lambda a: (a.created, a.name))
         for approval in objects:
-            if self.store.ledger_entry_for_key(approval_key(approval.uid)) is not None:
-                continue
-            self._judge(namespace, pointer, approval, decision, request, requester, gate, digest)
+            judged = self.store.ledger_entry_for_key(approval_key(approval.uid))
+            if judged is None:
+                self._judge(namespace, pointer, approval, decision, request, requester, gate, digest)
+            elif not approval.phase:  # judged before a crash, status not written yet
+                self._project_approval(namespace, approval, judged)
         entries = self.store.approvals_for_request(namespace, pointer, request.uid)
         accepted = accepted_entries(entries, digest)
         stale = self._mark_stale(namespace, objects, entries, digest, now)
@@ -450,7 +452,9 @@ class Controller:
     def judge_orphan_approval(self, namespace: str, approval: ApprovalObject) -> None:
         """An approval whose request is not awaiting approval (decided, deleted, never existed):
         ledgered as rejected so that every approval attempt is on record."""
-        if self.store.ledger_entry_for_key(approval_key(approval.uid)) is not None:
+        judged = self.store.ledger_entry_for_key(approval_key(approval.uid))
+        if judged is not None:
+            self._project_approval(namespace, approval, judged)
             return
         try:
             spec = PromotionApprovalSpec.model_validate(approval.spec)
@@ -463,6 +467,18 @@ class Controller:
         entry = self.store.append(_orphan_record(namespace, approval, spec, message, self.clock()))
         self._write_approval(
             namespace, approval, ApprovalPhase.REJECTED, Reason.REQUEST_MISMATCH, message, entry.seq
+        )
+
+    def _project_approval(self, namespace: str, approval: ApprovalObject, entry: LedgerEntry) -> None:
+        """The approval's status from its ledger entry alone (the verdict is never re-judged)."""
+        details = entry.details or {}
+        self._write_approval(
+            namespace,
+            approval,
+            ApprovalPhase(str(details.get("outcome"))),
+            Reason(str(details.get("condition_reason"))),
+            str(details.get("message") or ""),
+            entry.seq,
         )
 
     def _write_approval(
