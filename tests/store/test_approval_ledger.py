@@ -8,6 +8,7 @@ tests/cluster/test_gates.py); what is under test here is the controller's use of
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 from typing import Any
@@ -143,9 +144,7 @@ def test_each_approval_is_judged_once_and_the_quorum_comes_from_the_ledger(
     waiting = gateway.statuses[("promotionrequests", "ship")]
     assert waiting["phase"] == "AwaitingApproval"
     digest = waiting["approval"]["decisionDigest"]
-    shown = (
-        PendingRequest(**{**REQUEST.__dict__, "shown": {"phase": "AwaitingApproval"}}) if False else REQUEST
-    )
+    shown = dataclasses.replace(REQUEST, shown={"phase": "AwaitingApproval", "approval": waiting["approval"]})
 
     # bob approves; the operator crashes after ledgering the verdict, before the approval's status.
     gateway.fail_approval_patches = 1
