@@ -198,6 +198,7 @@ def test_policy_apply_creates_replaces_and_records_the_reason(
         "minBaselineRuns": 1,
         "minLowRuns": 1,
         "requireHighDiffConfidence": False,
+        "concurrencyPolicy": "Queue",  # the schema default
     }
     assert stored["metadata"]["annotations"][CHANGE_REASON] == "allow the bigger model"
 
