@@ -182,6 +182,10 @@ class KubeGateway:
             **_manager(field_manager),
         )
 
+    def delete(self, plural: str, namespace: str, name: str) -> None:
+        """Delete one object; raises :class:`NotFound` when it is already gone."""
+        _call(self.objects.delete_namespaced_custom_object, GROUP, VERSION, namespace, plural, name)
+
     def replace(self, plural: str, body: Mapping[str, Any], *, field_manager: str | None = None) -> Body:
         """PUT the whole object (status is ignored by the API server); ``resourceVersion`` in
         ``body.metadata`` is a precondition, as for :meth:`replace_status`."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -42,7 +43,7 @@ from flightdeck_operator.api.v1alpha1 import (
     ReleasePointerSpec,
     is_valid_window,
 )
-from flightdeck_operator.conditions import ConditionType, Phase, find_condition, is_true
+from flightdeck_operator.conditions import ConditionType, Phase, Reason, find_condition, is_true
 from flightdeck_operator.decide import blocked_message
 from flightdeck_operator.errors import GatewayError, NotFound
 from flightdeck_operator.evidence import DiffSide, EvidenceError, compute_diff, parse_window, window_bounds
@@ -73,6 +74,17 @@ MAX_IDEMPOTENCY_KEY_LENGTH: Final = 255
 IDEMPOTENCY_KEY_PATTERN: Final = r"^[!-~]+$"
 
 REASON_REQUIRED: Final = "Reason is required for promote/rollback actions."
+# The reference's approval-workflow messages (flightdeck-behaviour 1.9). The reference's flag is
+# one per workspace (promotion_requires_approval); here it is the pointer's policy's spec.approval.
+APPROVAL_REQUIRED: Final = (
+    "Workspace promotion_requires_approval=true: use promote-request then promote-confirm "
+    "(HTTP POST /v1/promote/request and POST /v1/promote/confirm)."
+)
+APPROVAL_NOT_REQUIRED: Final = (
+    "promotion_requires_approval is false in flightdeck.yaml; use direct `release promote` or set "
+    "promotion_requires_approval: true to use the approval workflow."
+)
+REQUEST_REASON_REQUIRED: Final = "Reason is required for promotion requests."
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _KUBE_NAME = re.compile(DNS1123_SUBDOMAIN_PATTERN)
 
@@ -89,10 +101,14 @@ class ActionError(Exception):
 
     status: int = 400
 
-    def __init__(self, message: str, detail: JsonValue = None) -> None:
+    def __init__(
+        self, message: str, detail: JsonValue = None, *, next_open: dt.datetime | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.detail: JsonValue = message if detail is None else detail
+        # A closed promotion window caused it: when the window opens (the HTTP Retry-After).
+        self.next_open = next_open
 
 
 class InvalidAction(ActionError):
@@ -144,10 +160,28 @@ class ActionInput(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class Requester:
-    """The authenticated caller: ``identity`` scopes idempotency keys, ``username`` is recorded."""
+    """The authenticated caller: ``identity`` scopes idempotency keys, ``username`` is recorded.
+
+    ``verified``: the API server vouched for this caller (the sidecar's TokenReview); the sidecar
+    then creates objects on the caller's behalf, naming them in spec.requestedBy / spec.approver,
+    which the admission webhook keeps because the sidecar is a trusted delegate. Unverified (the
+    CLI, whose own kubeconfig identity the webhook stamps; the static-token and ``none`` modes):
+    nothing is claimed."""
 
     identity: str
     username: str
+    uid: str = ""
+    groups: tuple[str, ...] = ()
+    verified: bool = False
+
+    def claimed_identity(self) -> dict[str, Any] | None:
+        """spec.requestedBy / spec.approver as the sidecar supplies it (None: let the webhook stamp)."""
+        if not self.verified:
+            return None
+        identity: dict[str, Any] = {"username": self.username, "groups": list(self.groups)}
+        if self.uid:
+            identity["uid"] = self.uid
+        return identity
 
 
 class DiffInput(BaseModel):
@@ -170,6 +204,12 @@ class Verdict(StrEnum):
     PASSED = "passed"  # 200: the pointer moved
     BLOCKED = "blocked"  # 409: the policy said no (ledgered)
     FAILED = "failed"  # 400: the request could not be evaluated (not ledgered)
+    # 409: another request for the pointer is undecided (concurrencyPolicy Forbid); retry later.
+    CONFLICT = "conflict"
+
+
+# Failed requests whose cause is another request, not this one: 409 (Conflict) rather than 400.
+CONFLICT_REASONS: Final = frozenset({Reason.CONCURRENCY_FORBIDDEN.value})
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +233,10 @@ class ActionResult:
     # Blocked: the reference 409 message. Failed: the Stalled condition's message.
     message: str
     created: bool = True
+    # The Ready condition's reason (PromotionWindowClosed, ConcurrencyForbidden, ...).
+    reason: str | None = None
+    # Blocked by a closed promotion window: when it opens again (Retry-After), if known.
+    next_open: dt.datetime | None = None
 
 
 def is_decided(body: Mapping[str, Any]) -> bool:
@@ -209,6 +253,8 @@ def result_from_request(body: Mapping[str, Any], *, created: bool = True) -> Act
     phase = str(status.get("phase") or "")
     action = PromotionAction(spec.get("action") or PromotionAction.PROMOTE.value)
     decision = status.get("decision") or {}
+    ready = find_condition(status.get("conditions") or (), ConditionType.READY)
+    reason = str((ready or {}).get("reason") or "") or None
     if phase in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.BLOCKED) and decision.get("policy"):
         policy = decision["policy"]
         outcome = ActionOutcome(
@@ -226,33 +272,74 @@ def result_from_request(body: Mapping[str, Any], *, created: bool = True) -> Act
             ),
         )
         if phase == Phase.BLOCKED:
-            return ActionResult(ref, Verdict.BLOCKED, phase, outcome, blocked_message(action), created)
-        return ActionResult(ref, Verdict.PASSED, phase, outcome, str(status.get("message") or ""), created)
+            return ActionResult(
+                ref,
+                Verdict.BLOCKED,
+                phase,
+                outcome,
+                blocked_message(action),
+                created,
+                reason,
+                closed_window_next_open(decision),
+            )
+        message = str(status.get("message") or "")
+        return ActionResult(ref, Verdict.PASSED, phase, outcome, message, created, reason)
     stalled = find_condition(status.get("conditions") or (), ConditionType.STALLED)
     message = str((stalled or {}).get("message") or status.get("message") or f"Request ended {phase}")
-    return ActionResult(ref, Verdict.FAILED, phase, None, message, created)
+    verdict = Verdict.CONFLICT if reason in CONFLICT_REASONS else Verdict.FAILED
+    return ActionResult(ref, verdict, phase, None, message, created, reason)
+
+
+def closed_window_next_open(decision: Mapping[str, Any]) -> dt.datetime | None:
+    """``status.decision.promotionWindow.nextOpen`` of a decision a closed window blocked."""
+    window = decision.get("promotionWindow") or {}
+    if window.get("open", True) or not window.get("nextOpen"):
+        return None
+    return dt.datetime.fromisoformat(str(window["nextOpen"]).replace("Z", "+00:00"))
+
+
+def retry_after_seconds(next_open: dt.datetime | None, now: dt.datetime) -> int | None:
+    """The Retry-After header's value: whole seconds until ``next_open``, at least 1."""
+    if next_open is None:
+        return None
+    return max(1, math.ceil((next_open - now).total_seconds()))
 
 
 # --- promote / rollback -----------------------------------------------------------------------------
 
 
-def request_name(namespace: str, identity: str, idempotency_key: str | None) -> str:
-    """Deterministic for a key (one object per namespace, caller and key); random without one."""
+def request_name(
+    namespace: str,
+    identity: str,
+    idempotency_key: str | None,
+    *,
+    prefix: str = REQUEST_NAME_PREFIX,
+    random_hex: int = 32,
+) -> str:
+    """Deterministic for a key (one object per namespace, caller, key and prefix); random without
+    one (``random_hex`` digits)."""
     if idempotency_key is None:
-        return REQUEST_NAME_PREFIX + uuid.uuid4().hex
-    digest = hashlib.sha256(f"{namespace}\n{identity}\n{idempotency_key}".encode()).hexdigest()
-    return REQUEST_NAME_PREFIX + digest[:40]
+        return prefix + uuid.uuid4().hex[:random_hex]
+    # The prefix is hashed too, so one key used on two routes names two objects.
+    scoped = idempotency_key if prefix == REQUEST_NAME_PREFIX else f"{prefix}{idempotency_key}"
+    digest = hashlib.sha256(f"{namespace}\n{identity}\n{scoped}".encode()).hexdigest()
+    return prefix + digest[:40]
 
 
 def find_pointer(gateway: KubeGateway, namespace: str, agent_id: str, environment: str) -> str:
     """The name of the one ReleasePointer governing (agent, environment) in ``namespace``."""
-    matches = sorted(
-        str(item["metadata"]["name"])
-        # Pointers' agentId and environment are immutable, so the watch cache is current enough.
+    return str(_pointer_body(gateway, namespace, agent_id, environment)["metadata"]["name"])
+
+
+def _pointer_body(gateway: KubeGateway, namespace: str, agent_id: str, environment: str) -> Body:
+    # Pointers' agentId and environment are immutable, so the watch cache is current enough.
+    bodies = {
+        str(item["metadata"]["name"]): item
         for item in gateway.list_objects(RELEASE_POINTER.plural, namespace, cached=True)
         if (item.get("spec") or {}).get("agentId") == agent_id
         and (item.get("spec") or {}).get("environment") == environment
-    )
+    }
+    matches = sorted(bodies)
     if not matches:
         raise InvalidAction(
             f'No ReleasePointer governs agent "{agent_id}" in environment "{environment}" in namespace '
@@ -264,7 +351,25 @@ def find_pointer(gateway: KubeGateway, namespace: str, agent_id: str, environmen
             f'Several ReleasePointers govern agent "{agent_id}" in environment "{environment}" in namespace '
             f'"{namespace}": {", ".join(matches)}. Keep exactly one.'
         )
-    return matches[0]
+    return bodies[matches[0]]
+
+
+def pointer_policy(
+    gateway: KubeGateway, namespace: str, pointer: Mapping[str, Any]
+) -> PromotionPolicySpec | None:
+    """The PromotionPolicy a pointer names (None: no policyRef, or the policy is missing or invalid,
+    which the operator reports on the request it decides)."""
+    ref = ((pointer.get("spec") or {}).get("policyRef") or {}).get("name")
+    if not ref:
+        return None
+    # Read afresh (not from the watch cache): the approval gate must see a policy change at once.
+    body = gateway.find(PROMOTION_POLICY.plural, namespace, str(ref))
+    if body is None:
+        return None
+    try:
+        return PromotionPolicySpec.model_validate(body.get("spec") or {})
+    except ValidationError:
+        return None
 
 
 def _release_spec(gateway: KubeGateway, namespace: str, name: str) -> AgentReleaseSpec | None:
@@ -277,8 +382,28 @@ def _release_spec(gateway: KubeGateway, namespace: str, name: str) -> AgentRelea
 
 
 def build_request(
-    namespace: str, name: str, action: ActionInput, pointer: str, requester: Requester
+    namespace: str,
+    name: str,
+    action: ActionInput,
+    pointer: str,
+    requester: Requester,
+    *,
+    dry_run: bool = False,
+    annotations: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "pointer": pointer,
+        "release": action.release_id,
+        "action": action.action.value,
+        "window": action.window,
+        "reason": action.reason,
+        "actor": action.actor,
+    }
+    if dry_run:
+        spec["dryRun"] = True
+    claimed = requester.claimed_identity()
+    if claimed is not None:
+        spec["requestedBy"] = claimed
     return {
         "apiVersion": API_VERSION,
         "kind": PROMOTION_REQUEST.kind,
@@ -289,20 +414,14 @@ def build_request(
             "annotations": {
                 REQUESTED_BY_ANNOTATION: requester.username,
                 REQUEST_DIGEST_ANNOTATION: action.digest(),
+                **(annotations or {}),
             },
         },
-        "spec": {
-            "pointer": pointer,
-            "release": action.release_id,
-            "action": action.action.value,
-            "window": action.window,
-            "reason": action.reason,
-            "actor": action.actor,
-        },
+        "spec": spec,
     }
 
 
-def _check_same_body(existing: Mapping[str, Any], action: ActionInput, key: str) -> None:
+def check_same_body(existing: Mapping[str, Any], action: ActionInput, key: str) -> None:
     annotations = (existing.get("metadata") or {}).get("annotations") or {}
     if annotations.get(REQUEST_DIGEST_ANNOTATION) != action.digest():
         name = existing["metadata"]["name"]
@@ -312,10 +431,16 @@ def _check_same_body(existing: Mapping[str, Any], action: ActionInput, key: str)
         )
 
 
-def validate_action(gateway: KubeGateway, namespace: str, action: ActionInput) -> str:
+def validate_action(
+    gateway: KubeGateway, namespace: str, action: ActionInput, *, approval_workflow: bool = False
+) -> str:
     """Check the request the way the reference does, before anything is created; returns the
-    pointer's name. Order: reason, release, pointer, window."""
-    if not action.reason.strip():
+    pointer's name. Order: reason, release, pointer, approval gate, window.
+
+    ``approval_workflow``: a promote-request, which needs the pointer's policy to require
+    approval (and has its own reason message, checked after that flag as the reference does).
+    A direct promote under such a policy is refused (rollbacks are never gated)."""
+    if not approval_workflow and not action.reason.strip():
         raise InvalidAction(REASON_REQUIRED)
     release = _release_spec(gateway, namespace, action.release_id)
     if release is None:
@@ -325,7 +450,17 @@ def validate_action(gateway: KubeGateway, namespace: str, action: ActionInput) -
             f'No ReleasePointer governs agent "{release.agent_id}" in environment "{action.environment}": '
             "an environment is a label-value-like identifier."
         )
-    pointer = find_pointer(gateway, namespace, release.agent_id, action.environment)
+    body = _pointer_body(gateway, namespace, release.agent_id, action.environment)
+    pointer = str(body["metadata"]["name"])
+    if action.action is PromotionAction.PROMOTE:
+        policy = pointer_policy(gateway, namespace, body)
+        gated = policy is not None and policy.approval is not None
+        if approval_workflow and not gated:
+            raise InvalidAction(APPROVAL_NOT_REQUIRED)
+        if not approval_workflow and gated:
+            raise InvalidAction(APPROVAL_REQUIRED)
+    if approval_workflow and not action.reason.strip():
+        raise InvalidAction(REQUEST_REASON_REQUIRED)
     try:
         parse_window(action.window)  # the reference's messages first
     except EvidenceError as error:
@@ -349,13 +484,13 @@ def submit(
     if idempotency_key is not None:
         existing = gateway.find(PROMOTION_REQUEST.plural, namespace, name)
         if existing is not None:  # a retry: answer from the first request, whatever changed since
-            _check_same_body(existing, action, idempotency_key)
+            check_same_body(existing, action, idempotency_key)
             return existing, False
     pointer = validate_action(gateway, namespace, action)
     body = build_request(namespace, name, action, pointer, requester)
     obj, created = gateway.create_or_get(PROMOTION_REQUEST.plural, namespace, body)
     if not created and idempotency_key is not None:  # a concurrent retry created it first
-        _check_same_body(obj, action, idempotency_key)
+        check_same_body(obj, action, idempotency_key)
     return obj, created
 
 
@@ -419,11 +554,17 @@ def run_action(
         obj, created = submit(gateway, namespace, action, requester, idempotency_key=idempotency_key)
         return await_decision(gateway, obj, timeout=timeout, created=created, wait=wait)
     except GatewayError as error:
-        if error.status in (401, 403):
-            raise ClusterUnavailable(f"The Kubernetes API refused the sidecar's request: {error}") from None
-        if error.status == 422:  # the API server's validation (CRD schema or CEL rule)
-            raise InvalidAction(f"The API server rejected the PromotionRequest: {error}") from None
-        raise ClusterUnavailable(f"Kubernetes API unavailable: {error}") from None
+        raise gateway_failure(error, PROMOTION_REQUEST.kind) from None
+
+
+def gateway_failure(error: GatewayError, kind: str) -> ActionError:
+    """What a failed API call means to the caller: a rejected object (422 from the CRD schema or a
+    CEL rule) is the caller's 400; anything else, the cluster's 503."""
+    if error.status in (401, 403):
+        return ClusterUnavailable(f"The Kubernetes API refused the sidecar's request: {error}")
+    if error.status == 422:
+        return InvalidAction(f"The API server rejected the {kind}: {error}")
+    return ClusterUnavailable(f"Kubernetes API unavailable: {error}")
 
 
 # --- diff -------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from flightdeck_operator import __version__
 from flightdeck_operator.config import AuthMode, SidecarSettings
 from flightdeck_operator.gateway import KubeGateway
 from flightdeck_operator.models import ConfidenceThresholds
-from flightdeck_operator.promotions import ActionError
+from flightdeck_operator.promotions import ActionError, retry_after_seconds
 from flightdeck_operator.sidecar.auth import (
     Authenticator,
     KubernetesAuth,
@@ -34,7 +34,7 @@ from flightdeck_operator.sidecar.auth import (
 )
 from flightdeck_operator.sidecar.decisions import DecisionWatcher
 from flightdeck_operator.sidecar.metrics import UNMATCHED_ROUTE, SidecarMetrics
-from flightdeck_operator.sidecar.routes import INGEST_SCHEMA_NAME, router
+from flightdeck_operator.sidecar.routes import INGEST_SCHEMA_NAME, RETRY_AFTER_HEADER, router
 from flightdeck_operator.sidecar.schemas import IngestRequest
 from flightdeck_operator.store import Store
 
@@ -115,7 +115,9 @@ def create_app(
 
     @app.exception_handler(ActionError)
     async def _action_error(request: Request, error: ActionError) -> JSONResponse:
-        return JSONResponse({"detail": error.detail}, status_code=error.status)
+        retry_after = retry_after_seconds(error.next_open, state.clock())
+        headers = None if retry_after is None else {RETRY_AFTER_HEADER: str(retry_after)}
+        return JSONResponse({"detail": error.detail}, status_code=error.status, headers=headers)
 
     def openapi() -> dict[str, Any]:
         # POST /v1/events reads its body itself (reference validation and messages, and a fast

@@ -6,7 +6,8 @@
   ============================  ======  ======================================
   access                        verb    resource
   ============================  ======  ======================================
-  promote, rollback             create  ``promotionrequests.flightdeck.dev``
+  promote, rollback, request    create  ``promotionrequests.flightdeck.dev``
+  confirm (approve)             create  ``promotionapprovals.flightdeck.dev``
   ingest run events             create  ``runevents.flightdeck.dev`` (virtual)
   reads (lists, diff, request)  list    ``promotionrequests.flightdeck.dev``
   ============================  ======  ======================================
@@ -35,7 +36,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final, Generic, Protocol, TypeVar
 
-from flightdeck_operator.api.v1alpha1 import GROUP, PROMOTION_REQUEST
+from flightdeck_operator.api.v1alpha1 import GROUP, PROMOTION_APPROVAL, PROMOTION_REQUEST
 from flightdeck_operator.config import AuthMode
 from flightdeck_operator.errors import GatewayError
 from flightdeck_operator.gateway import KubeGateway, ReviewedUser
@@ -55,6 +56,7 @@ class Access(StrEnum):
     READ = "read"
     INGEST = "ingest"
     PROMOTE = "promote"
+    APPROVE = "approve"
 
     @property
     def verb(self) -> str:
@@ -62,7 +64,9 @@ class Access(StrEnum):
 
     @property
     def resource(self) -> str:
-        return RUN_EVENTS_RESOURCE if self is Access.INGEST else PROMOTION_REQUEST.plural
+        if self is Access.INGEST:
+            return RUN_EVENTS_RESOURCE
+        return PROMOTION_APPROVAL.plural if self is Access.APPROVE else PROMOTION_REQUEST.plural
 
     @property
     def unauthorized_message(self) -> str:
@@ -72,10 +76,16 @@ class Access(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """An authenticated caller. ``identity`` scopes idempotency keys; ``username`` is recorded."""
+    """An authenticated caller. ``identity`` scopes idempotency keys; ``username`` is recorded.
+
+    ``verified``: the API server vouched for this identity (TokenReview), so the sidecar may create
+    objects on its behalf (spec.requestedBy, spec.approver); the static token and ``none`` modes
+    know no person behind a call."""
 
     username: str
     groups: tuple[str, ...] = ()
+    uid: str = ""
+    verified: bool = False
 
     @property
     def identity(self) -> str:
@@ -204,7 +214,7 @@ class KubernetesAuth:
                 f'User "{user.username}" cannot {access.verb} resource "{access.resource}" in API group '
                 f'"{GROUP}" in the namespace "{self.namespace}" (needed to {access.value}).',
             )
-        return Caller(username=user.username, groups=user.groups)
+        return Caller(username=user.username, groups=user.groups, uid=user.uid, verified=True)
 
 
 class StaticTokenAuth:

@@ -1,4 +1,5 @@
-"""One watch on the namespace's PromotionRequests, shared by every promote waiting for a decision.
+"""One watch on the namespace's PromotionRequests, shared by every promote waiting for a decision
+(or, for promote-request and promote-confirm, for another state: awaiting approval, approved).
 
 Why not a watch per request: a watch ends by closing its connection, so each one would cost a new
 TLS connection to the API server (tens of milliseconds) on the next call, and a connection per
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -36,6 +38,7 @@ GONE: Final = 410
 
 @dataclass
 class _Waiter:
+    wanted: Callable[[Body], bool] = is_decided
     done: threading.Event = field(default_factory=threading.Event)
     body: Body | None = None
     deleted: bool = False
@@ -59,20 +62,20 @@ class DecisionWatcher:
         # The watch thread is a daemon blocked in a read; it notices at its next event or timeout.
         self._stopping.set()
 
-    def wait(self, obj: Body, timeout: float) -> Body | None:
-        """The decided request, or None after ``timeout`` seconds. Raises :class:`NotFound` when the
-        request is deleted first. Blocks the calling thread."""
-        if is_decided(obj):
+    def wait(self, obj: Body, timeout: float, wanted: Callable[[Body], bool] = is_decided) -> Body | None:
+        """The request once ``wanted`` (default: decided), or None after ``timeout`` seconds. Raises
+        :class:`NotFound` when the request is deleted first. Blocks the calling thread."""
+        if wanted(obj):
             return obj
         name = str(obj["metadata"]["name"])
-        waiter = _Waiter()
+        waiter = _Waiter(wanted)
         with self._lock:
             self._waiters.setdefault(name, []).append(waiter)
         try:
             current = self.gateway.find(PROMOTION_REQUEST.plural, self.namespace, name)
             if current is None:
                 raise NotFound(f'promotionrequests "{name}" was deleted', 404)
-            if is_decided(current):
+            if wanted(current):
                 return current
             if not waiter.done.wait(timeout):
                 return None
@@ -90,13 +93,12 @@ class DecisionWatcher:
     def _dispatch(self, event_type: str, obj: Body) -> None:
         name = obj.get("metadata", {}).get("name")
         deleted = event_type == "DELETED"
-        if not (deleted or is_decided(obj)):
-            return
         with self._lock:
             waiting = list(self._waiters.get(name, ()))
         for waiter in waiting:
-            waiter.body, waiter.deleted = obj, deleted
-            waiter.done.set()
+            if deleted or waiter.wanted(obj):
+                waiter.body, waiter.deleted = obj, deleted
+                waiter.done.set()
 
     def _run(self) -> None:
         version: str | None = None

@@ -34,8 +34,8 @@ class SidecarMetrics:
         )
         self.decisions = Counter(
             "decisions",
-            "Promote/rollback answers seen by the sidecar, by outcome "
-            "(passed, blocked, failed, timeout, deleted).",
+            "Promote/rollback/promote_request/promote_confirm answers seen by the sidecar, by outcome "
+            "(passed, blocked, failed, conflict, pending, rejected, timeout, deleted).",
             ("action", "outcome"),
             namespace=NAMESPACE,
             registry=self.registry,

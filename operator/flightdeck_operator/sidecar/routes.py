@@ -1,6 +1,8 @@
 """The sidecar's routes: reference paths, fields, status codes and error shapes.
 
-Promote and rollback answer only from the PromotionRequest's status (``promotions``); reads come
+Promote and rollback answer only from the PromotionRequest's status (``promotions``); the approval
+workflow (promote-request, promote-confirm, the request list) from PromotionRequests,
+PromotionApprovals and the ledger (``approval_workflow``); reads come
 from the API server (releases, pointers, requests) or the ledger (actions); ingestion and diff use
 the store. Auth is a dependency per route (``require``), run before the body is looked at.
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar, Union, cast
 
 import anyio
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request
@@ -20,12 +22,22 @@ from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
+from flightdeck_operator import __version__
 from flightdeck_operator.api.v1alpha1 import (
     AGENT_RELEASE,
     PROMOTION_REQUEST,
     RELEASE_POINTER,
     AgentReleaseSpec,
     ReleasePointerSpec,
+)
+from flightdeck_operator.approval_workflow import (
+    REQUEST_STATUSES,
+    ApprovalRecorded,
+    PendingPromotion,
+    confirm_promotion,
+    list_requests,
+    request_promotion,
+    requires_approval,
 )
 from flightdeck_operator.config import AuthMode
 from flightdeck_operator.errors import GatewayError
@@ -53,6 +65,7 @@ from flightdeck_operator.promotions import (
     compute_release_diff,
     is_decided,
     result_from_request,
+    retry_after_seconds,
     run_action,
 )
 from flightdeck_operator.sidecar.auth import Access, AuthError, AuthUnavailable, Caller
@@ -63,19 +76,26 @@ from flightdeck_operator.sidecar.schemas import (
     ActionItem,
     ActionRequest,
     ActionsResponse,
+    ApprovalRecordedResponse,
     BlockedResponse,
+    ConfirmRequest,
     DiffRequest,
     ErrorResponse,
     HealthResponse,
     IngestResponse,
     IngestShape,
+    NotRecordedResponse,
     PendingResponse,
     ProbeResponse,
     PromotedItem,
     PromotedResponse,
+    PromoteRequestResponse,
+    PromotionRequestItem,
+    PromotionRequestsResponse,
     PromotionRequestView,
     ReleaseItem,
     ReleasesResponse,
+    WorkspaceResponse,
 )
 
 if TYPE_CHECKING:
@@ -86,6 +106,13 @@ T = TypeVar("T")
 INGEST_SCHEMA_NAME: Final = "IngestRequest"
 REQUEST_HEADER: Final = "X-Flightdeck-Request"  # namespace/name of the PromotionRequest answered from
 REPLAYED_HEADER: Final = "X-Flightdeck-Replayed"  # "true": an Idempotency-Key found an earlier request
+RETRY_AFTER_HEADER: Final = "Retry-After"  # seconds until a closed promotion window opens
+# Approvals carry who approved; only a TokenReview says who is calling.
+APPROVAL_NEEDS_IDENTITY: Final = (
+    "promote-confirm needs the caller's verified identity: the approval is recorded as theirs and "
+    "checked against the requester and the policy's approvers. Run the sidecar with --auth kubernetes, "
+    "or create a PromotionApproval with kubectl."
+)
 ENVIRONMENT_LABEL: Final = "flightdeck.dev/environment"
 # Promote/rollback hold a worker thread while they wait for the operator; their own limiter keeps
 # many concurrent waits from starving the threads that serve reads and ingestion.
@@ -143,6 +170,22 @@ def require(access: Access) -> Callable[..., Awaitable[Caller]]:
 ReadCaller = Annotated[Caller, Depends(require(Access.READ))]
 IngestCaller = Annotated[Caller, Depends(require(Access.INGEST))]
 PromoteCaller = Annotated[Caller, Depends(require(Access.PROMOTE))]
+ApproveCaller = Annotated[Caller, Depends(require(Access.APPROVE))]
+
+
+def _conflicts(*models: type[Any], description: str) -> dict[int | str, dict[str, Any]]:
+    """A 409 with several documented body shapes (anyOf)."""
+    return {409: {"description": description, "model": Union[models]}}  # noqa: UP007 (a runtime union)
+
+
+def _requester(caller: Caller) -> Requester:
+    return Requester(
+        identity=caller.identity,
+        username=caller.username,
+        uid=caller.uid,
+        groups=caller.groups,
+        verified=caller.verified,
+    )
 
 
 # --- health and probes ------------------------------------------------------------------------------
@@ -327,7 +370,12 @@ async def list_actions(
     return ActionsResponse(actions=[_action_item(entry) for entry in entries])
 
 
-_STATUS_BY_VERDICT: Final = {Verdict.PASSED: 200, Verdict.BLOCKED: 409, Verdict.FAILED: 400}
+_STATUS_BY_VERDICT: Final = {
+    Verdict.PASSED: 200,
+    Verdict.BLOCKED: 409,
+    Verdict.FAILED: 400,
+    Verdict.CONFLICT: 409,
+}
 
 
 @_gateway_errors
@@ -512,7 +560,50 @@ IdempotencyHeader = Annotated[
         description="Retries with the same key (and body) return the first request's outcome.",
     ),
 ]
-_ACTION_RESPONSES: Final = _responses(400, 401, 403, 409, 410, 413, 503, 504)
+_ACTION_RESPONSES: Final = {
+    **_responses(400, 401, 403, 410, 413, 503, 504),
+    **_conflicts(
+        BlockedResponse,
+        ErrorResponse,
+        description="Blocked by policy (the reference body, with the full outcome; Retry-After when a "
+        "closed promotion window blocked it), or another request for the pointer is undecided "
+        "(concurrencyPolicy Forbid: a message).",
+    ),
+}
+
+
+async def _in_worker(state: SidecarState, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a call that waits for the operator in a worker thread, under the waits' own limiter."""
+    if state.wait_limiter is None:  # created on first use: it needs the running event loop
+        state.wait_limiter = anyio.CapacityLimiter(MAX_CONCURRENT_DECISION_WAITS)
+    return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=state.wait_limiter)
+
+
+def _count_error(state: SidecarState, label: str, error: ActionError) -> None:
+    outcome = {504: "timeout", 410: "deleted", 409: "blocked", 403: "rejected"}.get(error.status)
+    if outcome:
+        state.metrics.decisions.labels(label, outcome).inc()
+
+
+def _decision_response(state: SidecarState, result: ActionResult, label: str) -> Response:
+    """A decided request as the reference answers it: 200 outcome, 409 blocked (full outcome), 400
+    failed; 409 with a message when another request holds the pointer (concurrencyPolicy Forbid)."""
+    state.metrics.decisions.labels(label, result.verdict.value).inc()
+    headers = {REQUEST_HEADER: f"{result.request.namespace}/{result.request.name}"}
+    if not result.created:
+        headers[REPLAYED_HEADER] = "true"
+    status = _STATUS_BY_VERDICT[result.verdict]
+    if result.verdict in (Verdict.FAILED, Verdict.CONFLICT):
+        return JSONResponse({"detail": result.message}, status_code=status, headers=headers)
+    assert result.outcome is not None
+    outcome_json = result.outcome.model_dump(mode="json")
+    if result.verdict is Verdict.BLOCKED:
+        retry_after = retry_after_seconds(result.next_open, state.clock())
+        if retry_after is not None:
+            headers[RETRY_AFTER_HEADER] = str(retry_after)
+        content = {"detail": {"message": result.message, "outcome": outcome_json}}
+        return JSONResponse(content, status_code=status, headers=headers)
+    return JSONResponse(outcome_json, status_code=status, headers=headers)
 
 
 async def _act(
@@ -527,40 +618,23 @@ async def _act(
         reason=body.reason,
         actor=body.actor,
     )
-    if state.wait_limiter is None:  # created on first use: it needs the running event loop
-        state.wait_limiter = anyio.CapacityLimiter(MAX_CONCURRENT_DECISION_WAITS)
     try:
-        result = await anyio.to_thread.run_sync(
-            functools.partial(
-                run_action,
-                state.gateway,
-                state.namespace,
-                payload,
-                Requester(identity=caller.identity, username=caller.username),
-                timeout=state.settings.decision_timeout_seconds,
-                idempotency_key=key,
-                wait=state.decisions.wait,
-            ),
-            limiter=state.wait_limiter,
+        result = await _in_worker(
+            state,
+            run_action,
+            state.gateway,
+            state.namespace,
+            payload,
+            _requester(caller),
+            timeout=state.settings.decision_timeout_seconds,
+            idempotency_key=key,
+            wait=state.decisions.wait,
         )
     except ActionError as error:
-        outcome = {504: "timeout", 410: "deleted"}.get(error.status)
-        if outcome:
-            state.metrics.decisions.labels(action.value, outcome).inc()
+        if error.status in (504, 410):
+            _count_error(state, action.value, error)
         raise
-    state.metrics.decisions.labels(action.value, result.verdict.value).inc()
-    headers = {REQUEST_HEADER: f"{result.request.namespace}/{result.request.name}"}
-    if not result.created:
-        headers[REPLAYED_HEADER] = "true"
-    status = _STATUS_BY_VERDICT[result.verdict]
-    if result.verdict is Verdict.FAILED:
-        return JSONResponse({"detail": result.message}, status_code=status, headers=headers)
-    assert result.outcome is not None
-    outcome_json = result.outcome.model_dump(mode="json")
-    if result.verdict is Verdict.BLOCKED:
-        content = {"detail": {"message": result.message, "outcome": outcome_json}}
-        return JSONResponse(content, status_code=status, headers=headers)
-    return JSONResponse(outcome_json, status_code=status, headers=headers)
+    return _decision_response(state, result, action.value)
 
 
 @router.post("/v1/promote", response_model=ActionOutcome, tags=["actions"], responses=_ACTION_RESPONSES)
@@ -571,7 +645,8 @@ async def promote(
     idempotency_key: IdempotencyHeader = None,
 ) -> Response:
     """Create a PromotionRequest, wait for the operator's decision and answer from its status:
-    200 promoted, 409 blocked (the reference body), 400 failed, 504 not decided in time."""
+    200 promoted, 409 blocked (the reference body), 400 failed, 504 not decided in time. 400 when
+    the pointer's policy requires approval (use /v1/promote/request)."""
     return await _act(request, PromotionAction.PROMOTE, body, caller, idempotency_key)
 
 
@@ -584,3 +659,191 @@ async def rollback(
 ) -> Response:
     """As promote, with ``action: rollback`` (409 message ``Rollback blocked by policy.``)."""
     return await _act(request, PromotionAction.ROLLBACK, body, caller, idempotency_key)
+
+
+# --- the approval workflow (promote-request, promote-confirm) ---------------------------------------
+
+_REQUEST_RESPONSES: Final = {
+    **_responses(400, 401, 403, 410, 413, 503, 504),
+    **_conflicts(
+        NotRecordedResponse,
+        BlockedResponse,
+        ErrorResponse,
+        description="The policy does not allow it: nothing recorded (the reference body, no outcome; "
+        "Retry-After when a closed promotion window blocks it). Rarely, the request was decided at "
+        "once: blocked (full outcome) or refused by concurrencyPolicy Forbid (a message).",
+    ),
+}
+
+
+@router.post(
+    "/v1/promote/request",
+    response_model=PromoteRequestResponse,
+    tags=["actions"],
+    responses=_REQUEST_RESPONSES,
+)
+async def promote_request(
+    request: Request,
+    body: ActionRequest,
+    caller: PromoteCaller,
+    idempotency_key: IdempotencyHeader = None,
+) -> Response:
+    """Request a promotion that needs approval: evaluated first as a dry run (a blocked one records
+    nothing: 409), then created as a PromotionRequest that awaits approval (200, ``pending``)."""
+    state = _state(request)
+    label = "promote_request"
+    payload = ActionInput(
+        action=PromotionAction.PROMOTE,
+        release_id=body.release_id,
+        environment=body.environment,
+        window=body.window,
+        reason=body.reason,
+        actor=body.actor,
+    )
+    try:
+        result = await _in_worker(
+            state,
+            request_promotion,
+            state.gateway,
+            state.namespace,
+            payload,
+            _requester(caller),
+            timeout=state.settings.decision_timeout_seconds,
+            idempotency_key=idempotency_key,
+            wait=state.decisions.wait,
+            clock=state.clock,
+        )
+    except ActionError as error:
+        _count_error(state, label, error)
+        raise
+    if isinstance(result, ActionResult):
+        return _decision_response(state, result, label)
+    state.metrics.decisions.labels(label, "pending").inc()
+    return _pending_response(result)
+
+
+def _pending_response(pending: PendingPromotion) -> Response:
+    evaluation = pending.evaluation
+    answer = PromoteRequestResponse(
+        request_id=pending.request.name,
+        release_id=evaluation.release_id,
+        agent_id=evaluation.agent_id,
+        environment=evaluation.environment,
+        window=pending.window,
+        baseline_release_id=evaluation.baseline_release_id,
+        policy=evaluation.policy,
+        created_at=pending.created_at,
+    )
+    headers = {REQUEST_HEADER: f"{pending.request.namespace}/{pending.request.name}"}
+    if not pending.created:
+        headers[REPLAYED_HEADER] = "true"
+    return JSONResponse(answer.model_dump(mode="json"), headers=headers)
+
+
+_CONFIRM_RESPONSES: Final = {
+    **_responses(400, 401, 403, 410, 413, 503, 504),
+    202: {
+        "description": "The approval counts; the policy needs more approvals (minApprovals > 1).",
+        "model": ApprovalRecordedResponse,
+    },
+    **_conflicts(
+        BlockedResponse,
+        ErrorResponse,
+        description="The policy blocks the promotion now: the reference body with the full outcome "
+        "(the request stays pending; Retry-After when a closed promotion window blocks it); or the "
+        "request's decision changed while it was being approved (a message).",
+    ),
+}
+
+
+@router.post(
+    "/v1/promote/confirm",
+    response_model=ActionOutcome,
+    tags=["actions"],
+    responses=_CONFIRM_RESPONSES,
+)
+async def promote_confirm(
+    request: Request,
+    body: ConfirmRequest,
+    caller: ApproveCaller,
+    idempotency_key: IdempotencyHeader = None,
+) -> Response:
+    """Approve a pending request as the caller (a PromotionApproval the operator judges): 200 with
+    the promotion's outcome, 409 when the policy blocks it now (the request stays pending), 403
+    for the requester themselves or a non-approver, 400 when it is not pending."""
+    state = _state(request)
+    label = "promote_confirm"
+    if not caller.verified:
+        raise HTTPException(403, APPROVAL_NEEDS_IDENTITY)
+    try:
+        result = await _in_worker(
+            state,
+            confirm_promotion,
+            state.gateway,
+            state.namespace,
+            body.request_id,
+            body.approval_reason,
+            _requester(caller),
+            timeout=state.settings.decision_timeout_seconds,
+            ledger_entry=state.store.ledger_entry,
+            idempotency_key=idempotency_key,
+            wait=state.decisions.wait,
+            clock=state.clock,
+            actor=body.actor,
+        )
+    except ActionError as error:
+        _count_error(state, label, error)
+        raise
+    if isinstance(result, ApprovalRecorded):
+        state.metrics.decisions.labels(label, "pending").inc()
+        answer = ApprovalRecordedResponse(
+            request_id=result.request.name,
+            approval=result.approval.name,
+            approved_by=list(result.approved_by),
+            required=result.required,
+            message=result.message,
+        )
+        headers = {REQUEST_HEADER: f"{result.request.namespace}/{result.request.name}"}
+        return JSONResponse(answer.model_dump(mode="json"), status_code=202, headers=headers)
+    return _decision_response(state, result, label)
+
+
+# --- workspace and the list of requests -------------------------------------------------------------
+
+
+@router.get(
+    "/v1/workspace", response_model=WorkspaceResponse, tags=["reads"], responses=_responses(401, 403, 503)
+)
+async def workspace(request: Request, _: ReadCaller) -> WorkspaceResponse:
+    """The reference's workspace flags: promotion_requires_approval is true when any PromotionPolicy
+    in the namespace requires approval."""
+    state = _state(request)
+    gated = await _blocking(_gateway_errors(requires_approval), state.gateway, state.namespace)
+    return WorkspaceResponse(
+        promotion_requires_approval=gated, pricing_catalog_configured=False, server_version=__version__
+    )
+
+
+@router.get(
+    "/v1/promotion-requests",
+    response_model=PromotionRequestsResponse,
+    tags=["reads"],
+    responses=_responses(401, 403, 503),
+)
+async def list_promotion_requests(
+    request: Request,
+    _: ReadCaller,
+    status: Annotated[
+        str | None, Query(description=f"One of {', '.join(REQUEST_STATUSES)}; others match nothing.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = DEFAULT_LIST_LIMIT,
+) -> PromotionRequestsResponse:
+    """PromotionRequests that went through approval, newest first: pending (awaiting approval),
+    completed (promoted) or cancelled (superseded, blocked or failed)."""
+    state = _state(request)
+    summaries = await _blocking(
+        _gateway_errors(list_requests), state.gateway, state.namespace, status=status, limit=limit
+    )
+    return PromotionRequestsResponse(
+        requests=[PromotionRequestItem.model_validate(summary, from_attributes=True) for summary in summaries]
+    )

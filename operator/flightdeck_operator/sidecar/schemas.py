@@ -12,7 +12,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, TypeAdapter
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
-from flightdeck_operator.models import ActionOutcome, RunEvent, RunEventData
+from flightdeck_operator.models import ActionOutcome, PolicyResult, RunEvent, RunEventData
 
 # Reference bounds of the list endpoints.
 DEFAULT_LIST_LIMIT: Final = 50
@@ -44,6 +44,21 @@ class ActionRequest(_In):
     window: str = Field(description="Evidence window, e.g. 7d, 24h or 30m.")
     reason: str = Field(min_length=1, max_length=MAX_REASON_LENGTH)
     actor: str = Field(default="http", max_length=MAX_ACTOR_LENGTH, description="Free text, recorded.")
+
+
+class ConfirmRequest(_In):
+    """``POST /v1/promote/confirm``."""
+
+    request_id: str = Field(
+        max_length=253, description="The PromotionRequest's name (promote-request's request_id)."
+    )
+    approval_reason: str = Field(min_length=1, max_length=MAX_REASON_LENGTH)
+    actor: str = Field(
+        default="http",
+        max_length=MAX_ACTOR_LENGTH,
+        description="Free text, kept as an annotation on the PromotionApproval (the ledger records the "
+        "authenticated approver).",
+    )
 
 
 class DiffRequest(_In):
@@ -156,6 +171,16 @@ class BlockedResponse(_Out):
     detail: BlockedDetail
 
 
+class MessageDetail(_Out):
+    message: str
+
+
+class NotRecordedResponse(_Out):
+    """409 of promote-request: the policy blocks it and nothing was recorded (no outcome)."""
+
+    detail: MessageDetail
+
+
 class RequestRefModel(_Out):
     namespace: str
     name: str
@@ -164,12 +189,74 @@ class RequestRefModel(_Out):
 class PendingDetail(_Out):
     message: str
     request: RequestRefModel
+    approval: RequestRefModel | None = Field(
+        default=None, description="promote-confirm: the PromotionApproval created for the caller."
+    )
 
 
 class PendingResponse(_Out):
     """504 (no decision in time) and 410 (request deleted before its decision)."""
 
     detail: PendingDetail
+
+
+class WorkspaceResponse(_Out):
+    """``GET /v1/workspace``: the reference's ``WorkspacePublic``."""
+
+    api_version: Literal["v1"] = "v1"
+    kind: Literal["WorkspacePublic"] = "WorkspacePublic"
+    promotion_requires_approval: bool = Field(
+        description="True when any PromotionPolicy in the namespace has spec.approval."
+    )
+    pricing_catalog_configured: bool = Field(description="Always false: there is no pricing catalog here.")
+    server_version: str
+
+
+class PromoteRequestResponse(_Out):
+    """``POST /v1/promote/request`` (200): the request, awaiting approval."""
+
+    request_id: str = Field(description="The PromotionRequest's name (prq-<12 hex>).")
+    status: Literal["pending"] = "pending"
+    release_id: str
+    agent_id: str
+    environment: str
+    window: str
+    baseline_release_id: str | None
+    policy: PolicyResult = Field(description="The evaluation at request time.")
+    created_at: IsoDatetime | None
+
+
+class ApprovalRecordedResponse(_Out):
+    """``POST /v1/promote/confirm`` (202): the approval counts; more are needed (minApprovals > 1)."""
+
+    request_id: str
+    status: Literal["pending"] = "pending"
+    approval: str = Field(description="The PromotionApproval's name.")
+    approved_by: list[str]
+    required: int
+    message: str
+
+
+class PromotionRequestItem(_Out):
+    """One item of ``GET /v1/promotion-requests`` (the reference's fields)."""
+
+    request_id: str
+    status: Literal["pending", "completed", "cancelled"]
+    release_id: str | None
+    agent_id: str | None
+    environment: str | None
+    window: str
+    reason: str
+    actor: str | None
+    baseline_release_id: str | None
+    policy: PolicyResult | None
+    created_at: IsoDatetime | None
+    resolved_at: IsoDatetime | None
+    completed_action_id: str | None
+
+
+class PromotionRequestsResponse(_Out):
+    requests: list[PromotionRequestItem]
 
 
 class ErrorResponse(_Out):
