@@ -1,9 +1,10 @@
 """CLI commands that share the HTTP API's code paths: ``sidecar``, ``promote``, ``rollback``,
-``ingest`` and ``diff``.
+``promote-request``, ``promote-confirm``, ``ingest`` and ``diff``.
 
 ``promote``/``rollback`` create a PromotionRequest and wait for the operator's decision exactly as
 ``POST /v1/promote`` does (``flightdeck_operator.promotions``), and print what the reference CLI
-prints. ``ingest`` and ``diff`` use the same validation and diff assembly as the HTTP routes.
+prints; ``promote-request``/``promote-confirm`` are ``POST /v1/promote/request`` and
+``/v1/promote/confirm`` (``flightdeck_operator.approval_workflow``). ``ingest`` and ``diff`` use the same validation and diff assembly as the HTTP routes.
 Registered on the ``flightdeck-operator`` group by :func:`register`.
 
 Errors are one line, ``Error: <message>`` on stderr, exit 1 (a policy block too, as the reference).
@@ -11,6 +12,7 @@ Errors are one line, ``Error: <message>`` on stderr, exit 1 (a policy block too,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -23,6 +25,7 @@ from flightdeck_operator.models import DiffResult, PromotionAction
 
 if TYPE_CHECKING:
     from flightdeck_operator.gateway import KubeGateway
+    from flightdeck_operator.promotions import ActionResult
 
 __all__ = ["register"]
 
@@ -32,7 +35,7 @@ STORE_HELP: Final = "Store: a SQLite path or a postgresql:// URL [env FLIGHTDECK
 
 
 def register(main: click.Group) -> None:
-    for command in (sidecar, promote, rollback, ingest, diff):
+    for command in (sidecar, promote, rollback, promote_request, promote_confirm, ingest, diff):
         main.add_command(command)
 
 
@@ -227,6 +230,135 @@ def _action_command(action: PromotionAction) -> click.Command:
 
 promote = _action_command(PromotionAction.PROMOTE)
 rollback = _action_command(PromotionAction.ROLLBACK)
+
+
+def _print_outcome(result: ActionResult) -> None:
+    """The reference CLI's promote output; exits 1 unless the pointer moved."""
+    from flightdeck_operator.promotions import Verdict
+
+    if result.verdict in (Verdict.FAILED, Verdict.CONFLICT) or result.outcome is None:
+        fail(result.message)
+    outcome = result.outcome
+    if result.verdict is Verdict.PASSED:
+        click.echo(f"Promoted {outcome.release_id} for {outcome.agent_id}/{outcome.environment}")
+    click.echo(f"Policy: {'PASS' if outcome.policy.passed else 'FAIL'}")
+    for line in outcome.policy.reasons:
+        click.echo(f"- {line}")
+    if result.verdict is Verdict.BLOCKED:
+        fail(result.message.rstrip("."))
+
+
+# --- the approval workflow --------------------------------------------------------------------------
+
+
+@click.command(name="promote-request")
+@click.argument("release_id")
+@click.option("--env", "environment", required=True, help="Environment of the ReleasePointer.")
+@click.option("--window", required=True, help="Evidence window, e.g. 7d, 24h, 30m.")
+@click.option("--reason", required=True, help="Why (recorded in the ledger once approved).")
+@click.option("--actor", default=None, help="Recorded actor [default: $USER].")
+@click.option("--timeout", type=float, default=DEFAULT_DECISION_TIMEOUT_S, show_default=True)
+@click.option("--idempotency-key", default=None, help="Retry-safe key: the same key finds the same request.")
+@namespace_option
+@kubeconfig_option
+def promote_request(
+    release_id: str,
+    environment: str,
+    window: str,
+    reason: str,
+    actor: str | None,
+    timeout: float,
+    idempotency_key: str | None,
+    namespace: str | None,
+    kubeconfig: str | None,
+) -> None:
+    """Request a promotion that needs approval (the pointer's policy has spec.approval): evaluated
+    as a dry run first; prints request_id=<name> and the policy result."""
+    from flightdeck_operator.approval_workflow import PendingPromotion, request_promotion
+    from flightdeck_operator.promotions import ActionError, ActionInput, Requester
+
+    who = actor or cli_actor()
+    gateway = _gateway(kubeconfig)
+    try:
+        result = request_promotion(
+            gateway,
+            _namespace(namespace, kubeconfig),
+            ActionInput(
+                action=PromotionAction.PROMOTE,
+                release_id=release_id,
+                environment=environment,
+                window=window,
+                reason=reason,
+                actor=who,
+            ),
+            Requester(identity=f"cli:{who}", username=f"cli:{who}"),
+            timeout=timeout,
+            idempotency_key=idempotency_key,
+        )
+    except ActionError as error:
+        fail(error.message)
+    finally:
+        gateway.api_client.close()
+    if not isinstance(result, PendingPromotion):
+        _print_outcome(result)  # decided at once (e.g. concurrencyPolicy Forbid)
+        return
+    click.echo(f"request_id={result.request.name}")
+    click.echo(json.dumps({"policy": result.evaluation.policy.model_dump(mode="json")}, indent=2))
+
+
+@click.command(name="promote-confirm")
+@click.argument("request_id")
+@click.option("--approval-reason", required=True, help="Why you approve (recorded in the ledger).")
+@click.option("--timeout", type=float, default=DEFAULT_DECISION_TIMEOUT_S, show_default=True)
+@click.option(
+    "--store",
+    envvar="FLIGHTDECK_STORE",
+    default=None,
+    help="The operator's store, to show a blocked confirm's full outcome [env FLIGHTDECK_STORE].",
+)
+@namespace_option
+@kubeconfig_option
+def promote_confirm(
+    request_id: str,
+    approval_reason: str,
+    timeout: float,
+    store: str | None,
+    namespace: str | None,
+    kubeconfig: str | None,
+) -> None:
+    """Approve a pending request as your kubeconfig identity (a PromotionApproval the operator
+    judges); prints the promotion's outcome like `promote`."""
+    from flightdeck_operator.approval_workflow import ApprovalRecorded, confirm_promotion
+    from flightdeck_operator.promotions import ActionError, Requester
+    from flightdeck_operator.store import StoreError, open_store
+
+    gateway = _gateway(kubeconfig)
+    who = cli_actor()
+    try:
+        with contextlib.ExitStack() as stack:
+            opened = stack.enter_context(open_store(store)) if store else None
+            result = confirm_promotion(
+                gateway,
+                _namespace(namespace, kubeconfig),
+                request_id,
+                approval_reason,
+                # The API server names the approver (the webhook stamps the kubeconfig's user).
+                Requester(identity=f"cli:{who}", username=f"cli:{who}"),
+                timeout=timeout,
+                ledger_entry=opened.ledger_entry if opened is not None else None,
+                actor=who,
+            )
+    except (ActionError, StoreError) as error:
+        fail(error.message if isinstance(error, ActionError) else str(error))
+    finally:
+        gateway.api_client.close()
+    if isinstance(result, ApprovalRecorded):
+        click.echo(
+            f"Approved {result.request.name} ({len(result.approved_by)}/{result.required} approvals): "
+            f"{result.message}"
+        )
+        return
+    _print_outcome(result)
 
 
 # --- ingest -----------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from flightdeck_operator.sidecar.routes import APPROVAL_NEEDS_IDENTITY
 from flightdeck_operator.store import open_store
 
 from .conftest import StartSidecar
-from .kube import AGENT, COST_BREACH, ENV, apply, get, policy, quickstart, wait_for
+from .kube import AGENT, COST_BREACH, ENV, apply, get, ingest, policy, quickstart, wait_for
 from .sidecar_client import (
     OUTCOME_KEYS,
     POLICY_KEYS,
@@ -37,6 +37,7 @@ from .sidecar_client import (
     role,
     role_binding,
 )
+from .test_clitools import cli
 
 # The reference's promote-request answer and list item keys, in its order (routes/actions.py, read.py).
 REQUEST_KEYS: Final = [
@@ -75,6 +76,7 @@ GATE: Final = {
     "requireHighDiffConfidence": False,
 }
 NO_CACHE: Final = ("--auth-cache-seconds", "0")
+READ_KINDS: Final = ("agentreleases", "releasepointers", "promotionpolicies")
 
 
 def base_promoted(cp: ControlPlane, sidecar: SidecarProcess, namespace: str, **gate: Any) -> None:
@@ -445,3 +447,59 @@ def test_confirm_needs_a_verified_identity(
         refused = api.post("/v1/promote/confirm", json={"request_id": "prq-0", "approval_reason": "ok"})
     assert (refused.status_code, refused.json()) == (403, {"detail": APPROVAL_NEEDS_IDENTITY})
 
+
+# -- the same workflow from the command line ----------------------------------------------------------
+
+
+def test_cli_promote_request_and_promote_confirm(
+    control_plane: ControlPlane, namespace: str, operator: OperatorProcess
+) -> None:
+    """`promote-request` / `promote-confirm` run the HTTP routes' code with the user's own kubeconfig:
+    the webhook stamps who asked and who approved."""
+    quickstart(control_plane, namespace, max_cost=10.0)
+    ingest(operator.store, quickstart_events())
+    promoted = cli(
+        control_plane, namespace, "promote", "support-base", "--env", ENV, "--window", "7d", "--reason", "r"
+    )
+    assert promoted.exit_code == 0, promoted.output
+    set_policy(control_plane, namespace, approval={"minApprovals": 1})
+    verbs = ("create", "get", "list", "watch", "delete")
+    apply(
+        control_plane,
+        namespace,
+        role(
+            "cli-workflow",
+            *[(verb, "promotionrequests") for verb in verbs],
+            *[(verb, "promotionapprovals") for verb in verbs[:4]],
+            # What the checks before creating read: the release, the pointer, its policy.
+            *[(verb, kind) for verb in ("get", "list") for kind in READ_KINDS],
+        ),
+        role_binding("alice-cli", "cli-workflow", user="alice"),
+        role_binding("bob-cli", "cli-workflow", user="bob"),
+    )
+    args = ("promote-request", "support-cand", "--env", ENV, "--window", "7d", "--reason", "cand")
+    asked = cli(control_plane, namespace, *args, user="alice")
+    assert asked.exit_code == 0, asked.output
+    first, *policy_lines = asked.stdout.splitlines()
+    request_id = first.removeprefix("request_id=")
+    assert re.fullmatch(r"prq-[0-9a-f]{12}", request_id)
+    assert json.loads("\n".join(policy_lines))["policy"]["passed"] is True
+    assert (
+        get(control_plane, namespace, "promotionrequest", request_id)["spec"]["requestedBy"]["username"]
+        == "alice"
+    )
+    assert [n for n in request_names(control_plane, namespace) if n.startswith("prq-")] == [request_id]
+
+    confirm = ("promote-confirm", request_id, "--approval-reason", "ok")
+    own = cli(control_plane, namespace, *confirm, user="alice")
+    assert own.exit_code == 1
+    assert (
+        own.stderr == "Error: alice requested this promotion and cannot approve it; another approver must\n"
+    )
+    done = cli(control_plane, namespace, *confirm, "--store", operator.store, user="bob")
+    assert done.exit_code == 0, done.output
+    assert done.stdout == "Promoted support-cand for agent-support/local\nPolicy: PASS\n"
+    again = cli(control_plane, namespace, *confirm, user="bob")
+    assert (again.exit_code, again.stderr) == (1, f"Error: {NOT_PENDING}\n")
+    [entry] = ledger(operator, kind=LedgerKind.APPROVAL)
+    assert entry.actor == "bob"
