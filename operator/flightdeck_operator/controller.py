@@ -75,6 +75,7 @@ log = logging.getLogger(__name__)
 
 Body = Mapping[str, Any]
 POINTER_CAS_ATTEMPTS = 5
+WAITING_PHASES = frozenset({Phase.AWAITING_APPROVAL.value, Phase.AWAITING_EVIDENCE.value})
 DECIDED_MEMORY = 20_000  # request UIDs whose status is known to be written (index lag guard)
 
 
@@ -92,9 +93,11 @@ class PendingRequest:
     shown: Mapping[str, Any] = field(default_factory=dict)
 
     @property
-    def order(self) -> tuple[str, str]:
-        """DESIGN 2: oldest first by creationTimestamp, then name."""
-        return (self.created, self.name)
+    def order(self) -> tuple[str, bool, str]:
+        """DESIGN 2: oldest first by creationTimestamp, then name. creationTimestamp has whole
+        seconds: within one second, a request already waiting (seen before) goes first, so a newer
+        one can never overtake it (concurrencyPolicy Forbid would fail the wrong one)."""
+        return (self.created, self.phase not in WAITING_PHASES, self.name)
 
     @property
     def dry_run(self) -> bool:

@@ -177,6 +177,11 @@ def approval_record(
             "message": verdict.message,
             "decision_digest": approved_digest,
             "current_digest": digest,
+            **(
+                {"promotion_window": _window_details(decision.window_closed)}
+                if decision.window_closed is not None
+                else {}
+            ),
         },
         created_at=decision.decided_at,
     )
@@ -340,8 +345,19 @@ def dry_run_status(
             passed=policy.passed, reasons=list(policy.reasons), evaluated_at=policy.evaluated_at
         ),
         evidence=_evidence(decision.evidence),
+        **_gate_fields(_decision_gates(decision)),
     )
     return _request_status(phase, update, message, generation, conditions, now, decision=to_wire(status))
+
+
+def _decision_gates(decision: Decision) -> dict[str, JsonValue]:
+    """The window and override details of a decision, shaped as in a ledger entry."""
+    details: dict[str, JsonValue] = {}
+    if decision.window_closed is not None:
+        details["promotion_window"] = _window_details(decision.window_closed)
+    if decision.override_reason is not None:
+        details["override"] = {"reason": decision.override_reason, "by": None}
+    return details
 
 
 def awaiting_evidence_status(

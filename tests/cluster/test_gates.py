@@ -330,6 +330,13 @@ def test_deny_window_blocks_with_next_open_and_override_breaks_glass(
     assert not entry.pointer_changed
     assert (entry.details or {})["blocked_by"] == "PromotionWindowClosed"
 
+    # A dry run shows the same block, with the window, and records nothing.
+    apply(control_plane, namespace, request("peek", "support-local", "support-cand", dryRun=True))
+    peek = wait_decided(control_plane, namespace, "peek")
+    assert peek["status"]["phase"] == "Evaluated"
+    assert peek["status"]["decision"]["promotionWindow"]["nextOpen"] == shown["nextChange"]
+    assert request_entries(operator, "peek") == []
+
     # Rollbacks are never frozen.
     apply(control_plane, namespace, request("back", "support-local", "support-base", action="rollback"))
     assert wait_decided(control_plane, namespace, "back")["status"]["phase"] == "RolledBack"
