@@ -58,14 +58,13 @@ from flightdeck_operator.promotions import (
     Verdict,
     build_request,
     check_same_body,
+    closed_window_next_open,
     gateway_failure,
     is_decided,
-    pointer_policy,
     request_name,
     result_from_request,
     validate_action,
 )
-from flightdeck_operator.windows import window_state
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +266,6 @@ def request_promotion(
     timeout: float,
     idempotency_key: str | None = None,
     wait: RequestWait | None = None,
-    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
 ) -> PendingPromotion | ActionResult:
     """Evaluate a promotion as a dry run; if the policy allows it, create the request and wait until
     the operator holds it for approval. Returns the pending request, or the decision when the
@@ -284,9 +282,8 @@ def request_promotion(
                 check_same_body(existing, action, idempotency_key)
                 return _await_pending(existing, deadline, created=False, wait=wait)
         pointer = validate_action(gateway, namespace, action, approval_workflow=True)
-        evaluation = _dry_run(gateway, namespace, action, pointer, requester, deadline, wait)
+        evaluation, next_open = _dry_run(gateway, namespace, action, pointer, requester, deadline, wait)
         if not evaluation.policy.passed:
-            next_open = closed_window_reopens(gateway, namespace, pointer, evaluation.policy.reasons, clock())
             message = not_recorded_message(evaluation.policy.reasons)
             raise PolicyDoesNotAllow(message, {"message": message}, next_open=next_open)
         annotations = {EVALUATION_ANNOTATION: evaluation.model_dump_json()}
@@ -307,7 +304,8 @@ def _dry_run(
     requester: Requester,
     deadline: _Deadline,
     wait: RequestWait,
-) -> ActionOutcome:
+) -> tuple[ActionOutcome, dt.datetime | None]:
+    """The dry run's outcome, and when a closed promotion window that blocked it opens again."""
     name = request_name(namespace, requester.identity, None, prefix=DRY_RUN_PREFIX, random_hex=RANDOM_HEX)
     body = build_request(namespace, name, action, pointer, requester, dry_run=True)
     obj = gateway.create(PROMOTION_REQUEST.plural, namespace, body)
@@ -330,7 +328,7 @@ def _dry_run(
     outcome = dry_run_outcome(decided)
     if isinstance(outcome, str):
         raise InvalidAction(outcome)  # e.g. a missing pricing table: the reference's 400
-    return outcome
+    return outcome, closed_window_next_open((decided.get("status") or {}).get("decision") or {})
 
 
 def _delete_quietly(gateway: KubeGateway, namespace: str, name: str) -> None:
@@ -392,20 +390,6 @@ def request_evaluation(body: Mapping[str, Any]) -> ActionOutcome | None:
         return None
 
 
-def closed_window_reopens(
-    gateway: KubeGateway, namespace: str, pointer: str, reasons: Iterable[str], now: dt.datetime
-) -> dt.datetime | None:
-    """When a closed promotion window opens again, if one is among ``reasons`` (a dry run's or an
-    approval's block, whose records do not carry it): the pointer's policy's windows, now."""
-    body = gateway.find(RELEASE_POINTER.plural, namespace, pointer)
-    policy = pointer_policy(gateway, namespace, body) if body is not None else None
-    rules = policy.window_rules() if policy is not None else ()
-    if not rules:
-        return None
-    state = window_state(rules, now)
-    return state.next_open if not state.open and state.message in set(reasons) else None
-
-
 # --- confirm ----------------------------------------------------------------------------------------
 
 
@@ -431,7 +415,6 @@ def confirm_promotion(
     ledger_entry: Callable[[int], LedgerEntry | None] | None = None,
     idempotency_key: str | None = None,
     wait: RequestWait | None = None,
-    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     actor: str | None = None,
 ) -> ActionResult | ApprovalRecorded:
     """Approve a pending request as ``requester`` and wait for the operator's verdict.
@@ -464,9 +447,7 @@ def confirm_promotion(
             if not created and idempotency_key is not None:
                 _check_same_approval(approval, request_id, approval_reason, idempotency_key)
         judged = _await_judgement(gateway, approval, deadline)
-        return _answer(
-            gateway, namespace, request, approval, judged, deadline, wait, ledger_entry, created, clock
-        )
+        return _answer(gateway, namespace, request, approval, judged, deadline, wait, ledger_entry, created)
     except GatewayError as error:
         if error.status == 403 and "denied the request" in str(error):
             # The admission webhook's refusal (self-approval): its message, as our own 403.
@@ -594,7 +575,6 @@ def _answer(
     wait: RequestWait,
     ledger_entry: Callable[[int], LedgerEntry | None] | None,
     created: bool,
-    clock: Callable[[], dt.datetime],
 ) -> ActionResult | ApprovalRecorded:
     verdict = judgement(judged)
     assert verdict is not None
@@ -638,12 +618,11 @@ def _answer(
         if entry is None or entry.policy_result is None:
             raise ApprovalConflict(f"{blocked_message(PromotionAction.PROMOTE)} {message}")
         outcome = approval_outcome(entry, str(judged["metadata"]["uid"]))
-        next_open = closed_window_reopens(
-            gateway,
-            namespace,
-            str((request.get("spec") or {}).get("pointer") or ""),
-            outcome.policy.reasons,
-            clock(),
+        window = (entry.details or {}).get("promotion_window")
+        next_open = (
+            closed_window_next_open({"promotionWindow": {"open": False, "nextOpen": window.get("next_open")}})
+            if isinstance(window, Mapping) and not window.get("open")
+            else None
         )
         return ActionResult(
             request_ref,

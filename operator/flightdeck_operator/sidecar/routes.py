@@ -711,7 +711,6 @@ async def promote_request(
             timeout=state.settings.decision_timeout_seconds,
             idempotency_key=idempotency_key,
             wait=state.decisions.wait,
-            clock=state.clock,
         )
     except ActionError as error:
         _count_error(state, label, error)
@@ -788,7 +787,6 @@ async def promote_confirm(
             ledger_entry=state.store.ledger_entry,
             idempotency_key=idempotency_key,
             wait=state.decisions.wait,
-            clock=state.clock,
             actor=body.actor,
         )
     except ActionError as error:
