@@ -40,3 +40,11 @@ def test_values_schema_rejects_unknown_top_level_keys() -> None:
     assert schema["additionalProperties"] is False
     # Every default value is declared in the schema (so a typo in values.yaml fails too).
     assert sorted(values) == sorted(schema["properties"])
+
+
+def test_every_operator_setting_is_documented() -> None:
+    from flightdeck_operator.config import OperatorSettings
+
+    operations = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    for name in OperatorSettings.model_fields:
+        assert f"`FLIGHTDECK_{name.upper()}`" in operations, name
