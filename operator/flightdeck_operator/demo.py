@@ -3,8 +3,10 @@
 Starts etcd and kube-apiserver, installs the Helm chart (CRDs, RBAC, ServiceAccount; there is no
 kubelet, so its Deployment never gets pods and the operator and sidecar run here as local
 processes, as ``kopf run`` is used in development), loads the examples, sends synthetic evidence
-over HTTP, promotes with kubectl, is blocked over HTTP (409), and ends with the pointer,
-``kubectl get flightdeck`` and ``doctor``. Everything it starts is stopped at the end.
+over HTTP, promotes with kubectl, is blocked over HTTP (409), previews that promotion with
+``kubectl apply --dry-run=server``, has alice request a canary promotion that bob (not alice)
+approves, and ends with the pointer, ``kubectl get flightdeck`` and ``doctor``. Everything it
+starts is stopped at the end.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ RELEASE_NAMESPACE = "flightdeck-system"
 BASELINE, CANDIDATE = "support-bot-1-4-0", "support-bot-1-5-0"
 SETUP_EXAMPLES = ("00-pricing-tables.yaml", "10-releases.yaml", "20-policy.yaml", "30-pointer.yaml")
 CALLER = "alice"  # a non-admin identity of the local control plane, granted promote rights below
+APPROVER = "bob"  # another one, who approves what alice requests
 
 
 class DemoError(RuntimeError):
@@ -101,6 +104,7 @@ def run_demo(
         cp.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
         cp.kubectl("create", "namespace", NAMESPACE)
         grant_promoter(cp, CALLER)
+        grant_promoter(cp, APPROVER)
 
         store = str(work / "flightdeck.db")
         say("Starting the operator and the sidecar (local processes, as in development)")
@@ -110,6 +114,8 @@ def run_demo(
                 store=store,
                 log_path=work / "operator.log",
                 namespaces=(NAMESPACE,),
+                # The sidecar runs as admin here: it may create requests for the caller it authenticated.
+                webhook_delegates=("admin",),
             ) as operator,
             SidecarProcess(
                 kubeconfig=cp.kubeconfig(), store=store, namespace=NAMESPACE, log_path=work / "sidecar.log"
@@ -170,6 +176,19 @@ def run_demo(
 
             say("The pointer did not move")
             show(cp.kubectl("get", "-n", NAMESPACE, "releasepointer").stdout.rstrip())
+
+            say("Previewing the same promotion with kubectl apply --dry-run=server (nothing is stored)")
+            preview = cp.kubectl(
+                "apply",
+                "-n",
+                NAMESPACE,
+                "--dry-run=server",
+                "-f",
+                str(examples / "41-promote-candidate.yaml"),
+            )
+            show((preview.stderr + preview.stdout).strip())
+
+            gates(cp, say, show)
             say("kubectl get flightdeck")
             show(cp.kubectl("get", "flightdeck", "-n", NAMESPACE).stdout.rstrip())
             say("flightdeck-operator doctor")
@@ -197,9 +216,95 @@ def run_demo(
             http.close()
 
 
+CANARY_POLICY = {
+    "apiVersion": "flightdeck.dev/v1alpha1",
+    "kind": "PromotionPolicy",
+    "metadata": {"name": "canary-gate"},
+    "spec": {"approval": {"minApprovals": 1}},
+}
+CANARY_POINTER = {
+    "apiVersion": "flightdeck.dev/v1alpha1",
+    "kind": "ReleasePointer",
+    "metadata": {"name": "support-bot-canary"},
+    "spec": {"agentId": "support-bot", "environment": "canary", "policyRef": {"name": "canary-gate"}},
+}
+CANARY_REQUEST = {
+    "apiVersion": "flightdeck.dev/v1alpha1",
+    "kind": "PromotionRequest",
+    "metadata": {"name": "canary-1-4-0"},
+    "spec": {"pointer": "support-bot-canary", "release": BASELINE, "reason": "First canary"},
+}
+
+
+def gates(cp: ControlPlane, say: Callable[[str], None], show: Callable[[str], None]) -> None:
+    """An approval by someone other than the requester (identities from the API server)."""
+    say(f"A canary pointer whose policy needs one approval; {CALLER!r} requests with kubectl")
+    show(
+        cp.kubectl(
+            "apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump_all([CANARY_POLICY, CANARY_POINTER])
+        ).stdout.strip()
+    )
+    show(
+        cp.kubectl(
+            "apply", "-n", NAMESPACE, "-f", "-", user=CALLER, input=yaml.safe_dump(CANARY_REQUEST)
+        ).stdout.strip()
+    )
+    _wait_phase(cp, "canary-1-4-0", "AwaitingApproval")
+    show(cp.kubectl("get", "-n", NAMESPACE, "preq", "canary-1-4-0").stdout.rstrip())
+    say(f"{CALLER!r} cannot approve her own request")
+    refused = _approve(cp, CALLER, "my own change")
+    show(refused.stderr.strip() or refused.stdout.strip())
+    if refused.returncode == 0:
+        raise DemoError("self-approval was accepted")
+    say(f"{APPROVER!r} approves with `flightdeck-operator approve`")
+    approved = _approve(cp, APPROVER, "canary looks good")
+    show(approved.stdout.strip())
+    if approved.returncode != 0:
+        raise DemoError(f"approval failed: {approved.stdout} {approved.stderr}")
+    cp.kubectl("wait", "-n", NAMESPACE, "preq/canary-1-4-0", "--for=condition=Decided", "--timeout=60s")
+    show(cp.kubectl("get", "-n", NAMESPACE, "preq", "canary-1-4-0").stdout.rstrip())
+    show(
+        "decision.approvals: "
+        + cp.kubectl(
+            "get", "-n", NAMESPACE, "preq", "canary-1-4-0", "-o", "jsonpath={.status.decision.approvals}"
+        ).stdout
+    )
+
+
+def _wait_phase(cp: ControlPlane, name: str, phase: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        shown = cp.kubectl("get", "-n", NAMESPACE, "preq", name, "-o", "jsonpath={.status.phase}").stdout
+        if shown == phase:
+            return
+        time.sleep(0.2)
+    raise DemoError(f"PromotionRequest {name} did not reach phase {phase}")
+
+
+def _approve(cp: ControlPlane, user: str, reason: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flightdeck_operator.cli",
+            "approve",
+            "canary-1-4-0",
+            "--reason",
+            reason,
+            "--namespace",
+            NAMESPACE,
+            "--kubeconfig",
+            str(cp.kubeconfig(user)),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def grant_promoter(cp: ControlPlane, user: str) -> None:
-    """RBAC for an HTTP caller: create PromotionRequests (promote/rollback), create run events
-    (ingest) and list PromotionRequests (reads), in the demo namespace only."""
+    """RBAC for a promoter: create PromotionRequests (promote/rollback) and PromotionApprovals,
+    create run events (ingest) and read both kinds, in the demo namespace only."""
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
@@ -207,7 +312,7 @@ def grant_promoter(cp: ControlPlane, user: str) -> None:
         "rules": [
             {
                 "apiGroups": ["flightdeck.dev"],
-                "resources": ["promotionrequests", "runevents"],
+                "resources": ["promotionrequests", "promotionapprovals", "runevents"],
                 "verbs": ["create", "get", "list", "watch"],
             }
         ],

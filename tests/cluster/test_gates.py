@@ -89,6 +89,11 @@ def approval(name: str, target: dict[str, Any], reason: str = "looks good") -> d
     }
 
 
+def apply_as(cp: ControlPlane, namespace: str, user: str, document: dict[str, Any]) -> None:
+    """``kubectl apply`` as ``user``: the webhook stamps that identity."""
+    cp.kubectl("apply", "-n", namespace, "-f", "-", user=user, input=_yaml(document))
+
+
 def grant_promoters(cp: ControlPlane, namespace: str) -> None:
     """alice and bob may create requests and approvals (and read them), nothing else."""
     apply(
@@ -117,14 +122,11 @@ def test_approval_by_another_user_promotes_and_is_ledgered(
 ) -> None:
     start_with_base_promoted(control_plane, namespace, operator, approval={"minApprovals": 1})
     grant_promoters(control_plane, namespace)
-    control_plane.kubectl(
-        "apply",
-        "-n",
+    apply_as(
+        control_plane,
         namespace,
-        "-f",
-        "-",
-        user="alice",
-        input=_yaml(request("ship", "support-local", "support-cand")),
+        "alice",
+        request("ship", "support-local", "support-cand"),
     )
     waiting = wait_phase(control_plane, namespace, "promotionrequest", "ship", "AwaitingApproval")
     assert waiting["spec"]["requestedBy"]["username"] == "alice"
@@ -136,13 +138,9 @@ def test_approval_by_another_user_promotes_and_is_ledgered(
 
     # The requester cannot approve her own request: denied at admission, with a clear message.
     with pytest.raises(KubectlError, match="cannot approve it"):
-        control_plane.kubectl(
-            "apply", "-n", namespace, "-f", "-", user="alice", input=_yaml(approval("by-alice", waiting))
-        )
+        apply_as(control_plane, namespace, "alice", approval("by-alice", waiting))
 
-    control_plane.kubectl(
-        "apply", "-n", namespace, "-f", "-", user="bob", input=_yaml(approval("by-bob", waiting))
-    )
+    apply_as(control_plane, namespace, "bob", approval("by-bob", waiting))
     decided = wait_decided(control_plane, namespace, "ship")
     assert decided["status"]["phase"] == "Promoted"
     assert decided["status"]["decision"]["approvals"] == [{"name": "by-bob", "approver": "bob"}]
@@ -172,20 +170,15 @@ def test_policy_change_makes_approvals_stale(
 ) -> None:
     start_with_base_promoted(control_plane, namespace, operator, approval={"minApprovals": 2})
     grant_promoters(control_plane, namespace)
-    control_plane.kubectl(
-        "apply",
-        "-n",
+    apply_as(
+        control_plane,
         namespace,
-        "-f",
-        "-",
-        user="alice",
-        input=_yaml(request("ship", "support-local", "support-cand")),
+        "alice",
+        request("ship", "support-local", "support-cand"),
     )
     waiting = wait_phase(control_plane, namespace, "promotionrequest", "ship", "AwaitingApproval")
     first_digest = waiting["status"]["approval"]["decisionDigest"]
-    control_plane.kubectl(
-        "apply", "-n", namespace, "-f", "-", user="bob", input=_yaml(approval("by-bob", waiting))
-    )
+    apply_as(control_plane, namespace, "bob", approval("by-bob", waiting))
     wait_for(
         lambda: (
             get(control_plane, namespace, "promotionrequest", "ship")["status"]["approval"].get("approvedBy")
@@ -212,9 +205,7 @@ def test_policy_change_makes_approvals_stale(
     bobs = wait_phase(control_plane, namespace, "promotionapproval", "by-bob", "Stale")
     assert condition(bobs, "Ready")["reason"] == "ApprovalStale"
     # An approval of the old digest made now is stale at once.
-    control_plane.kubectl(
-        "apply", "-n", namespace, "-f", "-", user="bob", input=_yaml(approval("by-bob-again", waiting))
-    )
+    apply_as(control_plane, namespace, "bob", approval("by-bob-again", waiting))
     late = wait_phase(control_plane, namespace, "promotionapproval", "by-bob-again", "Stale")
     assert late["status"]["ledgerSeq"] > 0
     assert request_entries(operator, "ship") == []
@@ -225,14 +216,11 @@ def test_cli_approve_reads_uid_and_digest_and_reports_the_verdict(
 ) -> None:
     start_with_base_promoted(control_plane, namespace, operator, approval={"minApprovals": 1})
     grant_promoters(control_plane, namespace)
-    control_plane.kubectl(
-        "apply",
-        "-n",
+    apply_as(
+        control_plane,
         namespace,
-        "-f",
-        "-",
-        user="alice",
-        input=_yaml(request("ship", "support-local", "support-cand")),
+        "alice",
+        request("ship", "support-local", "support-cand"),
     )
     wait_phase(control_plane, namespace, "promotionrequest", "ship", "AwaitingApproval")
     refused = cli(control_plane, namespace, "approve", "ship", "--reason", "mine", user="alice")
@@ -254,14 +242,11 @@ def test_approver_outside_the_policy_list_is_rejected(
         control_plane, namespace, operator, approval={"minApprovals": 1, "approvers": {"users": ["bob"]}}
     )
     grant_promoters(control_plane, namespace)
-    control_plane.kubectl(
-        "apply",
-        "-n",
+    apply_as(
+        control_plane,
         namespace,
-        "-f",
-        "-",
-        user="alice",
-        input=_yaml(request("ship", "support-local", "support-cand")),
+        "alice",
+        request("ship", "support-local", "support-cand"),
     )
     waiting = wait_phase(control_plane, namespace, "promotionrequest", "ship", "AwaitingApproval")
     apply(control_plane, namespace, approval("by-admin", waiting))
@@ -363,14 +348,14 @@ def test_override_needs_its_own_rbac_verb(
     grant_promoters(control_plane, namespace)
     hotfix = request("hotfix", "support-local", "support-cand", override={"reason": "urgent"})
     with pytest.raises(KubectlError, match="override"):
-        control_plane.kubectl("apply", "-n", namespace, "-f", "-", user="alice", input=_yaml(hotfix))
+        apply_as(control_plane, namespace, "alice", hotfix)
     apply(
         control_plane,
         namespace,
         role("breakglass", ("override", "promotionrequests")),
         role_binding("alice-breakglass", "breakglass", user="alice"),
     )
-    control_plane.kubectl("apply", "-n", namespace, "-f", "-", user="alice", input=_yaml(hotfix))
+    apply_as(control_plane, namespace, "alice", hotfix)
     assert wait_decided(control_plane, namespace, "hotfix")["status"]["phase"] == "Promoted"
 
 
