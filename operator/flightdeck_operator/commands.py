@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
@@ -25,7 +26,7 @@ from flightdeck_operator.models import DiffResult, PromotionAction
 
 if TYPE_CHECKING:
     from flightdeck_operator.gateway import KubeGateway
-    from flightdeck_operator.promotions import ActionResult
+    from flightdeck_operator.promotions import ActionInput, ActionResult, Requester
 
 __all__ = ["register"]
 
@@ -160,21 +161,51 @@ def sidecar(
 # --- promote / rollback -----------------------------------------------------------------------------
 
 
+def _action_options(command: Callable[..., None]) -> Callable[..., None]:
+    """RELEASE_ID and the options promote, rollback and promote-request share."""
+    for decorator in reversed(
+        (
+            click.argument("release_id"),
+            click.option("--env", "environment", required=True, help="Environment of the ReleasePointer."),
+            click.option("--window", required=True, help="Evidence window, e.g. 7d, 24h, 30m."),
+            click.option("--reason", required=True, help="Why (recorded in the ledger)."),
+            click.option("--actor", default=None, help="Recorded actor [default: $USER]."),
+            click.option("--timeout", type=float, default=DEFAULT_DECISION_TIMEOUT_S, show_default=True),
+            click.option(
+                "--idempotency-key", default=None, help="Retry-safe key: the same key finds the same request."
+            ),
+            namespace_option,
+            kubeconfig_option,
+        )
+    ):
+        command = decorator(command)
+    return command
+
+
+def _action_input(
+    action: PromotionAction, release_id: str, environment: str, window: str, reason: str, who: str
+) -> tuple[ActionInput, Requester]:
+    """The action and who asks (the API server records the kubeconfig's user as the requester)."""
+    from flightdeck_operator.promotions import ActionInput, Requester
+
+    return (
+        ActionInput(
+            action=action,
+            release_id=release_id,
+            environment=environment,
+            window=window,
+            reason=reason,
+            actor=who,
+        ),
+        Requester(identity=f"cli:{who}", username=f"cli:{who}"),
+    )
+
+
 def _action_command(action: PromotionAction) -> click.Command:
     verb = "Promote" if action is PromotionAction.PROMOTE else "Roll back to"
 
     @click.command(name=action.value)
-    @click.argument("release_id")
-    @click.option("--env", "environment", required=True, help="Environment of the ReleasePointer.")
-    @click.option("--window", required=True, help="Evidence window, e.g. 7d, 24h, 30m.")
-    @click.option("--reason", required=True, help="Why (recorded in the ledger).")
-    @click.option("--actor", default=None, help="Recorded actor [default: $USER].")
-    @click.option("--timeout", type=float, default=DEFAULT_DECISION_TIMEOUT_S, show_default=True)
-    @click.option(
-        "--idempotency-key", default=None, help="Retry-safe key: the same key finds the same request."
-    )
-    @namespace_option
-    @kubeconfig_option
+    @_action_options
     def command(
         release_id: str,
         environment: str,
@@ -186,23 +217,18 @@ def _action_command(action: PromotionAction) -> click.Command:
         namespace: str | None,
         kubeconfig: str | None,
     ) -> None:
-        from flightdeck_operator.promotions import ActionError, ActionInput, Requester, Verdict, run_action
+        from flightdeck_operator.promotions import ActionError, run_action
 
-        who = actor or cli_actor()
+        action_input, requester = _action_input(
+            action, release_id, environment, window, reason, actor or cli_actor()
+        )
         gateway = _gateway(kubeconfig)
         try:
             result = run_action(
                 gateway,
                 _namespace(namespace, kubeconfig),
-                ActionInput(
-                    action=action,
-                    release_id=release_id,
-                    environment=environment,
-                    window=window,
-                    reason=reason,
-                    actor=who,
-                ),
-                Requester(identity=f"cli:{who}", username=f"cli:{who}"),
+                action_input,
+                requester,
                 timeout=timeout,
                 idempotency_key=idempotency_key,
             )
@@ -210,17 +236,7 @@ def _action_command(action: PromotionAction) -> click.Command:
             fail(error.message)
         finally:
             gateway.api_client.close()
-        if result.verdict is Verdict.FAILED or result.outcome is None:
-            fail(result.message)
-        outcome = result.outcome
-        if result.verdict is Verdict.PASSED:
-            done = "Promoted" if action is PromotionAction.PROMOTE else "Rolled back to"
-            click.echo(f"{done} {outcome.release_id} for {outcome.agent_id}/{outcome.environment}")
-        click.echo(f"Policy: {'PASS' if outcome.policy.passed else 'FAIL'}")
-        for line in outcome.policy.reasons:
-            click.echo(f"- {line}")
-        if result.verdict is Verdict.BLOCKED:
-            fail(result.message.rstrip("."))
+        _print_outcome(result, action)
 
     command.help = (
         f"{verb} RELEASE_ID in an environment: create a PromotionRequest and wait for its decision."
@@ -232,15 +248,16 @@ promote = _action_command(PromotionAction.PROMOTE)
 rollback = _action_command(PromotionAction.ROLLBACK)
 
 
-def _print_outcome(result: ActionResult) -> None:
-    """The reference CLI's promote output; exits 1 unless the pointer moved."""
+def _print_outcome(result: ActionResult, action: PromotionAction = PromotionAction.PROMOTE) -> None:
+    """The reference CLI's promote/rollback output; exits 1 unless the pointer moved."""
     from flightdeck_operator.promotions import Verdict
 
     if result.verdict in (Verdict.FAILED, Verdict.CONFLICT) or result.outcome is None:
         fail(result.message)
     outcome = result.outcome
     if result.verdict is Verdict.PASSED:
-        click.echo(f"Promoted {outcome.release_id} for {outcome.agent_id}/{outcome.environment}")
+        done = "Promoted" if action is PromotionAction.PROMOTE else "Rolled back to"
+        click.echo(f"{done} {outcome.release_id} for {outcome.agent_id}/{outcome.environment}")
     click.echo(f"Policy: {'PASS' if outcome.policy.passed else 'FAIL'}")
     for line in outcome.policy.reasons:
         click.echo(f"- {line}")
@@ -252,15 +269,7 @@ def _print_outcome(result: ActionResult) -> None:
 
 
 @click.command(name="promote-request")
-@click.argument("release_id")
-@click.option("--env", "environment", required=True, help="Environment of the ReleasePointer.")
-@click.option("--window", required=True, help="Evidence window, e.g. 7d, 24h, 30m.")
-@click.option("--reason", required=True, help="Why (recorded in the ledger once approved).")
-@click.option("--actor", default=None, help="Recorded actor [default: $USER].")
-@click.option("--timeout", type=float, default=DEFAULT_DECISION_TIMEOUT_S, show_default=True)
-@click.option("--idempotency-key", default=None, help="Retry-safe key: the same key finds the same request.")
-@namespace_option
-@kubeconfig_option
+@_action_options
 def promote_request(
     release_id: str,
     environment: str,
@@ -275,23 +284,18 @@ def promote_request(
     """Request a promotion that needs approval (the pointer's policy has spec.approval): evaluated
     as a dry run first; prints request_id=<name> and the policy result."""
     from flightdeck_operator.approval_workflow import PendingPromotion, request_promotion
-    from flightdeck_operator.promotions import ActionError, ActionInput, Requester
+    from flightdeck_operator.promotions import ActionError
 
-    who = actor or cli_actor()
+    action_input, requester = _action_input(
+        PromotionAction.PROMOTE, release_id, environment, window, reason, actor or cli_actor()
+    )
     gateway = _gateway(kubeconfig)
     try:
         result = request_promotion(
             gateway,
             _namespace(namespace, kubeconfig),
-            ActionInput(
-                action=PromotionAction.PROMOTE,
-                release_id=release_id,
-                environment=environment,
-                window=window,
-                reason=reason,
-                actor=who,
-            ),
-            Requester(identity=f"cli:{who}", username=f"cli:{who}"),
+            action_input,
+            requester,
             timeout=timeout,
             idempotency_key=idempotency_key,
         )
