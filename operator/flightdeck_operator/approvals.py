@@ -26,18 +26,27 @@ def approval_key(approval_uid: str) -> str:
     return f"approval:{approval_uid}"
 
 
-def decision_digest(decision: Decision) -> str:
-    """SHA-256 of what an approver approves (see the module docstring)."""
+def decision_digest(decision: Decision, gate: ApprovalPolicy | None = None) -> str:
+    """SHA-256 of what an approver approves (see the module docstring). ``gate``, the policy's
+    approval rules, is part of it: removing an approver or raising the quorum makes earlier
+    approvals stale instead of letting them count under rules they were not given under."""
     confidence = decision.evidence.confidence.value if decision.evidence is not None else None
     payload = {
         "action": decision.action.value,
         "release": decision.target_release_id,
         "baseline": decision.baseline_release_id,
         "policy_digest": policy_digest(decision.policy),
+        "approval": None if gate is None else gate.model_dump(mode="json"),
         "passed": decision.passed,
         "confidence": confidence,
     }
     return sha256_hex(canonical_json(payload))
+
+
+def stale_key(approval_uid: str) -> str:
+    """Ledger key of the one entry saying an accepted approval went stale (it never counts again,
+    even if the digest it approved comes back)."""
+    return f"approval-stale:{approval_uid}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +129,13 @@ def may_approve(username: str, groups: Iterable[str], policy: ApprovalPolicy) ->
 
 
 def accepted_entries(entries: Sequence[LedgerEntry], digest: str) -> list[LedgerEntry]:
-    """The first accepted entry of each approver for ``digest`` (what the final decision cites)."""
+    """The first accepted entry of each approver for ``digest`` (what the final decision cites).
+    An approval once recorded stale never counts again."""
+    stale = {
+        str((e.details or {}).get("approval_uid"))
+        for e in entries
+        if e.idempotency_key.startswith("approval-stale:")
+    }
     seen: set[str] = set()
     chosen: list[LedgerEntry] = []
     for entry in entries:
@@ -129,6 +144,7 @@ def accepted_entries(entries: Sequence[LedgerEntry], digest: str) -> list[Ledger
         if (
             details.get("outcome") == ApprovalPhase.ACCEPTED.value
             and details.get("decision_digest") == digest
+            and str(details.get("approval_uid")) not in stale
             and approver not in seen
         ):
             seen.add(approver)

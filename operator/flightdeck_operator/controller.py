@@ -30,7 +30,7 @@ from flightdeck_operator.api.v1alpha1 import (
     PromotionPolicySpec,
     PromotionRequestSpec,
 )
-from flightdeck_operator.approvals import accepted_entries, approval_key, decision_digest, judge
+from flightdeck_operator.approvals import accepted_entries, approval_key, decision_digest, judge, stale_key
 from flightdeck_operator.conditions import ApprovalPhase, Phase, Reason
 from flightdeck_operator.decide import Comparison, Decision, Outcome, apply_promotion_window, decide
 from flightdeck_operator.errors import Conflict, DependencyPending, NotFound
@@ -104,6 +104,10 @@ class PendingRequest:
         return bool(self.spec.get("dryRun"))
 
     @property
+    def rollback(self) -> bool:
+        return self.spec.get("action") == PromotionAction.ROLLBACK.value
+
+    @property
     def phase(self) -> str | None:
         value = self.shown.get("phase")
         return None if value is None else str(value)
@@ -153,6 +157,7 @@ class Controller:
             if (
                 undecided is not None
                 and not request.dry_run
+                and not request.rollback  # backing out is never held up by a waiting promotion
                 and self._forbid(namespace, pointer, request, undecided, view)
             ):
                 continue
@@ -173,14 +178,22 @@ class Controller:
             if isinstance(result, Waiting):
                 return result.recheck_in
             if result is None:  # failed before evaluation, or a dry run: status already written
-                self._remember(request.uid)
+                self._finish(namespace, request, view)
                 return None
             entry = result
         if entry.pointer_changed:
             self.sync_pointer(namespace, pointer, reason_if_drifted=None)
         self._project_request(namespace, request, entry)
-        self._remember(request.uid)
+        self._finish(namespace, request, view)
         return None
+
+    def _finish(self, namespace: str, request: PendingRequest, view: NamespaceView) -> None:
+        """The request is decided: approvals of it not judged yet (made while it waited for evidence,
+        or in a race with its decision) are recorded as rejected, so every attempt is on record."""
+        self._remember(request.uid)
+        for approval in view.approvals.get(request.name, ()):
+            if not approval.phase:
+                self.judge_orphan_approval(namespace, approval)
 
     def _concurrency_policy(self, view: NamespaceView, pointer: str) -> ConcurrencyPolicy:
         spec = self._policy_spec(view, pointer)
@@ -204,7 +217,7 @@ class Controller:
             f"Superseded by the newer request {newer.name} (concurrencyPolicy Replace); nothing was decided"
         )
         self._fail(namespace, older, Failure(Reason.SUPERSEDED, message), self.clock())
-        self._remember(older.uid)
+        self._finish(namespace, older, view)
 
     def _forbid(
         self,
@@ -223,7 +236,7 @@ class Controller:
             f"({undecided.phase or 'Pending'}); concurrencyPolicy Forbid allows one at a time"
         )
         self._fail(namespace, request, Failure(Reason.CONCURRENCY_FORBIDDEN, message), self.clock())
-        self._remember(request.uid)
+        self._finish(namespace, request, view)
         return True
 
     # -- evaluation ------------------------------------------------------------------------------
@@ -346,7 +359,7 @@ class Controller:
     ) -> list[LedgerEntry] | Waiting:
         """Judge new approvals (each once, ledgered), then either the quorum is met (its approval
         entries are returned) or the request keeps waiting with its status saying why."""
-        digest = decision_digest(decision)
+        digest = decision_digest(decision, gate)
         requester = spec.requested_by.username if spec.requested_by is not None else None
         objects = sorted(view.approvals.get(request.name, ()), key=lambda a: (a.created, a.name))
         for approval in objects:
@@ -425,26 +438,49 @@ class Controller:
         digest: str,
         now: dt.datetime,
     ) -> list[str]:
-        """Approvals accepted for an earlier digest no longer count. The list comes from the ledger
-        (stale approvals leave the index); their own status says so once."""
+        """Approvals accepted for an earlier digest no longer count, ever: the first time one is seen
+        stale, that is ledgered (so the digest coming back, e.g. a reverted policy, cannot revive
+        it) and shown on its status. The list comes from the ledger (stale approvals leave the index)."""
         by_uid = {approval.uid: approval for approval in objects}
+        marked = {
+            str((e.details or {}).get("approval_uid"))
+            for e in entries
+            if e.idempotency_key.startswith("approval-stale:")
+        }
         stale: list[str] = []
         for entry in entries:
             details = entry.details or {}
-            if (
-                details.get("outcome") != ApprovalPhase.ACCEPTED.value
-                or details.get("decision_digest") == digest
-            ):
+            uid = str(details.get("approval_uid"))
+            if details.get("outcome") != ApprovalPhase.ACCEPTED.value:
+                continue
+            if details.get("decision_digest") == digest and uid not in marked:
                 continue
             stale.append(str(details.get("approval")))
-            approval = by_uid.get(str(details.get("approval_uid")))
-            if approval is not None and approval.phase != ApprovalPhase.STALE.value:
-                message = (
-                    f"Approved decision {str(details.get('decision_digest'))[:12]}, but the request now "
-                    f"awaits {digest[:12]} (the policy, the pointer or the evidence verdict changed)"
-                )
+            if uid in marked:
+                continue
+            message = (
+                f"Approved decision {str(details.get('decision_digest'))[:12]}, but the request now "
+                f"awaits {digest[:12]} (the policy, its approval rules, the pointer or the evidence "
+                "verdict changed); it no longer counts"
+            )
+            record = entry.record().model_copy(
+                update={
+                    "idempotency_key": stale_key(uid),
+                    "details": {
+                        **details,
+                        "outcome": ApprovalPhase.STALE.value,
+                        "condition_reason": Reason.APPROVAL_STALE.value,
+                        "message": message,
+                        "current_digest": digest,
+                    },
+                    "created_at": now,
+                }
+            )
+            marked_entry = self.store.append(record)
+            approval = by_uid.get(uid)
+            if approval is not None:
                 self._write_approval(
-                    namespace, approval, ApprovalPhase.STALE, Reason.APPROVAL_STALE, message, entry.seq
+                    namespace, approval, ApprovalPhase.STALE, Reason.APPROVAL_STALE, message, marked_entry.seq
                 )
         return stale
 
@@ -546,8 +582,10 @@ class Controller:
 
     def sync_window(self, namespace: str, pointer: str, wanted: Mapping[str, Any] | None) -> None:
         """Show whether promotion is open on the pointer (a merge patch of that one field)."""
+        # A merge patch keeps a nested key it leaves out: an unknown nextChange must be sent as null.
+        patch = None if wanted is None else {"nextChange": None, "activeWindows": [], **wanted}
         try:
-            self.gateway.patch_status(RELEASE_POINTER.plural, namespace, pointer, {"promotionWindow": wanted})
+            self.gateway.patch_status(RELEASE_POINTER.plural, namespace, pointer, {"promotionWindow": patch})
         except NotFound:
             return
         self._pointer_bodies.pop((namespace, pointer), None)  # its resourceVersion moved on

@@ -235,6 +235,84 @@ def test_cli_approve_reads_uid_and_digest_and_reports_the_verdict(
     assert "is not awaiting approval (phase Promoted)" in not_waiting.output
 
 
+def test_stale_approvals_never_count_again_and_revoked_approvers_go_stale(
+    control_plane: ControlPlane, namespace: str, operator: OperatorProcess
+) -> None:
+    gate = {"minApprovals": 2, "approvers": {"users": ["bob", "admin"]}}
+    start_with_base_promoted(control_plane, namespace, operator, approval=gate)
+    grant_promoters(control_plane, namespace)
+    apply_as(control_plane, namespace, "alice", request("ship", "support-local", "support-cand"))
+    waiting = wait_phase(control_plane, namespace, "promotionrequest", "ship", "AwaitingApproval")
+    apply_as(control_plane, namespace, "bob", approval("by-bob", waiting))
+    wait_for(
+        lambda: (
+            get(control_plane, namespace, "promotionrequest", "ship")["status"]["approval"].get("approvedBy")
+            == ["bob"]
+        ),
+        what="bob's approval to count",
+    )
+    # bob is removed from the approvers: his approval no longer counts.
+    apply(
+        control_plane,
+        namespace,
+        policy("gate", **GATE, approval={"minApprovals": 2, "approvers": {"users": ["admin"]}}),
+    )
+    wait_phase(control_plane, namespace, "promotionapproval", "by-bob", "Stale")
+    # Restoring the policy brings the old digest back, but a stale approval stays stale.
+    apply(control_plane, namespace, policy("gate", **GATE, approval=gate))
+
+    def digest_back() -> dict[str, Any] | None:
+        obj = get(control_plane, namespace, "promotionrequest", "ship")
+        same = obj["status"]["approval"]["decisionDigest"] == waiting["status"]["approval"]["decisionDigest"]
+        return obj if same else None
+
+    restored = wait_for(digest_back, what="the original digest to come back")
+    apply(control_plane, namespace, approval("by-admin", restored))
+    wait_for(
+        lambda: (
+            get(control_plane, namespace, "promotionrequest", "ship")["status"]["approval"].get("approvedBy")
+            == ["admin"]
+        ),
+        what="admin's approval to count, bob's not",
+    )
+    shown = get(control_plane, namespace, "promotionrequest", "ship")["status"]
+    assert shown["phase"] == "AwaitingApproval"
+    assert shown["approval"]["stale"] == ["by-bob"]
+    stale_marks = [
+        e
+        for e in entries_for(operator, kind=LedgerKind.APPROVAL)
+        if e.idempotency_key.startswith("approval-stale:")
+    ]
+    assert [(e.details or {})["approval"] for e in stale_marks] == ["by-bob"]
+
+
+def test_an_approval_of_a_request_decided_meanwhile_is_still_recorded(
+    control_plane: ControlPlane, namespace: str, operator: OperatorProcess
+) -> None:
+    start_with_base_promoted(
+        control_plane,
+        namespace,
+        operator,
+        minCandidateRuns=4,
+        requireHighDiffConfidence=True,
+        approval={"minApprovals": 1},
+    )
+    grant_promoters(control_plane, namespace)
+    apply_as(
+        control_plane,
+        namespace,
+        "alice",
+        request("short", "support-local", "support-cand", waitForEvidence={"timeout": "1m"}),
+    )
+    early = wait_phase(control_plane, namespace, "promotionrequest", "short", "AwaitingEvidence")
+    early["status"]["approval"] = {"decisionDigest": "0" * 64}  # nothing to approve yet
+    apply_as(control_plane, namespace, "bob", approval("early", early))
+    assert wait_decided(control_plane, namespace, "short", timeout=120)["status"]["phase"] == "Blocked"
+    judged = wait_phase(control_plane, namespace, "promotionapproval", "early", "Rejected")
+    assert condition(judged, "Ready")["reason"] == "RequestMismatch"
+    assert judged["status"]["ledgerSeq"] > 0
+
+
 def test_approver_outside_the_policy_list_is_rejected(
     control_plane: ControlPlane, namespace: str, operator: OperatorProcess
 ) -> None:
@@ -339,6 +417,38 @@ def test_deny_window_blocks_with_next_open_and_override_breaks_glass(
     assert (entry.details or {})["override"] == {"reason": "CVE fix during the freeze", "by": "admin"}
 
 
+def test_pointer_drops_next_change_when_none_is_found(
+    control_plane: ControlPlane, namespace: str, operator: OperatorProcess
+) -> None:
+    start_with_base_promoted(
+        control_plane, namespace, operator, promotionWindows=[freeze_started_a_minute_ago()]
+    )
+    wait_for(
+        lambda: (
+            "nextChange"
+            in (
+                get(control_plane, namespace, "releasepointer", "support-local")["status"].get(
+                    "promotionWindow"
+                )
+                or {}
+            )
+        ),
+        what="the pointer to show the next change",
+    )
+    # A freeze that never ends within the look-ahead: no next change, and the old one must go.
+    always = {"name": "always", "kind": "Deny", "schedule": "* * * * *", "duration": "2m"}
+    apply(control_plane, namespace, policy("gate", **GATE, promotionWindows=[always]))
+
+    def updated() -> dict[str, Any] | None:
+        shown = get(control_plane, namespace, "releasepointer", "support-local")["status"]["promotionWindow"]
+        return shown if shown["activeWindows"] == ["always"] else None
+
+    shown = wait_for(updated, what="the new window on the pointer")
+    assert shown["open"] is False
+    assert "nextChange" not in shown
+    assert "no opening found" in shown["message"]
+
+
 def test_override_needs_its_own_rbac_verb(
     control_plane: ControlPlane, namespace: str, operator: OperatorProcess
 ) -> None:
@@ -388,6 +498,9 @@ def test_forbid_fails_a_new_request_while_one_waits(
     # A dry run is never forbidden.
     apply(control_plane, namespace, request("peek", "support-local", "support-cand", dryRun=True))
     assert wait_decided(control_plane, namespace, "peek")["status"]["phase"] == "Evaluated"
+    # Neither is a rollback: backing out is never held up by a waiting promotion.
+    apply(control_plane, namespace, request("back", "support-local", "support-base", action="rollback"))
+    assert wait_decided(control_plane, namespace, "back")["status"]["phase"] == "RolledBack"
     assert get(control_plane, namespace, "promotionrequest", "first")["status"]["phase"] == "AwaitingApproval"
     assert request_entries(operator, "second") == []
 

@@ -68,6 +68,12 @@ def test_digest_covers_the_policy_and_verdict_but_not_the_time() -> None:
     )
     blocked = decision.model_copy(update={"outcome": Outcome.BLOCKED})
     assert decision_digest(decision) != decision_digest(blocked)
+    # The approval rules are part of what is approved: revoking an approver revokes the approval.
+    two = ApprovalPolicy(min_approvals=2, approvers=Approvers(users=["bob", "carol"]))
+    assert decision_digest(decision, two) != decision_digest(
+        decision, ApprovalPolicy(min_approvals=2, approvers=Approvers(users=["carol"]))
+    )
+    assert decision_digest(decision, two) == decision_digest(decision, two.model_copy())
 
 
 @pytest.mark.parametrize(
@@ -159,6 +165,14 @@ def test_quorum_counts_distinct_approvers_of_the_current_digest() -> None:
     ]
     assert [e.seq for e in accepted_entries(entries, current)] == [2, 5]
     assert [e.seq for e in accepted_entries(entries, old)] == [1]
+    # Once recorded stale, bob's first approval never counts again, even if its digest comes back.
+    marked = approval_entry(6, "bob", old, ApprovalPhase.STALE).model_copy(
+        update={"idempotency_key": "approval-stale:uid-a1", "details": {"approval_uid": "uid-a1"}}
+    )
+    first = entries[0].model_copy(
+        update={"details": {**(entries[0].details or {}), "approval_uid": "uid-a1"}}
+    )
+    assert accepted_entries([first, *entries[1:], marked], old) == []
 
 
 CLOSED = WindowState(
