@@ -94,6 +94,22 @@ def apply_as(cp: ControlPlane, namespace: str, user: str, document: dict[str, An
     cp.kubectl("apply", "-n", namespace, "-f", "-", user=user, input=_yaml(document))
 
 
+def alice_requests_ship(cp: ControlPlane, namespace: str) -> dict[str, Any]:
+    """alice requests support-cand; returns the request once it awaits approval."""
+    apply_as(cp, namespace, "alice", request("ship", "support-local", "support-cand"))
+    return wait_phase(cp, namespace, "promotionrequest", "ship", "AwaitingApproval")
+
+
+def wait_approved_by(cp: ControlPlane, namespace: str, approvers: list[str]) -> None:
+    wait_for(
+        lambda: (
+            get(cp, namespace, "promotionrequest", "ship")["status"]["approval"].get("approvedBy")
+            == approvers
+        ),
+        what=f"approvedBy {approvers}",
+    )
+
+
 def grant_promoters(cp: ControlPlane, namespace: str) -> None:
     """alice and bob may create requests and approvals (and read them), nothing else."""
     apply(
@@ -122,13 +138,7 @@ def test_approval_by_another_user_promotes_and_is_ledgered(
 ) -> None:
     start_with_base_promoted(control_plane, namespace, operator, approval={"minApprovals": 1})
     grant_promoters(control_plane, namespace)
-    apply_as(
-        control_plane,
-        namespace,
-        "alice",
-        request("ship", "support-local", "support-cand"),
-    )
-    waiting = wait_phase(control_plane, namespace, "promotionrequest", "ship", "AwaitingApproval")
+    waiting = alice_requests_ship(control_plane, namespace)
     assert waiting["spec"]["requestedBy"]["username"] == "alice"
     assert condition(waiting, "Reconciling")["reason"] == "AwaitingApproval"
     assert condition(waiting, "Decided")["status"] == "False"
@@ -170,22 +180,10 @@ def test_policy_change_makes_approvals_stale(
 ) -> None:
     start_with_base_promoted(control_plane, namespace, operator, approval={"minApprovals": 2})
     grant_promoters(control_plane, namespace)
-    apply_as(
-        control_plane,
-        namespace,
-        "alice",
-        request("ship", "support-local", "support-cand"),
-    )
-    waiting = wait_phase(control_plane, namespace, "promotionrequest", "ship", "AwaitingApproval")
+    waiting = alice_requests_ship(control_plane, namespace)
     first_digest = waiting["status"]["approval"]["decisionDigest"]
     apply_as(control_plane, namespace, "bob", approval("by-bob", waiting))
-    wait_for(
-        lambda: (
-            get(control_plane, namespace, "promotionrequest", "ship")["status"]["approval"].get("approvedBy")
-            == ["bob"]
-        ),
-        what="bob's approval to count",
-    )
+    wait_approved_by(control_plane, namespace, ["bob"])
 
     # Tightening the latency limit changes the policy digest: bob approved something else.
     apply(
@@ -241,16 +239,9 @@ def test_stale_approvals_never_count_again_and_revoked_approvers_go_stale(
     gate = {"minApprovals": 2, "approvers": {"users": ["bob", "admin"]}}
     start_with_base_promoted(control_plane, namespace, operator, approval=gate)
     grant_promoters(control_plane, namespace)
-    apply_as(control_plane, namespace, "alice", request("ship", "support-local", "support-cand"))
-    waiting = wait_phase(control_plane, namespace, "promotionrequest", "ship", "AwaitingApproval")
+    waiting = alice_requests_ship(control_plane, namespace)
     apply_as(control_plane, namespace, "bob", approval("by-bob", waiting))
-    wait_for(
-        lambda: (
-            get(control_plane, namespace, "promotionrequest", "ship")["status"]["approval"].get("approvedBy")
-            == ["bob"]
-        ),
-        what="bob's approval to count",
-    )
+    wait_approved_by(control_plane, namespace, ["bob"])
     # bob is removed from the approvers: his approval no longer counts.
     apply(
         control_plane,
@@ -268,13 +259,7 @@ def test_stale_approvals_never_count_again_and_revoked_approvers_go_stale(
 
     restored = wait_for(digest_back, what="the original digest to come back")
     apply(control_plane, namespace, approval("by-admin", restored))
-    wait_for(
-        lambda: (
-            get(control_plane, namespace, "promotionrequest", "ship")["status"]["approval"].get("approvedBy")
-            == ["admin"]
-        ),
-        what="admin's approval to count, bob's not",
-    )
+    wait_approved_by(control_plane, namespace, ["admin"])
     shown = get(control_plane, namespace, "promotionrequest", "ship")["status"]
     assert shown["phase"] == "AwaitingApproval"
     assert shown["approval"]["stale"] == ["by-bob"]
@@ -320,13 +305,7 @@ def test_approver_outside_the_policy_list_is_rejected(
         control_plane, namespace, operator, approval={"minApprovals": 1, "approvers": {"users": ["bob"]}}
     )
     grant_promoters(control_plane, namespace)
-    apply_as(
-        control_plane,
-        namespace,
-        "alice",
-        request("ship", "support-local", "support-cand"),
-    )
-    waiting = wait_phase(control_plane, namespace, "promotionrequest", "ship", "AwaitingApproval")
+    waiting = alice_requests_ship(control_plane, namespace)
     apply(control_plane, namespace, approval("by-admin", waiting))
     rejected = wait_phase(control_plane, namespace, "promotionapproval", "by-admin", "Rejected")
     assert condition(rejected, "Ready")["reason"] == "NotAnApprover"
