@@ -387,17 +387,15 @@ def awaiting_evidence_status(
         missing_candidate_runs=missing_candidate_runs,
         last_evaluated_at=now,
     )
-    status = _request_status(
+    return _waiting_status(
         Phase.AWAITING_EVIDENCE,
-        pending(message, Reason.AWAITING_EVIDENCE),
+        Reason.AWAITING_EVIDENCE,
         message,
         generation,
         conditions,
         now,
+        evidence_wait=to_wire(wait),
     )
-    status["evidenceWait"] = to_wire(wait)
-    status["approval"] = None
-    return status
 
 
 def awaiting_approval_status(
@@ -428,16 +426,32 @@ def awaiting_approval_status(
         stale=list(stale),
         passed=decision.passed,
     )
-    status = _request_status(
+    return _waiting_status(
         Phase.AWAITING_APPROVAL,
-        pending(message, Reason.AWAITING_APPROVAL),
+        Reason.AWAITING_APPROVAL,
         message,
         generation,
         conditions,
         now,
+        approval=to_wire(approval),
     )
-    status["approval"] = to_wire(approval)
-    status["evidenceWait"] = None
+
+
+def _waiting_status(
+    phase: Phase,
+    reason: Reason,
+    message: str,
+    generation: int | None,
+    conditions: Sequence[Mapping[str, Any]] | None,
+    now: dt.datetime,
+    *,
+    approval: Status | None = None,
+    evidence_wait: Status | None = None,
+) -> Status:
+    """Undecided, with what it waits for; the other wait is cleared (null in the merge patch)."""
+    status = _request_status(phase, pending(message, reason), message, generation, conditions, now)
+    status["approval"] = approval
+    status["evidenceWait"] = evidence_wait
     return status
 
 
