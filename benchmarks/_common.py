@@ -9,8 +9,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from flightdeck_operator.engine.models import ModelUsage, RunEvent, RunMetrics, RunUsage
 from flightdeck_operator.localdev.postgres import temporary_postgres
-from flightdeck_operator.models import ModelUsage, RunEvent, RunMetrics, RunUsage
 from flightdeck_operator.store import Store, open_store
 
 NOW = dt.datetime(2026, 5, 5, 12, 0, tzinfo=dt.UTC)

@@ -27,8 +27,8 @@ sys.path[:] = (
 )
 
 from _common import NOW, backend_store, make_events, postgres_url  # noqa: E402
-from flightdeck_operator.evidence import DiffSide, compute_diff, window_bounds  # noqa: E402
-from flightdeck_operator.models import (  # noqa: E402
+from flightdeck_operator.engine.evidence import DiffSide, compute_diff, window_bounds  # noqa: E402
+from flightdeck_operator.engine.models import (  # noqa: E402
     DiffFilters,
     Policy,
     PricingEntry,

@@ -35,9 +35,9 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 from kubernetes import client, config  # noqa: E402
 
+from flightdeck_operator.engine.windows import WindowKind, WindowRule, parse_duration, window_state  # noqa: E402
 from flightdeck_operator.localdev.controlplane import ControlPlane  # noqa: E402
 from flightdeck_operator.localdev.processes import OperatorProcess  # noqa: E402
-from flightdeck_operator.windows import WindowKind, WindowRule, parse_duration, window_state  # noqa: E402
 
 GROUP, VERSION = "flightdeck.dev", "v1alpha1"
 REPO = Path(__file__).resolve().parents[1]

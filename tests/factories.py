@@ -7,8 +7,8 @@ import itertools
 from collections.abc import Iterable
 from typing import Any
 
-from flightdeck_operator.evidence import ModelAggregate
-from flightdeck_operator.models import RunEvent, utc_micros
+from flightdeck_operator.engine.evidence import ModelAggregate
+from flightdeck_operator.engine.models import RunEvent, utc_micros
 
 NOW = dt.datetime(2026, 5, 5, 12, 0, tzinfo=dt.UTC)
 _run_ids = itertools.count(1)

@@ -9,8 +9,8 @@ from typing import Any
 import yaml
 from click.testing import CliRunner, Result
 
-from flightdeck_operator.cli import main
-from flightdeck_operator.ledger import LedgerEntry, LedgerKind
+from flightdeck_operator.cli.main import main
+from flightdeck_operator.engine.ledger import LedgerEntry, LedgerKind
 from flightdeck_operator.localdev.controlplane import ControlPlane
 from flightdeck_operator.localdev.processes import OperatorProcess
 from flightdeck_operator.store import open_store

@@ -41,7 +41,7 @@ def doctor(cp: ControlPlane, store: str, namespace: str) -> subprocess.Completed
         [
             sys.executable,
             "-m",
-            "flightdeck_operator.cli",
+            "flightdeck_operator.cli.main",
             "doctor",
             "--store",
             store,

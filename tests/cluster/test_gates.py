@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from flightdeck_operator.ledger import LedgerEntry, LedgerKind
+from flightdeck_operator.engine.ledger import LedgerEntry, LedgerKind
 from flightdeck_operator.localdev.controlplane import ControlPlane, KubectlError
 from flightdeck_operator.localdev.processes import OperatorProcess
 from flightdeck_operator.store import open_store

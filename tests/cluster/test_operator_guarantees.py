@@ -161,7 +161,7 @@ def test_sigkill_during_a_burst_of_50_decides_each_request_exactly_once(
         [
             sys.executable,
             "-m",
-            "flightdeck_operator.cli",
+            "flightdeck_operator.cli.main",
             "doctor",
             "--store",
             operator.store,

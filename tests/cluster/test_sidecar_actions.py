@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
+from flightdeck_operator.actions.promotions import REQUEST_DIGEST_ANNOTATION, REQUESTED_BY_ANNOTATION
 from flightdeck_operator.localdev.controlplane import ControlPlane
 from flightdeck_operator.localdev.processes import OperatorProcess, SidecarProcess
-from flightdeck_operator.promotions import REQUEST_DIGEST_ANNOTATION, REQUESTED_BY_ANNOTATION
 
 from .conftest import StartSidecar
 from .kube import AGENT, COST_BREACH, ENV, FIRST_PROMOTION, get, quickstart, wait_for

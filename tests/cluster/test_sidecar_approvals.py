@@ -18,11 +18,11 @@ from typing import Any, Final
 
 import httpx
 
-from flightdeck_operator.approval_workflow import APPROVAL_REASON_REQUIRED, NOT_PENDING
-from flightdeck_operator.ledger import LedgerEntry, LedgerKind
+from flightdeck_operator.actions.approval_workflow import APPROVAL_REASON_REQUIRED, NOT_PENDING
+from flightdeck_operator.actions.promotions import APPROVAL_NOT_REQUIRED, APPROVAL_REQUIRED
+from flightdeck_operator.engine.ledger import LedgerEntry, LedgerKind
 from flightdeck_operator.localdev.controlplane import ControlPlane
 from flightdeck_operator.localdev.processes import OperatorProcess, SidecarProcess
-from flightdeck_operator.promotions import APPROVAL_NOT_REQUIRED, APPROVAL_REQUIRED
 from flightdeck_operator.sidecar.routes import APPROVAL_NEEDS_IDENTITY
 from flightdeck_operator.store import open_store
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from flightdeck_operator.actions.promotions import REQUESTED_BY_ANNOTATION
 from flightdeck_operator.localdev.controlplane import ControlPlane
 from flightdeck_operator.localdev.processes import OperatorProcess, ProcessError, SidecarProcess, free_port
-from flightdeck_operator.promotions import REQUESTED_BY_ANNOTATION
 
 from .conftest import StartSidecar
 from .kube import apply, get, quickstart
@@ -175,7 +175,7 @@ def test_no_auth_only_on_loopback(
         [
             sys.executable,
             "-m",
-            "flightdeck_operator.cli",
+            "flightdeck_operator.cli.main",
             "sidecar",
             "--auth",
             "none",

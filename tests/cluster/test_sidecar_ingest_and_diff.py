@@ -194,7 +194,7 @@ def cli(cp: ControlPlane, namespace: str, store: str, *args: str) -> subprocess.
     env = {**os.environ, "KUBECONFIG": str(cp.kubeconfig("admin")), "FLIGHTDECK_STORE": store, "USER": "dana"}
     namespaced = () if args[0] == "ingest" else ("-n", namespace)
     return subprocess.run(
-        [sys.executable, "-m", "flightdeck_operator.cli", *args, *namespaced],
+        [sys.executable, "-m", "flightdeck_operator.cli.main", *args, *namespaced],
         capture_output=True,
         text=True,
         env=env,

@@ -20,7 +20,7 @@ import yaml
 from cryptography import x509
 from kubernetes import client
 
-from flightdeck_operator.gateway import KubeGateway
+from flightdeck_operator.kube.gateway import KubeGateway
 from flightdeck_operator.localdev.controlplane import ControlPlane, KubectlError
 from flightdeck_operator.localdev.processes import OperatorProcess
 from flightdeck_operator.store import open_store

@@ -94,8 +94,8 @@ def test_wheel_contents(wheel: Path) -> None:
         "flightdeck_operator/api/v1alpha1.py",
     } <= names
     assert not [name for name in names if name.startswith(("tests/", "charts/", "operator/"))]
-    assert "flightdeck-operator = flightdeck_operator.cli:main" in entry_points
-    assert "kubectl-flightdeck = flightdeck_operator.cli:main" in entry_points
+    assert "flightdeck-operator = flightdeck_operator.cli.main:main" in entry_points
+    assert "kubectl-flightdeck = flightdeck_operator.cli.main:main" in entry_points
 
 
 def test_the_package_runs_from_the_wheel(installed: Path) -> None:

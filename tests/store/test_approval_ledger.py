@@ -21,11 +21,11 @@ from flightdeck_operator.api.v1alpha1 import (
     PromotionPolicySpec,
     ReleasePointerSpec,
 )
-from flightdeck_operator.controller import Controller, PendingRequest
-from flightdeck_operator.errors import GatewayError
-from flightdeck_operator.ledger import LedgerKind
-from flightdeck_operator.models import ConfidenceThresholds
-from flightdeck_operator.resolve import ApprovalObject, NamespaceView
+from flightdeck_operator.controller.loop import Controller, PendingRequest
+from flightdeck_operator.controller.resolve import ApprovalObject, NamespaceView
+from flightdeck_operator.engine.ledger import LedgerKind
+from flightdeck_operator.engine.models import ConfidenceThresholds
+from flightdeck_operator.kube.errors import GatewayError
 
 from .conftest import Backend
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flightdeck_operator.evidence import ModelAggregate, cost_usd, rollup
-from flightdeck_operator.models import (
+from flightdeck_operator.engine.evidence import ModelAggregate, cost_usd, rollup
+from flightdeck_operator.engine.models import (
     RUN_EVENT_DATA,
     InvalidEventsError,
     PricingEntry,

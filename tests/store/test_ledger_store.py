@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from flightdeck_operator.ledger import LedgerKind, request_key, verify
-from flightdeck_operator.models import EvidenceSummary, Rollup
+from flightdeck_operator.engine.ledger import LedgerKind, request_key, verify
+from flightdeck_operator.engine.models import EvidenceSummary, Rollup
 from flightdeck_operator.store import Store, _redact, open_store
 from tests.factories import NOW
 from tests.store.conftest import Backend

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from flightdeck_operator.approval_workflow import (
+from flightdeck_operator.actions.approval_workflow import (
     ACTOR_ANNOTATION,
     EVALUATION_ANNOTATION,
     FORBIDDEN_REASONS,
@@ -25,9 +25,7 @@ from flightdeck_operator.approval_workflow import (
     request_summary,
     summarize_requests,
 )
-from flightdeck_operator.ledger import LedgerEntry, LedgerKind
-from flightdeck_operator.models import ActionOutcome, PolicyResult, PromotionAction
-from flightdeck_operator.promotions import (
+from flightdeck_operator.actions.promotions import (
     ActionInput,
     Requester,
     Verdict,
@@ -37,6 +35,8 @@ from flightdeck_operator.promotions import (
     result_from_request,
     retry_after_seconds,
 )
+from flightdeck_operator.engine.ledger import LedgerEntry, LedgerKind
+from flightdeck_operator.engine.models import ActionOutcome, PolicyResult, PromotionAction
 from flightdeck_operator.sidecar.auth import Access
 
 T0 = dt.datetime(2026, 5, 5, 12, 0, tzinfo=dt.UTC)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from flightdeck_operator.bundle import bundle_checksum, bundle_files
+from flightdeck_operator.engine.bundle import bundle_checksum, bundle_files
 
 GOLDEN_RELEASE_YAML = (
     "api_version: v1\n"

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from flightdeck_operator import conditions as c
+from flightdeck_operator.api import conditions as c
 from flightdeck_operator.api import v1alpha1 as api
-from flightdeck_operator.conditions import ConditionStatus, ConditionType, DesiredCondition, Phase, Reason
+from flightdeck_operator.api.conditions import ConditionStatus, ConditionType, DesiredCondition, Phase, Reason
+from flightdeck_operator.engine.models import format_time
 
 T0 = dt.datetime(2026, 11, 25, 12, 0, 0, 999999, tzinfo=dt.UTC)
 T1 = T0 + dt.timedelta(minutes=5)
@@ -105,9 +106,9 @@ def test_remove_condition() -> None:
 
 def test_format_time() -> None:
     offset = dt.timezone(dt.timedelta(hours=2))
-    assert c.format_time(dt.datetime(2026, 1, 1, 14, 0, 1, 5, tzinfo=offset)) == "2026-01-01T12:00:01Z"
+    assert format_time(dt.datetime(2026, 1, 1, 14, 0, 1, 5, tzinfo=offset)) == "2026-01-01T12:00:01Z"
     with pytest.raises(ValueError, match="timezone-aware"):
-        c.format_time(dt.datetime(2026, 1, 1))  # noqa: DTZ001
+        format_time(dt.datetime(2026, 1, 1))  # noqa: DTZ001
 
 
 # --- Outcome condition sets -------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from flightdeck_operator.api import v1alpha1 as api
-from flightdeck_operator.conditions import ConditionType, Reason
+from flightdeck_operator.api.conditions import ConditionType, Reason
 from tests.unit.crd_schema_tools import (
     CRDS_DIR,
     DOCS_CRDS,

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from flightdeck_operator.decide import (
+from flightdeck_operator.engine.decide import (
     FIRST_PROMOTION_REASON,
     NOTHING_TO_ROLL_BACK,
     Comparison,
@@ -17,8 +17,8 @@ from flightdeck_operator.decide import (
     decide,
     needs_comparison,
 )
-from flightdeck_operator.evidence import PricingModelMissingError, SideEvidence
-from flightdeck_operator.models import Policy, PromotionAction
+from flightdeck_operator.engine.evidence import PricingModelMissingError, SideEvidence
+from flightdeck_operator.engine.models import Policy, PromotionAction
 from tests.factories import NOW, aggregate_events, make_event
 from tests.unit.test_evidence import BASE, BASE_TABLE, CAND, CAND_TABLE, Q_POLICY, SINCE
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from flightdeck_operator.evidence import (
+from flightdeck_operator.engine.evidence import (
     CrossAgentError,
     DiffSide,
     InvalidWindowError,
@@ -21,7 +21,7 @@ from flightdeck_operator.evidence import (
     rollup,
     window_bounds,
 )
-from flightdeck_operator.models import (
+from flightdeck_operator.engine.models import (
     Confidence,
     ConfidenceThresholds,
     DiffFilters,
@@ -30,7 +30,7 @@ from flightdeck_operator.models import (
     PricingTable,
     ReleaseRef,
 )
-from flightdeck_operator.policy import confidence_label
+from flightdeck_operator.engine.policy import confidence_label
 from tests.factories import NOW, aggregate_events, make_event
 
 SINCE = NOW - dt.timedelta(days=7)

@@ -7,10 +7,11 @@ import datetime as dt
 
 import pytest
 
+from flightdeck_operator.api.conditions import ApprovalPhase, Reason
 from flightdeck_operator.api.v1alpha1 import ApprovalPolicy, Approvers, PromotionApprovalSpec
-from flightdeck_operator.approvals import accepted_entries, decision_digest, judge, may_approve
-from flightdeck_operator.conditions import ApprovalPhase, Reason
-from flightdeck_operator.decide import (
+from flightdeck_operator.controller.projection import awaiting_approval_status, awaiting_evidence_status
+from flightdeck_operator.engine.approvals import accepted_entries, decision_digest, judge, may_approve
+from flightdeck_operator.engine.decide import (
     Decision,
     DecisionRequest,
     Outcome,
@@ -18,10 +19,9 @@ from flightdeck_operator.decide import (
     apply_promotion_window,
     decide,
 )
-from flightdeck_operator.ledger import LedgerEntry, LedgerKind
-from flightdeck_operator.models import Policy, PromotionAction, ReleaseRef
-from flightdeck_operator.projection import awaiting_approval_status, awaiting_evidence_status
-from flightdeck_operator.windows import WindowState
+from flightdeck_operator.engine.ledger import LedgerEntry, LedgerKind
+from flightdeck_operator.engine.models import Policy, PromotionAction, ReleaseRef
+from flightdeck_operator.engine.windows import WindowState
 
 T0 = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 UID = "6f1c2a1e-0000-4000-8000-000000000001"

@@ -12,25 +12,25 @@ import pytest
 import yaml
 from lupa import lua51
 
-from flightdeck_operator.conditions import ApprovalPhase, Reason, dependency_missing, ready, stalled
-from flightdeck_operator.decide import Comparison, DecisionRequest, decide
-from flightdeck_operator.evidence import SideEvidence
-from flightdeck_operator.ledger import LedgerEntry, LedgerKind
-from flightdeck_operator.models import (
-    Policy,
-    PolicyResult,
-    PricingEntry,
-    PricingTable,
-    PromotionAction,
-    ReleaseRef,
-)
-from flightdeck_operator.projection import (
+from flightdeck_operator.api.conditions import ApprovalPhase, Reason, dependency_missing, ready, stalled
+from flightdeck_operator.controller.projection import (
     approval_status,
     dry_run_status,
     failed_status,
     pending_status,
     pointer_status,
     request_status_from_entry,
+)
+from flightdeck_operator.engine.decide import Comparison, DecisionRequest, decide
+from flightdeck_operator.engine.evidence import SideEvidence
+from flightdeck_operator.engine.ledger import LedgerEntry, LedgerKind
+from flightdeck_operator.engine.models import (
+    Policy,
+    PolicyResult,
+    PricingEntry,
+    PricingTable,
+    PromotionAction,
+    ReleaseRef,
 )
 from tests.health_checks import (
     ARGOCD_CM,

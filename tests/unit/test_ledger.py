@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 
-from flightdeck_operator.ledger import (
+from flightdeck_operator.engine.ledger import (
     GENESIS_HASH,
     LedgerEntry,
     LedgerKind,
@@ -17,7 +17,7 @@ from flightdeck_operator.ledger import (
     seal,
     verify,
 )
-from flightdeck_operator.models import Policy, PolicyResult
+from flightdeck_operator.engine.models import Policy, PolicyResult
 from tests.factories import NOW
 
 

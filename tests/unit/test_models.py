@@ -9,7 +9,7 @@ from typing import Any, cast
 import pytest
 from pydantic import ValidationError
 
-from flightdeck_operator.models import (
+from flightdeck_operator.engine.models import (
     RUN_EVENT_DATA,
     InvalidEventsError,
     Policy,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flightdeck_operator.records import last_manager
+from flightdeck_operator.controller.records import last_manager
 
 
 def field(

@@ -12,8 +12,8 @@ import yaml
 from click.testing import CliRunner
 
 from flightdeck_operator.api.v1alpha1 import PricingTable, PromotionPolicy, parse_resource
-from flightdeck_operator.cli import main
-from flightdeck_operator.reference import (
+from flightdeck_operator.cli.main import main
+from flightdeck_operator.cli.reference_files import (
     PolicyFile,
     PricingFile,
     ReferenceFileError,

@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from flightdeck_operator.commands import read_events_file
-from flightdeck_operator.models import PromotionAction
-from flightdeck_operator.promotions import (
+from flightdeck_operator.actions.promotions import (
     ActionInput,
     Verdict,
     is_decided,
     request_name,
     result_from_request,
 )
+from flightdeck_operator.cli.commands import read_events_file
+from flightdeck_operator.engine.models import PromotionAction
 from flightdeck_operator.sidecar.auth import (
     Access,
     AuthError,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from flightdeck_operator.gateway import AccessDecision
+from flightdeck_operator.kube.gateway import AccessDecision
 from flightdeck_operator.webhook.admission import AdmissionRequest, AdmissionResponse, decode_patch
 from flightdeck_operator.webhook.handlers import (
     PROMOTION_APPROVALS_PATH,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flightdeck_operator.errors import GatewayError, NotFound
+from flightdeck_operator.kube.errors import GatewayError, NotFound
 from flightdeck_operator.webhook.certs import CA_FILE, generate
 from flightdeck_operator.webhook.server import WebhookServer
 

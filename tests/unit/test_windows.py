@@ -16,7 +16,7 @@ from cronsim import CronSim
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flightdeck_operator.windows import (
+from flightdeck_operator.engine.windows import (
     DURATION_PATTERN,
     MAX_FIRES_PER_RULE,
     WindowKind,

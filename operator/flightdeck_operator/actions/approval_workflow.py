@@ -27,23 +27,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from flightdeck_operator.api.v1alpha1 import (
-    API_VERSION,
-    DNS1123_SUBDOMAIN_PATTERN,
-    PROMOTION_APPROVAL,
-    PROMOTION_POLICY,
-    PROMOTION_REQUEST,
-    RELEASE_POINTER,
-    PromotionPolicySpec,
-)
-from flightdeck_operator.conditions import ApprovalPhase, ConditionType, Phase, Reason, find_condition
-from flightdeck_operator.decide import blocked_message
-from flightdeck_operator.errors import GatewayError, NotFound
-from flightdeck_operator.gateway import Body, KubeGateway
-from flightdeck_operator.ledger import LedgerEntry
-from flightdeck_operator.models import ActionOutcome, PolicyResult, PromotionAction
-from flightdeck_operator.projection import action_id_for
-from flightdeck_operator.promotions import (
+from flightdeck_operator.actions.promotions import (
     REQUESTED_BY_ANNOTATION,
     SOURCE_LABEL,
     ActionError,
@@ -65,6 +49,22 @@ from flightdeck_operator.promotions import (
     result_from_request,
     validate_action,
 )
+from flightdeck_operator.api.conditions import ApprovalPhase, ConditionType, Phase, Reason, find_condition
+from flightdeck_operator.api.v1alpha1 import (
+    API_VERSION,
+    DNS1123_SUBDOMAIN_PATTERN,
+    PROMOTION_APPROVAL,
+    PROMOTION_POLICY,
+    PROMOTION_REQUEST,
+    RELEASE_POINTER,
+    PromotionPolicySpec,
+)
+from flightdeck_operator.controller.projection import action_id_for
+from flightdeck_operator.engine.decide import blocked_message
+from flightdeck_operator.engine.ledger import LedgerEntry
+from flightdeck_operator.engine.models import ActionOutcome, PolicyResult, PromotionAction
+from flightdeck_operator.kube.errors import GatewayError, NotFound
+from flightdeck_operator.kube.gateway import Body, KubeGateway
 
 log = logging.getLogger(__name__)
 

@@ -28,6 +28,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
 
+from flightdeck_operator.api.conditions import ConditionType, Phase, Reason, find_condition, is_true
 from flightdeck_operator.api.v1alpha1 import (
     AGENT_RELEASE,
     API_VERSION,
@@ -43,13 +44,17 @@ from flightdeck_operator.api.v1alpha1 import (
     ReleasePointerSpec,
     is_valid_window,
 )
-from flightdeck_operator.conditions import ConditionType, Phase, Reason, find_condition, is_true
-from flightdeck_operator.decide import blocked_message
-from flightdeck_operator.errors import GatewayError, NotFound
-from flightdeck_operator.evidence import DiffSide, EvidenceError, compute_diff, parse_window, window_bounds
-from flightdeck_operator.gateway import Body, KubeGateway
-from flightdeck_operator.ledger import canonical_json
-from flightdeck_operator.models import (
+from flightdeck_operator.controller.resolve import engine_policy, engine_pricing, release_ref
+from flightdeck_operator.engine.decide import blocked_message
+from flightdeck_operator.engine.evidence import (
+    DiffSide,
+    EvidenceError,
+    compute_diff,
+    parse_window,
+    window_bounds,
+)
+from flightdeck_operator.engine.ledger import canonical_json
+from flightdeck_operator.engine.models import (
     ActionOutcome,
     ConfidenceThresholds,
     DiffFilters,
@@ -59,7 +64,8 @@ from flightdeck_operator.models import (
     PromotionAction,
     default_policy,
 )
-from flightdeck_operator.resolve import engine_policy, engine_pricing, release_ref
+from flightdeck_operator.kube.errors import GatewayError, NotFound
+from flightdeck_operator.kube.gateway import Body, KubeGateway
 from flightdeck_operator.store import Store
 
 # Who asked, as the sidecar authenticated them. spec.actor is free text the caller chooses.

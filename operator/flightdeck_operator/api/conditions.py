@@ -23,9 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+from flightdeck_operator.engine.models import format_time
 
 __all__ = [
     "DECIDED_REASONS",
@@ -42,7 +44,6 @@ __all__ = [
     "decided",
     "dependency_missing",
     "find_condition",
-    "format_time",
     "is_true",
     "pending",
     "phase_for",
@@ -216,13 +217,6 @@ _DECIDED: dict[Reason, tuple[Phase, bool]] = {
     Reason.INVALID_SPEC: (Phase.FAILED, False),
 }
 DECIDED_REASONS: frozenset[Reason] = frozenset(_DECIDED)
-
-
-def format_time(now: datetime) -> str:
-    """RFC 3339 in UTC with second precision, as ``metav1.Time`` serialises."""
-    if now.tzinfo is None:
-        raise ValueError("condition times must be timezone-aware")
-    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True, slots=True)

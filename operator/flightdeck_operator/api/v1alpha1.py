@@ -38,9 +38,9 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from flightdeck_operator.conditions import ApprovalPhase, ConditionStatus, Phase
-from flightdeck_operator.models import Confidence, PromotionAction
-from flightdeck_operator.windows import (
+from flightdeck_operator.api.conditions import ApprovalPhase, ConditionStatus, Phase
+from flightdeck_operator.engine.models import Confidence, PromotionAction
+from flightdeck_operator.engine.windows import (
     DURATION_PATTERN,
     WindowKind,
     WindowRule,
@@ -233,7 +233,7 @@ class _Status(_Model):
 
 
 class Condition(_Status):
-    """``metav1.Condition``. ``flightdeck_operator.conditions`` builds them."""
+    """``metav1.Condition``. ``flightdeck_operator.api.conditions`` builds them."""
 
     type: Annotated[str, StringConstraints(min_length=1, max_length=316, pattern=CONDITION_TYPE_PATTERN)]
     status: ConditionStatus

@@ -2,9 +2,9 @@
 ``promote-request``, ``promote-confirm``, ``ingest`` and ``diff``.
 
 ``promote``/``rollback`` create a PromotionRequest and wait for the operator's decision exactly as
-``POST /v1/promote`` does (``flightdeck_operator.promotions``), and print what the reference CLI
+``POST /v1/promote`` does (``flightdeck_operator.actions.promotions``), and print what the reference CLI
 prints; ``promote-request``/``promote-confirm`` are ``POST /v1/promote/request`` and
-``/v1/promote/confirm`` (``flightdeck_operator.approval_workflow``). ``ingest`` and ``diff`` use the same validation and diff assembly as the HTTP routes.
+``/v1/promote/confirm`` (``flightdeck_operator.actions.approval_workflow``). ``ingest`` and ``diff`` use the same validation and diff assembly as the HTTP routes.
 Registered on the ``flightdeck-operator`` group by :func:`register`.
 
 Errors are one line, ``Error: <message>`` on stderr, exit 1 (a policy block too, as the reference).
@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import click
 
-from flightdeck_operator.models import DiffResult, PromotionAction
+from flightdeck_operator.engine.models import DiffResult, PromotionAction
 
 if TYPE_CHECKING:
-    from flightdeck_operator.gateway import KubeGateway
-    from flightdeck_operator.promotions import ActionInput, ActionResult, Requester
+    from flightdeck_operator.actions.promotions import ActionInput, ActionResult, Requester
+    from flightdeck_operator.kube.gateway import KubeGateway
 
 __all__ = ["register"]
 
@@ -53,7 +53,7 @@ def cli_actor() -> str:
 def _gateway(kubeconfig: str | None) -> KubeGateway:
     from kubernetes.config import ConfigException
 
-    from flightdeck_operator.gateway import KubeGateway, load_api_client
+    from flightdeck_operator.kube.gateway import KubeGateway, load_api_client
 
     try:
         return KubeGateway(load_api_client(kubeconfig))
@@ -62,7 +62,7 @@ def _gateway(kubeconfig: str | None) -> KubeGateway:
 
 
 def _namespace(namespace: str | None, kubeconfig: str | None) -> str:
-    from flightdeck_operator.gateway import default_namespace
+    from flightdeck_operator.kube.gateway import default_namespace
 
     return namespace or default_namespace(kubeconfig)
 
@@ -186,7 +186,7 @@ def _action_input(
     action: PromotionAction, release_id: str, environment: str, window: str, reason: str, who: str
 ) -> tuple[ActionInput, Requester]:
     """The action and who asks (the API server records the kubeconfig's user as the requester)."""
-    from flightdeck_operator.promotions import ActionInput, Requester
+    from flightdeck_operator.actions.promotions import ActionInput, Requester
 
     return (
         ActionInput(
@@ -217,7 +217,7 @@ def _action_command(action: PromotionAction) -> click.Command:
         namespace: str | None,
         kubeconfig: str | None,
     ) -> None:
-        from flightdeck_operator.promotions import ActionError, run_action
+        from flightdeck_operator.actions.promotions import ActionError, run_action
 
         action_input, requester = _action_input(
             action, release_id, environment, window, reason, actor or cli_actor()
@@ -250,7 +250,7 @@ rollback = _action_command(PromotionAction.ROLLBACK)
 
 def _print_outcome(result: ActionResult, action: PromotionAction = PromotionAction.PROMOTE) -> None:
     """The reference CLI's promote/rollback output; exits 1 unless the pointer moved."""
-    from flightdeck_operator.promotions import Verdict
+    from flightdeck_operator.actions.promotions import Verdict
 
     if result.verdict in (Verdict.FAILED, Verdict.CONFLICT) or result.outcome is None:
         fail(result.message)
@@ -283,8 +283,8 @@ def promote_request(
 ) -> None:
     """Request a promotion that needs approval (the pointer's policy has spec.approval): evaluated
     as a dry run first; prints request_id=<name> and the policy result."""
-    from flightdeck_operator.approval_workflow import PendingPromotion, request_promotion
-    from flightdeck_operator.promotions import ActionError
+    from flightdeck_operator.actions.approval_workflow import PendingPromotion, request_promotion
+    from flightdeck_operator.actions.promotions import ActionError
 
     action_input, requester = _action_input(
         PromotionAction.PROMOTE, release_id, environment, window, reason, actor or cli_actor()
@@ -332,8 +332,8 @@ def promote_confirm(
 ) -> None:
     """Approve a pending request as your kubeconfig identity (a PromotionApproval the operator
     judges); prints the promotion's outcome like `promote`."""
-    from flightdeck_operator.approval_workflow import ApprovalRecorded, confirm_promotion
-    from flightdeck_operator.promotions import ActionError, Requester
+    from flightdeck_operator.actions.approval_workflow import ApprovalRecorded, confirm_promotion
+    from flightdeck_operator.actions.promotions import ActionError, Requester
     from flightdeck_operator.store import StoreError, open_store
 
     gateway = _gateway(kubeconfig)
@@ -397,7 +397,7 @@ def read_events_file(path: Path) -> list[Any]:
 @store_option
 def ingest(path: Path, store: str) -> None:
     """Store run events from a JSON array or JSON Lines file (all or nothing; duplicates skipped)."""
-    from flightdeck_operator.models import InvalidEventsError, validate_events
+    from flightdeck_operator.engine.models import InvalidEventsError, validate_events
     from flightdeck_operator.store import StoreError, open_store
 
     try:
@@ -485,9 +485,9 @@ def diff(
     kubeconfig: str | None,
 ) -> None:
     """Compare two AgentReleases over a window (the reference diff; nothing is written)."""
+    from flightdeck_operator.actions.promotions import ActionError, DiffInput, compute_release_diff
     from flightdeck_operator.config import SidecarSettings
-    from flightdeck_operator.models import ConfidenceThresholds
-    from flightdeck_operator.promotions import ActionError, DiffInput, compute_release_diff
+    from flightdeck_operator.engine.models import ConfidenceThresholds
     from flightdeck_operator.store import StoreError, open_store
 
     defaults = SidecarSettings()  # thresholds and default environment, as the sidecar's

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from flightdeck_operator.api.v1alpha1 import AGENT_RELEASE, RELEASE_POINTER
-from flightdeck_operator.gateway import KubeGateway
+from flightdeck_operator.kube.gateway import KubeGateway
 from flightdeck_operator.store import Store
 
 

@@ -39,7 +39,7 @@ STORE_HELP = "Store: a SQLite path or a postgresql:// URL [env FLIGHTDECK_STORE]
 def run(store: str, namespaces: tuple[str, ...], liveness: str | None) -> None:
     """Run the operator: decide PromotionRequests and keep pointers equal to the ledger."""
     from flightdeck_operator.config import OperatorSettings
-    from flightdeck_operator.main import run as run_operator
+    from flightdeck_operator.controller.main import run as run_operator
 
     run_operator(OperatorSettings(store=store, namespaces=namespaces), liveness_endpoint=liveness)
 
@@ -57,8 +57,8 @@ def run(store: str, namespaces: tuple[str, ...], liveness: str | None) -> None:
 )
 def doctor(store: str, kubeconfig: str | None, namespaces: tuple[str, ...]) -> None:
     """Verify the ledger chain and that every pointer equals the ledger; exit 1 on any failure."""
-    from flightdeck_operator.doctor import run_checks, summarize
-    from flightdeck_operator.gateway import KubeGateway, load_api_client
+    from flightdeck_operator.cli.doctor import run_checks, summarize
+    from flightdeck_operator.kube.gateway import KubeGateway, load_api_client
     from flightdeck_operator.store import open_store
 
     with open_store(store) as opened:
@@ -88,7 +88,7 @@ def dev(bin_dir: str | None, repo: str) -> None:
 
     Builds nothing itself: `make demo` builds or reuses the control-plane binaries first.
     """
-    from flightdeck_operator.demo import DemoError, run_demo
+    from flightdeck_operator.localdev.demo import DemoError, run_demo
 
     started = time.monotonic()
 
@@ -108,12 +108,12 @@ def dev(bin_dir: str | None, repo: str) -> None:
 
 
 # release register/checksum/verify, pricing import, policy apply (reference files -> resources).
-from flightdeck_operator.clitools import register as register_resource_tools  # noqa: E402
+from flightdeck_operator.cli.resource_tools import register as register_resource_tools  # noqa: E402
 
 register_resource_tools(main)
 
 # sidecar, promote, rollback, ingest, diff (the HTTP API's code paths).
-from flightdeck_operator.commands import register as register_action_commands  # noqa: E402
+from flightdeck_operator.cli.commands import register as register_action_commands  # noqa: E402
 
 register_action_commands(main)
 

@@ -5,7 +5,7 @@ workflow (flightdeck-behaviour 1.2, 1.3, 1.7, 1.13) against the Kubernetes API. 
 creates a PromotionApproval for a request awaiting approval (its uid and decision digest read
 from the cluster, the approver's identity stamped by the API server). Registered on the
 ``flightdeck-operator`` group by :func:`register`; every cluster call goes through
-:class:`~flightdeck_operator.gateway.KubeGateway` (imported lazily, so ``--help`` stays fast).
+:class:`~flightdeck_operator.kube.gateway.KubeGateway` (imported lazily, so ``--help`` stays fast).
 
 Errors are one line, ``Error: <message>`` on stderr, exit 1; ``release verify`` exits 2 on a
 checksum mismatch, as the reference does.
@@ -35,8 +35,7 @@ from flightdeck_operator.api.v1alpha1 import (
     PricingTableSpec,
     PromotionPolicySpec,
 )
-from flightdeck_operator.bundle import bundle_checksum
-from flightdeck_operator.reference import (
+from flightdeck_operator.cli.reference_files import (
     PolicyFile,
     PricingFile,
     ReferenceFileError,
@@ -48,9 +47,10 @@ from flightdeck_operator.reference import (
     pricing_table_object,
     release_file,
 )
+from flightdeck_operator.engine.bundle import bundle_checksum
 
 if TYPE_CHECKING:
-    from flightdeck_operator.gateway import KubeGateway
+    from flightdeck_operator.kube.gateway import KubeGateway
 
 __all__ = ["register"]
 
@@ -88,7 +88,7 @@ def _clear_errors() -> Iterator[None]:
     from kubernetes.config import ConfigException
     from urllib3.exceptions import HTTPError
 
-    from flightdeck_operator.errors import GatewayError
+    from flightdeck_operator.kube.errors import GatewayError
 
     try:
         yield
@@ -130,13 +130,13 @@ def cluster_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _gateway(kubeconfig: str | None) -> KubeGateway:
-    from flightdeck_operator.gateway import KubeGateway, load_api_client
+    from flightdeck_operator.kube.gateway import KubeGateway, load_api_client
 
     return KubeGateway(load_api_client(kubeconfig))
 
 
 def _namespace(namespace: str | None, kubeconfig: str | None) -> str:
-    from flightdeck_operator.gateway import default_namespace
+    from flightdeck_operator.kube.gateway import default_namespace
 
     return namespace or default_namespace(kubeconfig)
 
@@ -148,7 +148,7 @@ def _print_yaml(body: Mapping[str, Any]) -> None:
 def retry_on_conflict(attempt: Callable[[], R]) -> R:
     """Run ``attempt`` again (it re-reads what it changes) when the object changed in between:
     the operator writes its own bookkeeping annotations to the same objects."""
-    from flightdeck_operator.errors import Conflict
+    from flightdeck_operator.kube.errors import Conflict
 
     for _ in range(CONFLICT_ATTEMPTS - 1):
         try:
@@ -322,7 +322,7 @@ def pricing_import(
           output_usd_per_1k_tokens: 0.0006
           cached_input_usd_per_1k_tokens: 0.000075   # optional
     """
-    from flightdeck_operator.errors import Conflict
+    from flightdeck_operator.kube.errors import Conflict
 
     reason = (reason or "").strip() or None
     if replace and not reason:
@@ -475,7 +475,7 @@ def approve(
 
     RBAC: get promotionrequests; create, get, list and watch promotionapprovals (or --no-wait).
     """
-    from flightdeck_operator.errors import NotFound
+    from flightdeck_operator.kube.errors import NotFound
 
     if not reason.strip():
         fail("--reason must not be blank")

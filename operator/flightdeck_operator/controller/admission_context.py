@@ -11,8 +11,8 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from flightdeck_operator.api.v1alpha1 import GROUP
-from flightdeck_operator.gateway import AccessDecision, KubeGateway, ReviewedUser
-from flightdeck_operator.resolve import NamespaceView
+from flightdeck_operator.controller.resolve import NamespaceView
+from flightdeck_operator.kube.gateway import AccessDecision, KubeGateway, ReviewedUser
 from flightdeck_operator.webhook.handlers import OVERRIDE_RESOURCE, OVERRIDE_VERB
 from flightdeck_operator.webhook.identity import REQUESTED_BY, Identity
 

@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import kopf
 
+from flightdeck_operator.api.conditions import TERMINAL_PHASES, ApprovalPhase
 from flightdeck_operator.api.v1alpha1 import (
     AGENT_RELEASE_PLURAL,
     GROUP,
@@ -35,18 +36,17 @@ from flightdeck_operator.api.v1alpha1 import (
     PromotionPolicySpec,
     ReleasePointerSpec,
 )
-from flightdeck_operator.conditions import TERMINAL_PHASES, ApprovalPhase
 from flightdeck_operator.config import OperatorSettings
-from flightdeck_operator.controller import Controller, PendingRequest
-from flightdeck_operator.errors import DependencyPending
-from flightdeck_operator.gateway import KubeGateway, load_api_client
-from flightdeck_operator.ledger import LedgerKind
-from flightdeck_operator.models import ConfidenceThresholds
-from flightdeck_operator.records import ChangeRecorder
-from flightdeck_operator.resolve import ApprovalObject, NamespaceView
+from flightdeck_operator.controller.admission_context import OperatorAdmissionContext
+from flightdeck_operator.controller.loop import Controller, PendingRequest
+from flightdeck_operator.controller.records import ChangeRecorder
+from flightdeck_operator.controller.resolve import ApprovalObject, NamespaceView
+from flightdeck_operator.engine.ledger import LedgerKind
+from flightdeck_operator.engine.models import ConfidenceThresholds
+from flightdeck_operator.kube.errors import DependencyPending
+from flightdeck_operator.kube.gateway import KubeGateway, load_api_client
 from flightdeck_operator.store import open_store
 from flightdeck_operator.webhook.certs import CertificateError
-from flightdeck_operator.webhook.context import OperatorAdmissionContext
 from flightdeck_operator.webhook.handlers import AdmissionHandlers
 from flightdeck_operator.webhook.server import server_from_settings
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from flightdeck_operator.api.conditions import ApprovalPhase, Phase, Reason
 from flightdeck_operator.api.v1alpha1 import (
     DEFAULT_HISTORY_LIMIT,
     PROMOTION_APPROVAL,
@@ -30,21 +31,7 @@ from flightdeck_operator.api.v1alpha1 import (
     PromotionPolicySpec,
     PromotionRequestSpec,
 )
-from flightdeck_operator.approvals import accepted_entries, approval_key, decision_digest, judge, stale_key
-from flightdeck_operator.conditions import ApprovalPhase, Phase, Reason
-from flightdeck_operator.decide import Comparison, Decision, Outcome, apply_promotion_window, decide
-from flightdeck_operator.errors import Conflict, DependencyPending, NotFound
-from flightdeck_operator.evidence import (
-    EvidenceError,
-    InvalidWindowError,
-    PricingModelMissingError,
-    window_bounds,
-)
-from flightdeck_operator.gateway import KubeGateway
-from flightdeck_operator.ledger import LedgerEntry, LedgerKind, LedgerRecord
-from flightdeck_operator.models import ConfidenceThresholds, PromotionAction, default_policy
-from flightdeck_operator.policy import resolve_thresholds
-from flightdeck_operator.projection import (
+from flightdeck_operator.controller.projection import (
     action_id_for,
     approval_record,
     approval_status,
@@ -60,7 +47,7 @@ from flightdeck_operator.projection import (
     promotion_window_status,
     request_status_from_entry,
 )
-from flightdeck_operator.resolve import (
+from flightdeck_operator.controller.resolve import (
     ApprovalObject,
     Failure,
     NamespaceView,
@@ -68,8 +55,27 @@ from flightdeck_operator.resolve import (
     parse_request_spec,
     resolve,
 )
+from flightdeck_operator.engine.approvals import (
+    accepted_entries,
+    approval_key,
+    decision_digest,
+    judge,
+    stale_key,
+)
+from flightdeck_operator.engine.decide import Comparison, Decision, Outcome, apply_promotion_window, decide
+from flightdeck_operator.engine.evidence import (
+    EvidenceError,
+    InvalidWindowError,
+    PricingModelMissingError,
+    window_bounds,
+)
+from flightdeck_operator.engine.ledger import LedgerEntry, LedgerKind, LedgerRecord
+from flightdeck_operator.engine.models import ConfidenceThresholds, PromotionAction, default_policy
+from flightdeck_operator.engine.policy import resolve_thresholds
+from flightdeck_operator.engine.windows import WindowState, parse_duration, window_state
+from flightdeck_operator.kube.errors import Conflict, DependencyPending, NotFound
+from flightdeck_operator.kube.gateway import KubeGateway
 from flightdeck_operator.store import Store
-from flightdeck_operator.windows import WindowState, parse_duration, window_state
 
 log = logging.getLogger(__name__)
 

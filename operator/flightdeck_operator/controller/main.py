@@ -1,4 +1,4 @@
-"""Entry point of the operator process: ``flightdeck-operator run`` (or ``kopf run -m flightdeck_operator.main``)."""
+"""Entry point of the operator process: ``flightdeck-operator run`` (or ``kopf run -m flightdeck_operator.controller.main``)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import threading
 
 import kopf
 
-from flightdeck_operator import handlers  # noqa: F401  (registers the handlers)
 from flightdeck_operator.config import OperatorSettings
+from flightdeck_operator.controller import handlers  # noqa: F401  (registers the handlers)
 
 
 def run(

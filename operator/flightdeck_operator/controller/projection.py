@@ -13,6 +13,16 @@ from typing import Any
 
 from pydantic import JsonValue
 
+from flightdeck_operator.api.conditions import (
+    ApprovalPhase,
+    ConditionUpdate,
+    Phase,
+    Reason,
+    decided,
+    pending,
+    ready,
+    stalled,
+)
 from flightdeck_operator.api.v1alpha1 import (
     Action,
     AppliedOverride,
@@ -35,21 +45,17 @@ from flightdeck_operator.api.v1alpha1 import (
 from flightdeck_operator.api.v1alpha1 import (
     PolicyResult as PolicyResultStatus,
 )
-from flightdeck_operator.approvals import Verdict
-from flightdeck_operator.conditions import (
-    ApprovalPhase,
-    ConditionUpdate,
-    Phase,
-    Reason,
-    decided,
-    pending,
-    ready,
-    stalled,
+from flightdeck_operator.engine.approvals import Verdict
+from flightdeck_operator.engine.decide import Decision, blocked_message
+from flightdeck_operator.engine.ledger import (
+    LedgerEntry,
+    LedgerKind,
+    LedgerRecord,
+    policy_digest,
+    request_key,
 )
-from flightdeck_operator.decide import Decision, blocked_message
-from flightdeck_operator.ledger import LedgerEntry, LedgerKind, LedgerRecord, policy_digest, request_key
-from flightdeck_operator.models import EvidenceSummary, PromotionAction, Rollup
-from flightdeck_operator.windows import WindowState
+from flightdeck_operator.engine.models import EvidenceSummary, PromotionAction, Rollup
+from flightdeck_operator.engine.windows import WindowState
 
 Status = dict[str, Any]
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import kopf
 
+from flightdeck_operator.api.conditions import Reason, dependency_missing, ready
 from flightdeck_operator.api.v1alpha1 import (
     AGENT_RELEASE,
     PRICING_TABLE,
@@ -17,9 +18,8 @@ from flightdeck_operator.api.v1alpha1 import (
     AgentReleaseSpec,
     PromotionPolicySpec,
 )
-from flightdeck_operator.conditions import Reason, dependency_missing, ready
-from flightdeck_operator.gateway import KubeGateway
-from flightdeck_operator.ledger import (
+from flightdeck_operator.controller.resolve import engine_policy
+from flightdeck_operator.engine.ledger import (
     LedgerKind,
     LedgerRecord,
     canonical_json,
@@ -27,7 +27,7 @@ from flightdeck_operator.ledger import (
     policy_digest,
     sha256_hex,
 )
-from flightdeck_operator.resolve import engine_policy
+from flightdeck_operator.kube.gateway import KubeGateway
 from flightdeck_operator.store import Store
 
 CHANGE_REASON_ANNOTATION = "flightdeck.dev/change-reason"

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from flightdeck_operator.api.conditions import Reason
 from flightdeck_operator.api.v1alpha1 import (
     Action,
     AgentReleaseSpec,
@@ -22,10 +23,9 @@ from flightdeck_operator.api.v1alpha1 import (
     PromotionRequestSpec,
     ReleasePointerSpec,
 )
-from flightdeck_operator.conditions import Reason
-from flightdeck_operator.decide import NOTHING_TO_ROLL_BACK, DecisionRequest
-from flightdeck_operator.ledger import LedgerEntry
-from flightdeck_operator.models import Policy, PricingEntry, PricingTable, PromotionAction, ReleaseRef
+from flightdeck_operator.engine.decide import NOTHING_TO_ROLL_BACK, DecisionRequest
+from flightdeck_operator.engine.ledger import LedgerEntry
+from flightdeck_operator.engine.models import Policy, PricingEntry, PricingTable, PromotionAction, ReleaseRef
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from flightdeck_operator.api.conditions import ApprovalPhase, Reason
 from flightdeck_operator.api.v1alpha1 import ApprovalPolicy, PromotionApprovalSpec
-from flightdeck_operator.conditions import ApprovalPhase, Reason
-from flightdeck_operator.decide import Decision
-from flightdeck_operator.ledger import LedgerEntry, canonical_json, policy_digest, sha256_hex
+from flightdeck_operator.engine.decide import Decision
+from flightdeck_operator.engine.ledger import LedgerEntry, canonical_json, policy_digest, sha256_hex
 
 
 def approval_key(approval_uid: str) -> str:

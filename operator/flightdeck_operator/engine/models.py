@@ -35,6 +35,13 @@ def as_utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.UTC)
 
 
+def format_time(now: dt.datetime) -> str:
+    """RFC 3339 in UTC with second precision, as ``metav1.Time`` serialises."""
+    if now.tzinfo is None:
+        raise ValueError("condition times must be timezone-aware")
+    return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def utc_micros(value: dt.datetime) -> int:
     """Exact integer microseconds since the Unix epoch, in UTC (naive means UTC)."""
     if value.tzinfo is None:

@@ -42,7 +42,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
-from flightdeck_operator.conditions import format_time
+from flightdeck_operator.engine.models import format_time
 
 __all__ = [
     "DEFAULT_HORIZON",

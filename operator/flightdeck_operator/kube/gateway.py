@@ -1,7 +1,7 @@
 """The one module that talks to the Kubernetes API (besides kopf's own watching and patching).
 
 Every call is synchronous (the official client blocks); callers run it in a worker thread.
-API errors are mapped onto :mod:`flightdeck_operator.errors` so no other module needs to know
+API errors are mapped onto :mod:`flightdeck_operator.kube.errors` so no other module needs to know
 about ``kubernetes.client.rest.ApiException``.
 """
 
@@ -20,7 +20,7 @@ import urllib3
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
-from flightdeck_operator.errors import Conflict, GatewayError, NotFound
+from flightdeck_operator.kube.errors import Conflict, GatewayError, NotFound
 
 GROUP = "flightdeck.dev"
 VERSION = "v1alpha1"

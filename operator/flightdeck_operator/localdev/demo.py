@@ -196,7 +196,7 @@ def run_demo(
                 [
                     sys.executable,
                     "-m",
-                    "flightdeck_operator.cli",
+                    "flightdeck_operator.cli.main",
                     "doctor",
                     "--store",
                     store,
@@ -286,7 +286,7 @@ def _approve(cp: ControlPlane, user: str, reason: str) -> subprocess.CompletedPr
         [
             sys.executable,
             "-m",
-            "flightdeck_operator.cli",
+            "flightdeck_operator.cli.main",
             "approve",
             "canary-1-4-0",
             "--reason",

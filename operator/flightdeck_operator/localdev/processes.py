@@ -100,7 +100,7 @@ class _ChildProcess:
     def _launch(self) -> None:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "flightdeck_operator.cli", *self._argv()],
+            [sys.executable, "-m", "flightdeck_operator.cli.main", *self._argv()],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=self._env(),

@@ -22,10 +22,10 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flightdeck_operator import __version__
+from flightdeck_operator.actions.promotions import ActionError, retry_after_seconds
 from flightdeck_operator.config import AuthMode, SidecarSettings
-from flightdeck_operator.gateway import KubeGateway
-from flightdeck_operator.models import ConfidenceThresholds
-from flightdeck_operator.promotions import ActionError, retry_after_seconds
+from flightdeck_operator.engine.models import ConfidenceThresholds
+from flightdeck_operator.kube.gateway import KubeGateway
 from flightdeck_operator.sidecar.auth import (
     Authenticator,
     KubernetesAuth,

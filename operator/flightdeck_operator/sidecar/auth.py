@@ -38,8 +38,8 @@ from typing import Final, Generic, Protocol, TypeVar
 
 from flightdeck_operator.api.v1alpha1 import GROUP, PROMOTION_APPROVAL, PROMOTION_REQUEST
 from flightdeck_operator.config import AuthMode
-from flightdeck_operator.errors import GatewayError
-from flightdeck_operator.gateway import KubeGateway, ReviewedUser
+from flightdeck_operator.kube.errors import GatewayError
+from flightdeck_operator.kube.gateway import KubeGateway, ReviewedUser
 
 BEARER_PREFIX: Final = "Bearer "  # case-sensitive, as the reference compares it
 # The virtual resource RBAC rules name to allow ingestion (no CRD needed).

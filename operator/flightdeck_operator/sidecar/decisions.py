@@ -22,10 +22,10 @@ from typing import Final
 
 import urllib3
 
+from flightdeck_operator.actions.promotions import is_decided
 from flightdeck_operator.api.v1alpha1 import PROMOTION_REQUEST
-from flightdeck_operator.errors import GatewayError, NotFound
-from flightdeck_operator.gateway import Body, KubeGateway
-from flightdeck_operator.promotions import is_decided
+from flightdeck_operator.kube.errors import GatewayError, NotFound
+from flightdeck_operator.kube.gateway import Body, KubeGateway
 
 log = logging.getLogger(__name__)
 

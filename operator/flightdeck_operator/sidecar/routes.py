@@ -23,14 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from flightdeck_operator import __version__
-from flightdeck_operator.api.v1alpha1 import (
-    AGENT_RELEASE,
-    PROMOTION_REQUEST,
-    RELEASE_POINTER,
-    AgentReleaseSpec,
-    ReleasePointerSpec,
-)
-from flightdeck_operator.approval_workflow import (
+from flightdeck_operator.actions.approval_workflow import (
     REQUEST_STATUSES,
     ApprovalRecorded,
     PendingPromotion,
@@ -39,18 +32,7 @@ from flightdeck_operator.approval_workflow import (
     request_promotion,
     requires_approval,
 )
-from flightdeck_operator.config import AuthMode
-from flightdeck_operator.errors import GatewayError
-from flightdeck_operator.ledger import LedgerEntry, LedgerKind
-from flightdeck_operator.models import (
-    ActionOutcome,
-    DiffResult,
-    InvalidEventsError,
-    PromotionAction,
-    RunEventData,
-    validate_events,
-)
-from flightdeck_operator.promotions import (
+from flightdeck_operator.actions.promotions import (
     IDEMPOTENCY_KEY_PATTERN,
     MAX_IDEMPOTENCY_KEY_LENGTH,
     REQUESTED_BY_ANNOTATION,
@@ -68,6 +50,24 @@ from flightdeck_operator.promotions import (
     retry_after_seconds,
     run_action,
 )
+from flightdeck_operator.api.v1alpha1 import (
+    AGENT_RELEASE,
+    PROMOTION_REQUEST,
+    RELEASE_POINTER,
+    AgentReleaseSpec,
+    ReleasePointerSpec,
+)
+from flightdeck_operator.config import AuthMode
+from flightdeck_operator.engine.ledger import LedgerEntry, LedgerKind
+from flightdeck_operator.engine.models import (
+    ActionOutcome,
+    DiffResult,
+    InvalidEventsError,
+    PromotionAction,
+    RunEventData,
+    validate_events,
+)
+from flightdeck_operator.kube.errors import GatewayError
 from flightdeck_operator.sidecar.auth import Access, AuthError, AuthUnavailable, Caller
 from flightdeck_operator.sidecar.schemas import (
     DEFAULT_LIST_LIMIT,

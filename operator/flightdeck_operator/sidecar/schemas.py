@@ -12,7 +12,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, TypeAdapter
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
-from flightdeck_operator.models import ActionOutcome, PolicyResult, RunEvent, RunEventData
+from flightdeck_operator.engine.models import ActionOutcome, PolicyResult, RunEvent, RunEventData
 
 # Reference bounds of the list endpoints.
 DEFAULT_LIST_LIMIT: Final = 50

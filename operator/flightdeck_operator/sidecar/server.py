@@ -14,7 +14,7 @@ from typing import Final
 import uvicorn
 
 from flightdeck_operator.config import AuthMode, SidecarSettings
-from flightdeck_operator.gateway import KubeGateway, load_api_client
+from flightdeck_operator.kube.gateway import KubeGateway, load_api_client
 from flightdeck_operator.sidecar.app import build_authenticator, create_app
 from flightdeck_operator.sidecar.auth import is_loopback
 from flightdeck_operator.sidecar.routes import MAX_CONCURRENT_DECISION_WAITS

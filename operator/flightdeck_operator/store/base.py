@@ -34,10 +34,10 @@ import psycopg
 import psycopg_pool
 from pydantic import ValidationError
 
-from . import ledger
-from .evidence import ModelAggregate, SideEvidence, merge_aggregates
-from .ledger import ChainVerification, LedgerEntry, LedgerRecord
-from .models import (
+from flightdeck_operator.engine import ledger
+from flightdeck_operator.engine.evidence import ModelAggregate, SideEvidence, merge_aggregates
+from flightdeck_operator.engine.ledger import ChainVerification, LedgerEntry, LedgerRecord
+from flightdeck_operator.engine.models import (
     RUN_EVENT_DATA,
     InvalidEventsError,
     RunEvent,

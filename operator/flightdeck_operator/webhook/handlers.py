@@ -14,7 +14,7 @@ from typing import Any, Final, Protocol
 from pydantic import ValidationError
 
 from flightdeck_operator.api.v1alpha1 import GROUP, PromotionPolicySpec
-from flightdeck_operator.gateway import AccessDecision
+from flightdeck_operator.kube.gateway import AccessDecision
 from flightdeck_operator.webhook.admission import (
     AdmissionRequest,
     AdmissionResponse,

@@ -24,8 +24,8 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from flightdeck_operator.config import OperatorSettings
-from flightdeck_operator.errors import NotFound
-from flightdeck_operator.gateway import KubeGateway
+from flightdeck_operator.kube.errors import NotFound
+from flightdeck_operator.kube.gateway import KubeGateway
 from flightdeck_operator.webhook.admission import AdmissionReview, deny, review_of
 from flightdeck_operator.webhook.certs import WebhookCertificates, ensure_certificates
 from flightdeck_operator.webhook.handlers import Handler
