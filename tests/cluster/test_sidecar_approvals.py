@@ -23,7 +23,7 @@ from flightdeck_operator.actions.promotions import APPROVAL_NOT_REQUIRED, APPROV
 from flightdeck_operator.engine.ledger import LedgerEntry, LedgerKind
 from flightdeck_operator.localdev.controlplane import ControlPlane
 from flightdeck_operator.localdev.processes import OperatorProcess, SidecarProcess
-from flightdeck_operator.sidecar.routes import APPROVAL_NEEDS_IDENTITY
+from flightdeck_operator.sidecar.routes.common import APPROVAL_NEEDS_IDENTITY
 from flightdeck_operator.store import open_store
 
 from .conftest import StartSidecar

@@ -7,10 +7,10 @@ import datetime as dt
 
 import pytest
 
+from flightdeck_operator.api.approvals import accepted_entries, decision_digest, judge, may_approve
 from flightdeck_operator.api.conditions import ApprovalPhase, Reason
 from flightdeck_operator.api.v1alpha1 import ApprovalPolicy, Approvers, PromotionApprovalSpec
 from flightdeck_operator.controller.projection import awaiting_approval_status, awaiting_evidence_status
-from flightdeck_operator.engine.approvals import accepted_entries, decision_digest, judge, may_approve
 from flightdeck_operator.engine.decide import (
     Decision,
     DecisionRequest,

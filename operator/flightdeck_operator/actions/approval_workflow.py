@@ -59,9 +59,8 @@ from flightdeck_operator.api.v1alpha1 import (
     RELEASE_POINTER,
     PromotionPolicySpec,
 )
-from flightdeck_operator.controller.projection import action_id_for
 from flightdeck_operator.engine.decide import blocked_message
-from flightdeck_operator.engine.ledger import LedgerEntry
+from flightdeck_operator.engine.ledger import LedgerEntry, action_id_for
 from flightdeck_operator.engine.models import ActionOutcome, PolicyResult, PromotionAction
 from flightdeck_operator.kube.errors import GatewayError, NotFound
 from flightdeck_operator.kube.gateway import Body, KubeGateway

@@ -29,6 +29,7 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
 
 from flightdeck_operator.api.conditions import ConditionType, Phase, Reason, find_condition, is_true
+from flightdeck_operator.api.to_engine import engine_policy, engine_pricing, release_ref
 from flightdeck_operator.api.v1alpha1 import (
     AGENT_RELEASE,
     API_VERSION,
@@ -44,7 +45,6 @@ from flightdeck_operator.api.v1alpha1 import (
     ReleasePointerSpec,
     is_valid_window,
 )
-from flightdeck_operator.controller.resolve import engine_policy, engine_pricing, release_ref
 from flightdeck_operator.engine.decide import blocked_message
 from flightdeck_operator.engine.evidence import (
     DiffSide,

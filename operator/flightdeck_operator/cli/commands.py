@@ -51,13 +51,12 @@ def cli_actor() -> str:
 
 
 def _gateway(kubeconfig: str | None) -> KubeGateway:
-    from kubernetes.config import ConfigException
-
+    from flightdeck_operator.kube.errors import KubeconfigError
     from flightdeck_operator.kube.gateway import KubeGateway, load_api_client
 
     try:
         return KubeGateway(load_api_client(kubeconfig))
-    except ConfigException as error:
+    except KubeconfigError as error:
         fail(f"no usable kubeconfig ({error}); pass --kubeconfig or set $KUBECONFIG")
 
 
@@ -126,10 +125,10 @@ def sidecar(
     """Serve the FlightDeck HTTP API for one namespace (promote, rollback, events, diff, reads)."""
     import logging
 
-    from kubernetes.config import ConfigException
     from pydantic import ValidationError
 
     from flightdeck_operator.config import SidecarSettings
+    from flightdeck_operator.kube.errors import KubeconfigError
     from flightdeck_operator.sidecar.server import SidecarConfigError, serve
 
     given: dict[str, Any] = {
@@ -154,7 +153,7 @@ def sidecar(
         fail(f"invalid sidecar settings: {error}")
     except SidecarConfigError as error:
         fail(str(error))
-    except ConfigException as error:
+    except KubeconfigError as error:
         fail(f"no usable kubeconfig for the sidecar's own identity ({error}); pass --kubeconfig")
 
 

@@ -85,10 +85,9 @@ def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
 @contextmanager
 def _clear_errors() -> Iterator[None]:
     """Turn every expected failure into one ``Error:`` line and exit 1 (no tracebacks)."""
-    from kubernetes.config import ConfigException
     from urllib3.exceptions import HTTPError
 
-    from flightdeck_operator.kube.errors import GatewayError
+    from flightdeck_operator.kube.errors import GatewayError, KubeconfigError
 
     try:
         yield
@@ -96,7 +95,7 @@ def _clear_errors() -> Iterator[None]:
         fail(str(error))
     except GatewayError as error:
         fail(str(error))
-    except ConfigException as error:
+    except KubeconfigError as error:
         fail(f"no usable kubeconfig ({error}); pass --kubeconfig or set $KUBECONFIG")
     except HTTPError as error:
         reason = getattr(error, "reason", None) or error

@@ -38,12 +38,12 @@ from flightdeck_operator.api.v1alpha1 import (
 )
 from flightdeck_operator.config import OperatorSettings
 from flightdeck_operator.controller.admission_context import OperatorAdmissionContext
+from flightdeck_operator.controller.errors import DependencyPending
 from flightdeck_operator.controller.loop import Controller, PendingRequest
 from flightdeck_operator.controller.records import ChangeRecorder
 from flightdeck_operator.controller.resolve import ApprovalObject, NamespaceView
 from flightdeck_operator.engine.ledger import LedgerKind
 from flightdeck_operator.engine.models import ConfidenceThresholds
-from flightdeck_operator.kube.errors import DependencyPending
 from flightdeck_operator.kube.gateway import KubeGateway, load_api_client
 from flightdeck_operator.store import open_store
 from flightdeck_operator.webhook.certs import CertificateError

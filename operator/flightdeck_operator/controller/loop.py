@@ -19,6 +19,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from flightdeck_operator.api.approvals import (
+    accepted_entries,
+    approval_key,
+    decision_digest,
+    judge,
+    stale_key,
+)
 from flightdeck_operator.api.conditions import ApprovalPhase, Phase, Reason
 from flightdeck_operator.api.v1alpha1 import (
     DEFAULT_HISTORY_LIMIT,
@@ -31,8 +38,8 @@ from flightdeck_operator.api.v1alpha1 import (
     PromotionPolicySpec,
     PromotionRequestSpec,
 )
+from flightdeck_operator.controller.errors import DependencyPending
 from flightdeck_operator.controller.projection import (
-    action_id_for,
     approval_record,
     approval_status,
     awaiting_approval_status,
@@ -55,13 +62,6 @@ from flightdeck_operator.controller.resolve import (
     parse_request_spec,
     resolve,
 )
-from flightdeck_operator.engine.approvals import (
-    accepted_entries,
-    approval_key,
-    decision_digest,
-    judge,
-    stale_key,
-)
 from flightdeck_operator.engine.decide import Comparison, Decision, Outcome, apply_promotion_window, decide
 from flightdeck_operator.engine.evidence import (
     EvidenceError,
@@ -69,11 +69,11 @@ from flightdeck_operator.engine.evidence import (
     PricingModelMissingError,
     window_bounds,
 )
-from flightdeck_operator.engine.ledger import LedgerEntry, LedgerKind, LedgerRecord
+from flightdeck_operator.engine.ledger import LedgerEntry, LedgerKind, LedgerRecord, action_id_for
 from flightdeck_operator.engine.models import ConfidenceThresholds, PromotionAction, default_policy
 from flightdeck_operator.engine.policy import resolve_thresholds
 from flightdeck_operator.engine.windows import WindowState, parse_duration, window_state
-from flightdeck_operator.kube.errors import Conflict, DependencyPending, NotFound
+from flightdeck_operator.kube.errors import Conflict, NotFound
 from flightdeck_operator.kube.gateway import KubeGateway
 from flightdeck_operator.store import Store
 

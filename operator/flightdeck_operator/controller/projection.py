@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import JsonValue
 
+from flightdeck_operator.api.approvals import Verdict
 from flightdeck_operator.api.conditions import (
     ApprovalPhase,
     ConditionUpdate,
@@ -45,12 +46,12 @@ from flightdeck_operator.api.v1alpha1 import (
 from flightdeck_operator.api.v1alpha1 import (
     PolicyResult as PolicyResultStatus,
 )
-from flightdeck_operator.engine.approvals import Verdict
 from flightdeck_operator.engine.decide import Decision, blocked_message
 from flightdeck_operator.engine.ledger import (
     LedgerEntry,
     LedgerKind,
     LedgerRecord,
+    action_id_for,
     policy_digest,
     request_key,
 )
@@ -58,12 +59,6 @@ from flightdeck_operator.engine.models import EvidenceSummary, PromotionAction, 
 from flightdeck_operator.engine.windows import WindowState
 
 Status = dict[str, Any]
-
-
-def action_id_for(request_uid: str) -> str:
-    """The reference-shaped ``act_<12 hex>`` id, derived from the request UID so that a replayed
-    decision (after a crash) carries the same id."""
-    return "act_" + request_uid.replace("-", "")[:12]
 
 
 def ledger_record(

@@ -11,6 +11,7 @@ from typing import Any
 import kopf
 
 from flightdeck_operator.api.conditions import Reason, dependency_missing, ready
+from flightdeck_operator.api.to_engine import engine_policy
 from flightdeck_operator.api.v1alpha1 import (
     AGENT_RELEASE,
     PRICING_TABLE,
@@ -18,7 +19,6 @@ from flightdeck_operator.api.v1alpha1 import (
     AgentReleaseSpec,
     PromotionPolicySpec,
 )
-from flightdeck_operator.controller.resolve import engine_policy
 from flightdeck_operator.engine.ledger import (
     LedgerKind,
     LedgerRecord,

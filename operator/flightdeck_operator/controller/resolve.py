@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from flightdeck_operator.api.conditions import Reason
+from flightdeck_operator.api.to_engine import engine_policy, engine_pricing, release_ref
 from flightdeck_operator.api.v1alpha1 import (
     Action,
     AgentReleaseSpec,
@@ -25,7 +26,7 @@ from flightdeck_operator.api.v1alpha1 import (
 )
 from flightdeck_operator.engine.decide import NOTHING_TO_ROLL_BACK, DecisionRequest
 from flightdeck_operator.engine.ledger import LedgerEntry
-from flightdeck_operator.engine.models import Policy, PricingEntry, PricingTable, PromotionAction, ReleaseRef
+from flightdeck_operator.engine.models import Policy, PricingTable, PromotionAction, ReleaseRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,45 +76,6 @@ class Plan:
     baseline: ReleaseRef | None = None
     baseline_pricing: PricingTable | None = None
     candidate_pricing: PricingTable | None = None
-
-
-def release_ref(name: str, spec: AgentReleaseSpec) -> ReleaseRef:
-    return ReleaseRef(
-        release_id=name,
-        agent_id=spec.agent_id,
-        provider=spec.pricing_reference.provider,
-        pricing_version=spec.pricing_reference.pricing_version,
-        model=spec.runtime.model,
-    )
-
-
-def engine_policy(name: str, spec: PromotionPolicySpec) -> Policy:
-    return Policy(
-        policy_id=name,
-        max_cost_per_run_usd=spec.max_cost_per_run_usd,
-        max_latency_ms=spec.max_latency_ms,
-        max_error_rate=spec.max_error_rate,
-        min_candidate_runs=spec.min_candidate_runs,
-        min_baseline_runs=spec.min_baseline_runs,
-        min_low_runs=spec.min_low_runs,
-        require_high_diff_confidence=spec.require_high_diff_confidence,
-    )
-
-
-def engine_pricing(spec: PricingTableSpec) -> PricingTable:
-    return PricingTable(
-        provider=spec.provider,
-        pricing_version=spec.pricing_version,
-        entries=tuple(
-            PricingEntry(
-                model=e.model,
-                input_usd_per_1k_tokens=e.input_usd_per_1k_tokens,
-                output_usd_per_1k_tokens=e.output_usd_per_1k_tokens,
-                cached_input_usd_per_1k_tokens=e.cached_input_usd_per_1k_tokens,
-            )
-            for e in spec.entries
-        ),
-    )
 
 
 def parse_request_spec(raw: Mapping[str, object]) -> PromotionRequestSpec | Failure:

@@ -50,6 +50,12 @@ class LedgerKind(StrEnum):
     APPROVAL = "approval"
 
 
+def action_id_for(request_uid: str) -> str:
+    """The reference-shaped ``act_<12 hex>`` id, derived from the request UID so that a replayed
+    decision (after a crash) carries the same id."""
+    return "act_" + request_uid.replace("-", "")[:12]
+
+
 def request_key(request_uid: str) -> str:
     """Idempotency key of a promote/rollback: the PromotionRequest's UID (one entry per request)."""
     return f"request:{request_uid}"

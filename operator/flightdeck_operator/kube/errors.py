@@ -1,18 +1,13 @@
-"""Errors the operator raises, and how kopf treats each.
+"""Errors of the Kubernetes gateway: the API's failures as the callers handle them.
 
-    FlightDeckError
-    ├── GatewayError                 an API call failed in a way the caller may handle
-    │   ├── Conflict                 409: the object changed under us (retry with a fresh read)
-    │   └── NotFound                 404
-    └── DependencyPending            a referenced object is not visible yet (kopf.TemporaryError)
-
-Failures that end a request (unknown pointer, release, pricing table ...) are not exceptions:
-they are decisions, written to the request's status with a Stalled condition.
+FlightDeckError
+├── KubeconfigError              no usable kubeconfig or in-cluster configuration
+└── GatewayError                 an API call failed in a way the caller may handle
+    ├── Conflict                 409: the object changed under us (retry with a fresh read)
+    └── NotFound                 404
 """
 
 from __future__ import annotations
-
-import kopf
 
 
 class FlightDeckError(Exception):
@@ -35,9 +30,5 @@ class NotFound(GatewayError):
     """The object does not exist (HTTP 404)."""
 
 
-class DependencyPending(kopf.TemporaryError, FlightDeckError):
-    """A referenced object is not in the operator's indexes yet; kopf retries after ``delay``.
-
-    Objects applied together (``kubectl apply -f dir/``, a GitOps sync) may reach the operator in
-    any order, so a missing reference is retried for a grace period before it fails the request.
-    """
+class KubeconfigError(FlightDeckError):
+    """Neither the given kubeconfig, the in-cluster configuration nor the default kubeconfig works."""

@@ -20,7 +20,7 @@ import urllib3
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
-from flightdeck_operator.kube.errors import Conflict, GatewayError, NotFound
+from flightdeck_operator.kube.errors import Conflict, GatewayError, KubeconfigError, NotFound
 
 GROUP = "flightdeck.dev"
 VERSION = "v1alpha1"
@@ -59,13 +59,16 @@ def load_api_client(kubeconfig: str | None = None, *, pool_size: int | None = No
     ``pool_size``: HTTP connections kept per host (the sidecar holds one per waiting promote).
     """
     configuration = client.Configuration()
-    if kubeconfig:
-        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    else:
-        try:
-            config.load_incluster_config(client_configuration=configuration)
-        except config.ConfigException:
-            config.load_kube_config(client_configuration=configuration)
+    try:
+        if kubeconfig:
+            config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        else:
+            try:
+                config.load_incluster_config(client_configuration=configuration)
+            except config.ConfigException:
+                config.load_kube_config(client_configuration=configuration)
+    except config.ConfigException as error:
+        raise KubeconfigError(str(error)) from None
     if pool_size is not None:
         configuration.connection_pool_maxsize = pool_size
     return client.ApiClient(configuration)
@@ -88,7 +91,8 @@ def default_namespace(kubeconfig: str | None = None) -> str:
     return str((active or {}).get("context", {}).get("namespace") or "default")
 
 
-def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def api_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call the official client, raising our errors (409 :class:`Conflict`, 404 :class:`NotFound`)."""
     try:
         return fn(*args, **kwargs)
     except ApiException as error:
@@ -122,7 +126,7 @@ class KubeGateway:
     # -- custom objects --------------------------------------------------------------------
 
     def get(self, plural: str, namespace: str, name: str) -> Body:
-        return _call(self.objects.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name)
+        return api_call(self.objects.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name)
 
     def find(self, plural: str, namespace: str, name: str) -> Body | None:
         try:
@@ -137,20 +141,26 @@ class KubeGateway:
         tolerate a moment of staleness."""
         kwargs: dict[str, Any] = {"resource_version": "0"} if cached else {}
         if namespace is None:
-            listed = _call(self.objects.list_cluster_custom_object, GROUP, VERSION, plural, **kwargs)
+            listed = api_call(self.objects.list_cluster_custom_object, GROUP, VERSION, plural, **kwargs)
         else:
-            listed = _call(
+            listed = api_call(
                 self.objects.list_namespaced_custom_object, GROUP, VERSION, namespace, plural, **kwargs
             )
         items: list[Body] = listed["items"]
         return items
 
     def create(
-        self, plural: str, namespace: str, body: Mapping[str, Any], *, field_manager: str | None = None
+        self,
+        plural: str,
+        namespace: str,
+        body: Mapping[str, Any],
+        *,
+        field_manager: str | None = None,
+        dry_run: bool = False,
     ) -> Body:
         """Create ``body``; ``field_manager`` names the writer in managedFields (the ledger's actor
-        for policy and pricing changes)."""
-        return _call(
+        for policy and pricing changes); ``dry_run``: admission runs, nothing is stored."""
+        return api_call(
             self.objects.create_namespaced_custom_object,
             GROUP,
             VERSION,
@@ -158,6 +168,7 @@ class KubeGateway:
             plural,
             dict(body),
             **_manager(field_manager),
+            **({"dry_run": "All"} if dry_run else {}),
         )
 
     def patch(
@@ -171,7 +182,7 @@ class KubeGateway:
     ) -> Body:
         """JSON merge patch of the object (spec, metadata). A ``metadata.resourceVersion`` in
         ``changes`` is a precondition: a concurrent writer makes this raise :class:`Conflict`."""
-        return _call(
+        return api_call(
             self.objects.patch_namespaced_custom_object,
             GROUP,
             VERSION,
@@ -184,13 +195,13 @@ class KubeGateway:
 
     def delete(self, plural: str, namespace: str, name: str) -> None:
         """Delete one object; raises :class:`NotFound` when it is already gone."""
-        _call(self.objects.delete_namespaced_custom_object, GROUP, VERSION, namespace, plural, name)
+        api_call(self.objects.delete_namespaced_custom_object, GROUP, VERSION, namespace, plural, name)
 
     def replace(self, plural: str, body: Mapping[str, Any], *, field_manager: str | None = None) -> Body:
         """PUT the whole object (status is ignored by the API server); ``resourceVersion`` in
         ``body.metadata`` is a precondition, as for :meth:`replace_status`."""
         metadata = body["metadata"]
-        return _call(
+        return api_call(
             self.objects.replace_namespaced_custom_object,
             GROUP,
             VERSION,
@@ -205,7 +216,7 @@ class KubeGateway:
         """PUT the status subresource. ``body.metadata.resourceVersion`` is a precondition: a
         concurrent writer makes this raise :class:`Conflict` instead of being overwritten."""
         metadata = body["metadata"]
-        return _call(
+        return api_call(
             self.objects.replace_namespaced_custom_object_status,
             GROUP,
             VERSION,
@@ -217,7 +228,7 @@ class KubeGateway:
 
     def patch_status(self, plural: str, namespace: str, name: str, status: Mapping[str, Any]) -> Body:
         """Merge-patch the status subresource (no precondition: for objects only we write)."""
-        return _call(
+        return api_call(
             self.objects.patch_namespaced_custom_object_status,
             GROUP,
             VERSION,
@@ -288,11 +299,11 @@ class KubeGateway:
             last_timestamp=now,
             count=1,
         )
-        _call(self.core.create_namespaced_event, metadata["namespace"], event)
+        api_call(self.core.create_namespaced_event, metadata["namespace"], event)
 
     def review_token(self, token: str) -> ReviewedUser | None:
         """TokenReview: the user the API server would authenticate ``token`` as (None: not valid)."""
-        review = _call(
+        review = api_call(
             client.AuthenticationV1Api(self.api_client).create_token_review,
             {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}},
         )
@@ -325,7 +336,7 @@ class KubeGateway:
             spec["uid"] = user.uid
         if user.extra:
             spec["extra"] = {key: list(values) for key, values in user.extra.items()}
-        review = _call(
+        review = api_call(
             client.AuthorizationV1Api(self.api_client).create_subject_access_review,
             {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec},
         )
@@ -338,7 +349,7 @@ class KubeGateway:
         ``ca_pem``; patches only what differs. Returns True when it patched. Raises
         :class:`NotFound` when the configuration does not exist."""
         api = client.AdmissionregistrationV1Api(self.api_client)
-        current = _call(api.read_mutating_webhook_configuration, name)
+        current = api_call(api.read_mutating_webhook_configuration, name)
         bundle = base64.b64encode(ca_pem).decode()
         operations: list[Body] = [
             {"op": "add", "path": f"/webhooks/{index}/clientConfig/caBundle", "value": bundle}
@@ -350,7 +361,7 @@ class KubeGateway:
         # Guard the indexes: the patch fails (and is redone next round) if the object changed.
         version = current.metadata.resource_version
         test: Body = {"op": "test", "path": "/metadata/resourceVersion", "value": version}
-        _call(api.patch_mutating_webhook_configuration, name, [test, *operations])
+        api_call(api.patch_mutating_webhook_configuration, name, [test, *operations])
         return True
 
     def create_or_get(self, plural: str, namespace: str, body: Mapping[str, Any]) -> tuple[Body, bool]:
@@ -412,5 +423,5 @@ class KubeGateway:
 
     def ping(self) -> str:
         """The API server's version (a cheap authenticated round trip for readiness probes)."""
-        info = _call(client.VersionApi(self.api_client).get_code)
+        info = api_call(client.VersionApi(self.api_client).get_code)
         return str(info.git_version)

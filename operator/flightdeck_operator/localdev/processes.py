@@ -30,9 +30,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from kubernetes import client, config
-from kubernetes.client.rest import ApiException
-
+from flightdeck_operator.kube.errors import GatewayError
+from flightdeck_operator.kube.gateway import KubeGateway, load_api_client
+from flightdeck_operator.kube.webhook_configurations import WebhookConfigurations
 from flightdeck_operator.webhook.handlers import (
     PROMOTION_APPROVALS_PATH,
     PROMOTION_POLICIES_PATH,
@@ -241,40 +241,30 @@ class OperatorProcess(_ChildProcess):
     def stop(self, timeout: float | None = None) -> None:
         super().stop(timeout)
         if self.webhook and self.webhook_configuration is None:
-            with self._admin() as api, contextlib.suppress(ApiException):
-                client.AdmissionregistrationV1Api(api).delete_mutating_webhook_configuration(
-                    self.configuration_name
-                )
+            with self._admin() as api:
+                WebhookConfigurations(api).delete(self.configuration_name)
 
-    def _admin(self) -> client.ApiClient:
-        return config.new_client_from_config(config_file=str(self.admin_kubeconfig or self.kubeconfig))
+    def _admin(self) -> contextlib.closing[Any]:
+        return contextlib.closing(load_api_client(str(self.admin_kubeconfig or self.kubeconfig)))
 
     def _register_webhooks(self) -> None:
         with self._admin() as api:
-            admission = client.AdmissionregistrationV1Api(api)
+            configurations = WebhookConfigurations(api)
             if self.webhook_configuration is not None:
                 # An existing configuration: keep its rules, call this process instead of a Service.
-                current = admission.read_mutating_webhook_configuration(self.configuration_name)
+                current = configurations.read(self.configuration_name)
                 operations = [
                     {
                         "op": "replace",
                         "path": f"/webhooks/{index}/clientConfig",
-                        "value": {"url": self.webhook_url(_webhook_path(webhook.client_config))},
+                        "value": {"url": self.webhook_url(_webhook_path(webhook["clientConfig"]))},
                     }
-                    for index, webhook in enumerate(current.webhooks or ())
+                    for index, webhook in enumerate(current.get("webhooks") or ())
                 ]
-                admission.patch_mutating_webhook_configuration(self.configuration_name, operations)
+                configurations.patch(self.configuration_name, operations)
                 return
-            body = self._configuration_body()
-            try:
-                admission.create_mutating_webhook_configuration(body)
-            except ApiException as error:
-                if error.status != 409:
-                    raise
-                # Left by a killed operator: same name, but this start has a new port.
-                current = admission.read_mutating_webhook_configuration(self.configuration_name)
-                body["metadata"]["resourceVersion"] = current.metadata.resource_version
-                admission.replace_mutating_webhook_configuration(self.configuration_name, body)
+            # A configuration left by a killed operator is replaced: this start has a new port.
+            configurations.apply(self._configuration_body())
 
     def _configuration_body(self) -> dict[str, Any]:
         selector = (
@@ -330,8 +320,7 @@ class OperatorProcess(_ChildProcess):
         namespace = self.namespaces[0] if self.namespaces else "default"
         last = "the operator has not written its CA yet"
         with self._admin() as api:
-            admission = client.AdmissionregistrationV1Api(api)
-            objects = client.CustomObjectsApi(api)
+            configurations, gateway = WebhookConfigurations(api), KubeGateway(api)
             while time.monotonic() < deadline:
                 assert self.process is not None
                 if self.process.poll() is not None:
@@ -340,19 +329,17 @@ class OperatorProcess(_ChildProcess):
                     )
                 try:
                     ca = base64.b64encode((self.webhook_cert_dir / "ca.crt").read_bytes()).decode()
-                    current = admission.read_mutating_webhook_configuration(self.configuration_name)
-                    bundles = {webhook.client_config.ca_bundle for webhook in current.webhooks or ()}
+                    current = configurations.read(self.configuration_name)
+                    bundles = {w["clientConfig"].get("caBundle") for w in current.get("webhooks") or ()}
                     if bundles != {ca}:
                         last = "the caBundle is not the operator's CA yet"
                     else:
-                        objects.create_namespaced_custom_object(
-                            GROUP, VERSION, namespace, "promotionpolicies", probe, dry_run="All"
-                        )
+                        gateway.create("promotionpolicies", namespace, probe, dry_run=True)
                         return
                 except OSError:
                     pass
-                except ApiException as error:
-                    last = f"{error.status}: {error.body}"
+                except GatewayError as error:
+                    last = f"{error.status}: {error}"
                 time.sleep(0.2)
         raise ProcessError(
             f"the webhook of {self.what} was not called by the API server after "
@@ -360,10 +347,11 @@ class OperatorProcess(_ChildProcess):
         )
 
 
-def _webhook_path(client_config: Any) -> str:
-    if client_config.service is not None:
-        return str(client_config.service.path or "/")
-    return urllib.parse.urlsplit(str(client_config.url)).path or "/"
+def _webhook_path(client_config: Mapping[str, Any]) -> str:
+    service = client_config.get("service")
+    if service is not None:
+        return str(service.get("path") or "/")
+    return urllib.parse.urlsplit(str(client_config.get("url"))).path or "/"
 
 
 @dataclass

@@ -8,13 +8,10 @@ client, the store) run in worker threads so the event loop keeps answering probe
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Final
 
-import anyio
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
@@ -24,7 +21,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from flightdeck_operator import __version__
 from flightdeck_operator.actions.promotions import ActionError, retry_after_seconds
 from flightdeck_operator.config import AuthMode, SidecarSettings
-from flightdeck_operator.engine.models import ConfidenceThresholds
 from flightdeck_operator.kube.gateway import KubeGateway
 from flightdeck_operator.sidecar.auth import (
     Authenticator,
@@ -32,10 +28,11 @@ from flightdeck_operator.sidecar.auth import (
     NoAuth,
     StaticTokenAuth,
 )
-from flightdeck_operator.sidecar.decisions import DecisionWatcher
 from flightdeck_operator.sidecar.metrics import UNMATCHED_ROUTE, SidecarMetrics
-from flightdeck_operator.sidecar.routes import INGEST_SCHEMA_NAME, RETRY_AFTER_HEADER, router
+from flightdeck_operator.sidecar.routes import router
+from flightdeck_operator.sidecar.routes.common import INGEST_SCHEMA_NAME, RETRY_AFTER_HEADER
 from flightdeck_operator.sidecar.schemas import IngestRequest
+from flightdeck_operator.sidecar.state import SidecarState
 from flightdeck_operator.store import Store
 
 TITLE: Final = "FlightDeck Operator sidecar"
@@ -43,36 +40,6 @@ DESCRIPTION: Final = (
     "The FlightDeck HTTP API (reference-compatible paths, JSON fields, status codes and error shapes) "
     "on top of Kubernetes: promote and rollback create a PromotionRequest and answer from its status."
 )
-
-
-@dataclass
-class SidecarState:
-    """Everything a request handler needs, on ``app.state.sidecar``."""
-
-    settings: SidecarSettings
-    store: Store
-    gateway: KubeGateway
-    auth: Authenticator
-    metrics: SidecarMetrics = field(default_factory=SidecarMetrics)
-    clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
-    # Limits promote/rollback waits (each holds a worker thread); set on first use.
-    wait_limiter: anyio.CapacityLimiter | None = None
-    decisions: DecisionWatcher = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.decisions = DecisionWatcher(self.gateway, self.settings.namespace)
-
-    @property
-    def namespace(self) -> str:
-        return self.settings.namespace
-
-    @property
-    def thresholds(self) -> ConfidenceThresholds:
-        return ConfidenceThresholds(
-            min_candidate_runs=self.settings.min_candidate_runs,
-            min_baseline_runs=self.settings.min_baseline_runs,
-            min_low_runs=self.settings.min_low_runs,
-        )
 
 
 def build_authenticator(settings: SidecarSettings, gateway: KubeGateway) -> Authenticator:

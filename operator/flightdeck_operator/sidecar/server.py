@@ -17,7 +17,7 @@ from flightdeck_operator.config import AuthMode, SidecarSettings
 from flightdeck_operator.kube.gateway import KubeGateway, load_api_client
 from flightdeck_operator.sidecar.app import build_authenticator, create_app
 from flightdeck_operator.sidecar.auth import is_loopback
-from flightdeck_operator.sidecar.routes import MAX_CONCURRENT_DECISION_WAITS
+from flightdeck_operator.sidecar.routes.common import MAX_CONCURRENT_DECISION_WAITS
 from flightdeck_operator.store import open_store
 
 log = logging.getLogger(__name__)
