@@ -9,7 +9,8 @@ import pytest
 
 from flightdeck_operator.engine.ledger import LedgerKind, request_key, verify
 from flightdeck_operator.engine.models import EvidenceSummary, Rollup
-from flightdeck_operator.store import Store, _redact, open_store
+from flightdeck_operator.store import Store, open_store
+from flightdeck_operator.store.postgres import redact
 from tests.factories import NOW
 from tests.store.conftest import Backend
 from tests.unit.test_ledger import record
@@ -114,7 +115,7 @@ def test_describe_names_the_backend_without_secrets(backend: Backend) -> None:
 
 
 def test_postgres_description_redacts_the_password() -> None:
-    assert _redact("postgresql://u:s3cret@db.example:5432/fd") == "dbname=fd host=db.example port=5432 user=u"
+    assert redact("postgresql://u:s3cret@db.example:5432/fd") == "dbname=fd host=db.example port=5432 user=u"
 
 
 def test_ledger_is_append_only_for_ordinary_sql(backend: Backend) -> None:

@@ -1,16 +1,32 @@
-"""The store: run events, evidence aggregates and the audit ledger; all SQL lives in this package."""
+"""The store: run events, evidence aggregates and the ledger; the one room that speaks SQL.
 
-from flightdeck_operator.store.base import (
-    BUCKET_US,
-    EventPage,
-    InvalidEventsError,
-    PostgresStore,
-    SqliteStore,
-    Store,
-    StoreError,
-    open_store,
-    validate_events,
-)
+``open_store(target)`` picks the backend: ``postgresql://`` / ``postgres://`` URLs select PostgreSQL
+(psycopg 3 with a small connection pool); anything else is a SQLite file (a path, or
+``sqlite:///relative.db`` / ``sqlite:////absolute.db`` as SQLAlchemy spells it).
+
+Design notes (details in docs/engine.md):
+
+- Timestamps are UTC integer microseconds (``ts_us``), never text. A naive timestamp is taken as UTC.
+- Run events are idempotent on ``run_id`` via ``INSERT ... ON CONFLICT DO NOTHING``.
+- Evidence: triggers keep hourly per-(release, environment, agent, model, tenant, task) sums in
+  ``run_event_buckets`` for every event actually inserted. A window sums the whole hours it covers
+  from the buckets and the ragged edges from ``run_events``; the result is exactly the per-event sums.
+- Ledger appends are serialized (SQLite: one writer + ``BEGIN IMMEDIATE``; PostgreSQL: ``LOCK TABLE
+  ... IN EXCLUSIVE MODE``), so ``seq`` is contiguous and the hash chain linear.
+- Schema changes are versioned, forward-only migrations recorded in ``schema_migrations``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flightdeck_operator.engine.models import InvalidEventsError, validate_events
+from flightdeck_operator.store.base import StoreError
+from flightdeck_operator.store.events import EventPage
+from flightdeck_operator.store.interface import Store
+from flightdeck_operator.store.postgres import PostgresStore
+from flightdeck_operator.store.schema import BUCKET_US
+from flightdeck_operator.store.sqlite import SqliteStore
 
 __all__ = [
     "BUCKET_US",
@@ -23,3 +39,36 @@ __all__ = [
     "open_store",
     "validate_events",
 ]
+
+
+def open_store(
+    target: str | Path,
+    *,
+    migrate: bool = True,
+    busy_timeout_ms: int = 30_000,
+    max_connections: int = 8,
+) -> Store:
+    """Open (and by default migrate) the store named by a path or URL."""
+    text = str(target)
+    store: Store
+    if text.startswith(("postgresql://", "postgres://")):
+        store = PostgresStore(text, max_connections=max_connections)
+    else:
+        if text.startswith("sqlite:///"):
+            text = text.removeprefix("sqlite:///")
+        elif text.startswith("sqlite:"):
+            raise StoreError(
+                f"unsupported SQLite URL {text!r}: use sqlite:///relative.db or sqlite:////abs.db"
+            )
+        if not text or text == ":memory:":
+            raise StoreError(
+                "the store needs a file path (in-memory SQLite cannot be shared between connections)"
+            )
+        store = SqliteStore(Path(text), busy_timeout_ms=busy_timeout_ms)
+    if migrate:
+        try:
+            store.migrate()
+        except BaseException:
+            store.close()
+            raise
+    return store

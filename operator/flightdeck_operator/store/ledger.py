@@ -1,0 +1,169 @@
+"""The audit ledger: serialized appends (contiguous ``seq``, the hash chain), lookups by idempotency
+key, request and pointer, and the chain's verification."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from flightdeck_operator.engine import ledger
+from flightdeck_operator.engine.ledger import ChainVerification, LedgerEntry, LedgerRecord
+from flightdeck_operator.store.base import StoreBase
+from flightdeck_operator.store.rows import entry_from_row, placeholder_entry, row_from_entry, where_clause
+from flightdeck_operator.store.schema import LEDGER_COLUMNS
+
+
+class LedgerQueries(StoreBase):
+    """Ledger appends and reads."""
+
+    def append(self, record: LedgerRecord) -> LedgerEntry:
+        """Append ``record`` with the next ``seq`` and its chain hash, atomically.
+
+        Idempotent: if an entry with the same idempotency key (or request UID) exists, it is returned
+        and nothing is written.
+        """
+        with self._transaction(write=True) as tx:
+            self._lock_ledger(tx)
+            existing = tx.execute(
+                f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger_entries "
+                "WHERE idempotency_key = ? OR request_uid = ? ORDER BY seq LIMIT 1",
+                [record.idempotency_key, record.request_uid],
+            ).fetchone()
+            if existing is not None:
+                return entry_from_row(existing)
+            head = tx.execute("SELECT seq, hash FROM ledger_entries ORDER BY seq DESC LIMIT 1").fetchone()
+            seq, prev_hash = (1, ledger.GENESIS_HASH) if head is None else (int(head[0]) + 1, str(head[1]))
+            entry = ledger.seal(record, seq=seq, prev_hash=prev_hash)
+            tx.execute(
+                f"INSERT INTO ledger_entries ({', '.join(LEDGER_COLUMNS)}) "
+                f"VALUES ({', '.join('?' for _ in LEDGER_COLUMNS)})",
+                row_from_entry(entry),
+            )
+            return entry
+
+    def ledger_entry_for_request(self, request_uid: str) -> LedgerEntry | None:
+        return self._one_ledger_entry("request_uid = ?", [request_uid])
+
+    def ledger_entry_for_key(self, idempotency_key: str) -> LedgerEntry | None:
+        return self._one_ledger_entry("idempotency_key = ?", [idempotency_key])
+
+    def ledger_entry(self, seq: int) -> LedgerEntry | None:
+        return self._one_ledger_entry("seq = ?", [seq])
+
+    def ledger_head(self) -> LedgerEntry | None:
+        return self._one_ledger_entry("seq = (SELECT MAX(seq) FROM ledger_entries)", [])
+
+    def last_pointer_entry(self, namespace: str, pointer: str) -> LedgerEntry | None:
+        """The last entry that moved this pointer: the pointer's release must equal its ``release_id``."""
+        return self._one_ledger_entry(
+            "seq = (SELECT MAX(seq) FROM ledger_entries WHERE namespace = ? AND pointer = ? "
+            "AND pointer_changed = 1 AND kind IN ('promote', 'rollback'))",
+            [namespace, pointer],
+        )
+
+    def pointer_moves(self, namespace: str, pointer: str, *, limit: int = 10) -> list[LedgerEntry]:
+        """The entries that moved this pointer, newest first (its history)."""
+        with self._transaction(write=False) as tx:
+            rows = tx.execute(
+                f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger_entries WHERE namespace = ? AND pointer = ? "
+                "AND pointer_changed = 1 AND kind IN ('promote', 'rollback') ORDER BY seq DESC LIMIT ?",
+                [namespace, pointer, limit],
+            ).fetchall()
+        return [entry_from_row(row) for row in rows]
+
+    def pointer_heads(self) -> dict[tuple[str, str], LedgerEntry]:
+        """``last_pointer_entry`` for every pointer in the ledger, keyed by (namespace, pointer)."""
+        rows = self._ledger_rows(
+            "seq IN (SELECT MAX(seq) FROM ledger_entries WHERE pointer_changed = 1 "
+            "AND kind IN ('promote', 'rollback') GROUP BY namespace, pointer)",
+            [],
+        )
+        entries = (entry_from_row(row) for row in rows)
+        return {(e.namespace, e.pointer or ""): e for e in entries}
+
+    def approvals_for_request(self, namespace: str, pointer: str, request_uid: str) -> list[LedgerEntry]:
+        """The ledgered approvals of one request, oldest first (approvals per pointer are few, so the
+        request filter runs here rather than on the JSON column)."""
+        rows = self._ledger_rows(
+            "namespace = ? AND pointer = ? AND kind = ?",
+            [namespace, pointer, ledger.LedgerKind.APPROVAL.value],
+        )
+        entries = (entry_from_row(row) for row in rows)
+        return [e for e in entries if (e.details or {}).get("request_uid") == request_uid]
+
+    def list_ledger(
+        self,
+        *,
+        agent_id: str | None = None,
+        environment: str | None = None,
+        namespace: str | None = None,
+        pointer: str | None = None,
+        kind: ledger.LedgerKind | None = None,
+        kinds: Sequence[ledger.LedgerKind] | None = None,
+        limit: int = 50,
+    ) -> list[LedgerEntry]:
+        """Entries matching every given filter (``kinds``: any of them), newest first."""
+        where, params = where_clause(
+            {
+                "agent_id": agent_id,
+                "environment": environment,
+                "namespace": namespace,
+                "pointer": pointer,
+                "kind": kind.value if kind else None,
+            }
+        )
+        if kinds:
+            where += (" AND " if where else " WHERE ") + f"kind IN ({', '.join('?' for _ in kinds)})"
+            params.extend(k.value for k in kinds)
+        with self._transaction(write=False) as tx:
+            rows = tx.execute(
+                f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger_entries{where} ORDER BY seq DESC LIMIT ?",
+                [*params, limit],
+            ).fetchall()
+        return [entry_from_row(row) for row in rows]
+
+    def count_ledger(self) -> int:
+        with self._transaction(write=False) as tx:
+            return int(tx.execute("SELECT COUNT(*) FROM ledger_entries").fetchone()[0])
+
+    def verify_ledger(self, *, page_size: int = 1000) -> ChainVerification:
+        """Load the ledger in ``seq`` order and check contiguity and the hash chain."""
+        entries: list[LedgerEntry] = []
+        last_seq = 0
+        with self._transaction(write=False, snapshot=True) as tx:
+            while True:
+                rows = tx.execute(
+                    f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger_entries "
+                    "WHERE seq > ? ORDER BY seq LIMIT ?",
+                    [last_seq, page_size],
+                ).fetchall()
+                for row in rows:
+                    try:
+                        entries.append(entry_from_row(row))
+                    except (ValidationError, ValueError, TypeError) as exc:
+                        verdict = ledger.verify(entries)
+                        if not verdict.ok:
+                            return verdict
+                        bad_seq = int(row[0])
+                        if bad_seq != len(entries) + 1:  # a gap before the unreadable row comes first
+                            return ledger.verify([*entries, placeholder_entry(bad_seq)])
+                        return ChainVerification(
+                            False, len(entries) + 1, bad_seq, f"seq {bad_seq}: row cannot be read ({exc})"
+                        )
+                if len(rows) < page_size:
+                    break
+                last_seq = int(rows[-1][0])
+        return ledger.verify(entries)
+
+    def _one_ledger_entry(self, condition: str, params: list[Any]) -> LedgerEntry | None:
+        rows = self._ledger_rows(condition, params)
+        return entry_from_row(rows[0]) if rows else None
+
+    def _ledger_rows(self, condition: str, params: list[Any]) -> list[Any]:
+        with self._transaction(write=False) as tx:
+            return tx.execute(
+                f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger_entries WHERE {condition} ORDER BY seq",
+                params,
+            ).fetchall()

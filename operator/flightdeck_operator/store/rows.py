@@ -1,0 +1,185 @@
+"""Rows to and from the schema's columns, and small SQL builders the queries share."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from flightdeck_operator.engine import ledger
+from flightdeck_operator.engine.evidence import ModelAggregate
+from flightdeck_operator.engine.ledger import LedgerEntry
+from flightdeck_operator.engine.models import (
+    RUN_EVENT_DATA,
+    RunEvent,
+    RunEventData,
+    from_utc_micros,
+    utc_micros,
+)
+from flightdeck_operator.store.schema import BUCKET_US, LEDGER_COLUMNS
+
+_dump_event = RunEvent.__pydantic_serializer__.to_json  # model_dump_json without the wrapper's overhead
+
+
+def event_row(event: RunEvent, received_us: int) -> tuple[Any, ...]:
+    usage = event.usage.model
+    metrics = event.metrics
+    return (
+        event.run_id,
+        event.release_id,
+        event.agent_id,
+        event.environment,
+        event.tenant_id,
+        event.task_id,
+        utc_micros(event.timestamp),
+        usage.provider,
+        usage.model,
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cached_input_tokens,
+        metrics.latency_ms,
+        1 if metrics.success else 0,
+        received_us,
+        _dump_event(event).decode(),
+    )
+
+
+_dump_event_data = RUN_EVENT_DATA.serializer.to_json  # the same bytes as _dump_event
+
+
+def data_row(event: RunEventData, received_us: int) -> tuple[Any, ...]:
+    """``_event_row`` of plain data (``RunEventData`` has every default filled in)."""
+    usage = event["usage"]["model"]
+    metrics = event["metrics"]
+    return (
+        event["run_id"],
+        event["release_id"],
+        event["agent_id"],
+        event["environment"],
+        event["tenant_id"],
+        event["task_id"],
+        utc_micros(event["timestamp"]),
+        usage["provider"],
+        usage["model"],
+        usage["input_tokens"],
+        usage["output_tokens"],
+        usage["cached_input_tokens"],
+        metrics["latency_ms"],
+        1 if metrics["success"] else 0,
+        received_us,
+        _dump_event_data(event).decode(),
+    )
+
+
+def bucket_deltas(rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Sum ``_event_row`` rows into bucket upserts (same arithmetic as the PostgreSQL trigger)."""
+    sums: dict[tuple[Any, ...], list[int]] = {}
+    for (
+        _run,
+        release,
+        agent,
+        env,
+        tenant,
+        task,
+        ts_us,
+        _prov,
+        model,
+        tin,
+        tout,
+        tcached,
+        latency,
+        ok,
+        *_,
+    ) in rows:
+        key = (release, env, ts_us - ts_us % BUCKET_US, agent, model, tenant, task)  # floor, as in SQL
+        acc = sums.get(key)
+        if acc is None:
+            acc = sums[key] = [0, 0, 0, 0, 0, 0, 0]
+        acc[0] += 1
+        acc[1] += tin
+        acc[2] += tout
+        acc[3] += tcached
+        if latency is not None:
+            acc[4] += latency
+            acc[5] += 1
+        acc[6] += 1 - ok
+    return [(*key, *acc) for key, acc in sums.items()]
+
+
+def aggregate_from_row(row: Sequence[Any]) -> ModelAggregate:
+    return ModelAggregate(
+        agent_id=str(row[0]),
+        model=str(row[1]),
+        runs=int(row[2]),
+        input_tokens=int(row[3]),
+        output_tokens=int(row[4]),
+        cached_input_tokens=int(row[5]),
+        latency_ms_sum=int(row[6]),
+        latency_count=int(row[7]),
+        failures=int(row[8]),
+    )
+
+
+def where_clause(filters: dict[str, Any]) -> tuple[str, list[Any]]:
+    present = {column: value for column, value in filters.items() if value is not None}
+    if not present:
+        return "", []
+    return " WHERE " + " AND ".join(f"{column} = ?" for column in present), list(present.values())
+
+
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else ledger.canonical_json(value)
+
+
+def row_from_entry(entry: LedgerEntry) -> tuple[Any, ...]:
+    data = entry.model_dump(mode="json")
+    return (
+        entry.seq,
+        entry.idempotency_key,
+        entry.request_uid,
+        entry.kind.value,
+        entry.actor,
+        entry.namespace,
+        entry.pointer,
+        entry.agent_id,
+        entry.environment,
+        entry.release_id,
+        entry.baseline_release_id,
+        1 if entry.pointer_changed else 0,
+        entry.reason,
+        _json_or_none(data["policy_result"]),
+        _json_or_none(data["evidence"]),
+        entry.policy_digest,
+        _json_or_none(data["details"]),
+        utc_micros(entry.created_at),
+        entry.prev_hash,
+        entry.hash,
+    )
+
+
+def entry_from_row(row: Sequence[Any]) -> LedgerEntry:
+    values = dict(zip(LEDGER_COLUMNS, row, strict=True))
+    pointer_changed = values.pop("pointer_changed")
+    if pointer_changed not in (0, 1):
+        raise ValueError(f"pointer_changed must be 0 or 1, not {pointer_changed!r}")
+    values["pointer_changed"] = bool(pointer_changed)
+    for column in ("policy_result", "evidence", "details"):
+        text = values.pop(f"{column}_json")
+        values[column] = None if text is None else json.loads(text)
+    values["created_at"] = from_utc_micros(int(values.pop("created_at_us")))
+    return LedgerEntry.model_validate(values)
+
+
+def placeholder_entry(seq: int) -> LedgerEntry:
+    """A stand-in so ``ledger.verify`` reports a seq gap in front of an unreadable row."""
+    return LedgerEntry(
+        kind=ledger.LedgerKind.PROMOTE,
+        idempotency_key="unreadable",
+        actor="",
+        namespace="",
+        created_at=dt.datetime.now(dt.UTC),
+        seq=seq,
+        prev_hash="",
+        hash="",
+    )

@@ -1,0 +1,271 @@
+"""The schema: versioned, forward-only migrations for SQLite and PostgreSQL, and the SQL text and
+column lists the queries share.
+
+- Timestamps are UTC integer microseconds (``ts_us``), never text. A naive timestamp is taken as UTC.
+- Run events are idempotent on ``run_id`` (``INSERT ... ON CONFLICT DO NOTHING``).
+- Triggers (PostgreSQL) or the insert path (SQLite) keep hourly per-(release, environment, agent,
+  model, tenant, task) sums in ``run_event_buckets`` for every event actually inserted.
+- The ledger is append-only: triggers refuse UPDATE, DELETE and TRUNCATE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BUCKET_US = 3_600_000_000
+"""Width of a pre-aggregated evidence bucket: one hour, in microseconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sqlite: tuple[str, ...]
+    postgresql: tuple[str, ...]
+
+
+def _bucket_of(column: str) -> str:
+    # Floor to the hour, also correct for timestamps before 1970 (SQL % truncates toward zero).
+    return f"{column} - ((({column} % {BUCKET_US}) + {BUCKET_US}) % {BUCKET_US})"
+
+
+_RUN_EVENTS_SQLITE = """
+CREATE TABLE run_events (
+    run_id TEXT PRIMARY KEY,
+    release_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    ts_us INTEGER NOT NULL,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cached_input_tokens INTEGER NOT NULL,
+    latency_ms INTEGER,
+    success INTEGER NOT NULL,
+    received_at_us INTEGER NOT NULL,
+    event_json TEXT NOT NULL
+)"""
+
+LEDGER_COLUMNS = (
+    "seq",
+    "idempotency_key",
+    "request_uid",
+    "kind",
+    "actor",
+    "namespace",
+    "pointer",
+    "agent_id",
+    "environment",
+    "release_id",
+    "baseline_release_id",
+    "pointer_changed",
+    "reason",
+    "policy_result_json",
+    "evidence_json",
+    "policy_digest",
+    "details_json",
+    "created_at_us",
+    "prev_hash",
+    "hash",
+)
+
+_LEDGER_SQL = """
+CREATE TABLE ledger_entries (
+    seq BIGINT PRIMARY KEY,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    request_uid TEXT UNIQUE,
+    kind TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    pointer TEXT,
+    agent_id TEXT,
+    environment TEXT,
+    release_id TEXT,
+    baseline_release_id TEXT,
+    pointer_changed INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    policy_result_json TEXT,
+    evidence_json TEXT,
+    policy_digest TEXT,
+    details_json TEXT,
+    created_at_us BIGINT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    CHECK (seq >= 1)
+)"""
+
+_BUCKETS_SQL = """
+CREATE TABLE run_event_buckets (
+    release_id TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    bucket_start_us BIGINT NOT NULL,
+    agent_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    runs BIGINT NOT NULL,
+    input_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    cached_input_tokens BIGINT NOT NULL,
+    latency_ms_sum BIGINT NOT NULL,
+    latency_count BIGINT NOT NULL,
+    failures BIGINT NOT NULL,
+    PRIMARY KEY (release_id, environment, bucket_start_us, agent_id, model, tenant_id, task_id)
+)"""
+_BUCKET_KEY = "release_id, environment, bucket_start_us, agent_id, model, tenant_id, task_id"
+BUCKET_SUMS = (
+    "runs",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "latency_ms_sum",
+    "latency_count",
+    "failures",
+)
+_EVENT_SUMS = (  # per-event contributions, in BUCKET_SUMS order
+    "1",
+    "{e}.input_tokens",
+    "{e}.output_tokens",
+    "{e}.cached_input_tokens",
+    "COALESCE({e}.latency_ms, 0)",
+    "CASE WHEN {e}.latency_ms IS NULL THEN 0 ELSE 1 END",
+    "1 - {e}.success",
+)
+
+
+def _sqlite_bucket_delete_trigger() -> str:
+    # Inserts maintain buckets in Python (see SqliteStore); a delete (retention, forensics clean-up)
+    # is rare, so a row trigger keeps the buckets right without code on every path.
+    subtract = ", ".join(
+        f"{c} = {c} - ({s.format(e='OLD')})" for c, s in zip(BUCKET_SUMS, _EVENT_SUMS, strict=True)
+    )
+    return f"""CREATE TRIGGER run_events_bucket_delete AFTER DELETE ON run_events BEGIN
+            UPDATE run_event_buckets SET {subtract}
+            WHERE release_id = OLD.release_id AND environment = OLD.environment
+              AND bucket_start_us = {_bucket_of("OLD.ts_us")} AND agent_id = OLD.agent_id
+              AND model = OLD.model AND tenant_id = OLD.tenant_id AND task_id = OLD.task_id;
+        END"""
+
+
+SQLITE_BUCKET_UPSERT = (
+    f"INSERT INTO run_event_buckets ({_BUCKET_KEY}, {', '.join(BUCKET_SUMS)}) "
+    f"VALUES ({', '.join('?' for _ in range(14))}) ON CONFLICT ({_BUCKET_KEY}) DO UPDATE SET "
+    + ", ".join(f"{c} = {c} + excluded.{c}" for c in BUCKET_SUMS)
+)
+
+
+def _pg_bucket_functions() -> tuple[str, ...]:
+    def statement(transition: str, sign: str) -> str:
+        sums = ", ".join(
+            [
+                "COUNT(*)",
+                "SUM(input_tokens)",
+                "SUM(output_tokens)",
+                "SUM(cached_input_tokens)",
+                "COALESCE(SUM(latency_ms), 0)",
+                "COUNT(latency_ms)",
+                "COUNT(*) - SUM(success)",
+            ]
+        )
+        update = ", ".join(f"{c} = b.{c} {sign} EXCLUDED.{c}" for c in BUCKET_SUMS)
+        # One set-based upsert per statement; ORDER BY keeps lock order stable across writers.
+        return f"""
+            INSERT INTO run_event_buckets AS b ({_BUCKET_KEY}, {", ".join(BUCKET_SUMS)})
+            SELECT release_id, environment, {_bucket_of("ts_us")}, agent_id, model, tenant_id, task_id, {sums}
+            FROM {transition} GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7
+            ON CONFLICT ({_BUCKET_KEY}) DO UPDATE SET {update}"""
+
+    return (
+        f"""CREATE FUNCTION run_events_bucket_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN {statement("inserted_events", "+")}; RETURN NULL; END $$""",
+        f"""CREATE FUNCTION run_events_bucket_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN {statement("deleted_events", "-")}; RETURN NULL; END $$""",
+        """CREATE TRIGGER run_events_bucket_insert AFTER INSERT ON run_events
+            REFERENCING NEW TABLE AS inserted_events FOR EACH STATEMENT
+            EXECUTE FUNCTION run_events_bucket_insert()""",
+        """CREATE TRIGGER run_events_bucket_delete AFTER DELETE ON run_events
+            REFERENCING OLD TABLE AS deleted_events FOR EACH STATEMENT
+            EXECUTE FUNCTION run_events_bucket_delete()""",
+    )
+
+
+_BUCKET_BACKFILL = f"""
+INSERT INTO run_event_buckets ({_BUCKET_KEY}, {", ".join(BUCKET_SUMS)})
+SELECT release_id, environment, {_bucket_of("ts_us")}, agent_id, model, tenant_id, task_id,
+       COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cached_input_tokens),
+       COALESCE(SUM(latency_ms), 0), COUNT(latency_ms), COUNT(*) - SUM(success)
+FROM run_events GROUP BY 1, 2, 3, 4, 5, 6, 7"""
+
+_APPEND_ONLY_MESSAGE = "ledger_entries is append-only"
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "run events",
+        sqlite=(
+            _RUN_EVENTS_SQLITE,
+            "CREATE INDEX run_events_release_env_ts ON run_events (release_id, environment, ts_us)",
+        ),
+        postgresql=(
+            _RUN_EVENTS_SQLITE.replace("INTEGER", "BIGINT"),
+            "CREATE INDEX run_events_release_env_ts ON run_events (release_id, environment, ts_us)",
+        ),
+    ),
+    Migration(
+        2,
+        "hash-chained ledger",
+        sqlite=(
+            _LEDGER_SQL.replace("BIGINT", "INTEGER"),
+            "CREATE INDEX ledger_pointer_seq ON ledger_entries (namespace, pointer, seq)",
+            "CREATE INDEX ledger_agent_env_seq ON ledger_entries (agent_id, environment, seq)",
+            f"""CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger_entries
+                BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY_MESSAGE}'); END""",
+            f"""CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger_entries
+                BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY_MESSAGE}'); END""",
+        ),
+        postgresql=(
+            _LEDGER_SQL,
+            "CREATE INDEX ledger_pointer_seq ON ledger_entries (namespace, pointer, seq)",
+            "CREATE INDEX ledger_agent_env_seq ON ledger_entries (agent_id, environment, seq)",
+            f"""CREATE FUNCTION ledger_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN RAISE EXCEPTION '{_APPEND_ONLY_MESSAGE}'; END $$""",
+            """CREATE TRIGGER ledger_no_update_delete BEFORE UPDATE OR DELETE ON ledger_entries
+                FOR EACH ROW EXECUTE FUNCTION ledger_append_only()""",
+            """CREATE TRIGGER ledger_no_truncate BEFORE TRUNCATE ON ledger_entries
+                FOR EACH STATEMENT EXECUTE FUNCTION ledger_append_only()""",
+        ),
+    ),
+    Migration(
+        3,
+        "hourly evidence buckets",
+        sqlite=(_BUCKETS_SQL + " WITHOUT ROWID", _sqlite_bucket_delete_trigger(), _BUCKET_BACKFILL),
+        postgresql=(_BUCKETS_SQL, *_pg_bucket_functions(), _BUCKET_BACKFILL),
+    ),
+)
+LATEST_SCHEMA_VERSION = MIGRATIONS[-1].version
+
+EVENT_COLUMNS = (
+    "run_id",
+    "release_id",
+    "agent_id",
+    "environment",
+    "tenant_id",
+    "task_id",
+    "ts_us",
+    "provider",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "latency_ms",
+    "success",
+    "received_at_us",
+    "event_json",
+)
+INSERT_EVENT_SQL = (
+    f"INSERT INTO run_events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' for _ in EVENT_COLUMNS)}) "
+    "ON CONFLICT (run_id) DO NOTHING"
+)

@@ -1,0 +1,176 @@
+"""SQLite in WAL mode: one serialized writer connection, one reader connection per thread, and a
+background checkpointer."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from flightdeck_operator.store.base import StoreError, Transaction
+from flightdeck_operator.store.interface import Store
+from flightdeck_operator.store.rows import bucket_deltas
+from flightdeck_operator.store.schema import INSERT_EVENT_SQL, SQLITE_BUCKET_UPSERT
+
+_SQLITE_IN_CHUNK = 500  # bound parameters per "run_id IN (...)" lookup
+_CHECKPOINT_INTERVAL_S = 1.0  # background WAL checkpoint at least this often ...
+_CHECKPOINT_EVERY_WRITES = 20  # ... or after this many write transactions
+
+
+class SqliteStore(Store):
+    """SQLite in WAL mode: one serialized writer connection and one reader connection per thread."""
+
+    backend = "sqlite"
+
+    def __init__(self, path: Path, *, busy_timeout_ms: int = 30_000, cache_size_kib: int = 65_536) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._busy_timeout_ms = busy_timeout_ms
+        self._cache_size_kib = cache_size_kib
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._closed = False
+        self._writer = self._connect()
+        # Checkpoints (copying the WAL back into the database, with fsyncs) run on a background
+        # thread instead of inside whichever commit crosses the threshold; PASSIVE ones never block
+        # the writer or readers. Measured: about 8 % more inserts per second.
+        self._writer.execute("PRAGMA wal_autocheckpoint=0")
+        self._writes_since_checkpoint = 0
+        self._wake_checkpointer = threading.Event()
+        self._stopping = threading.Event()
+        self._checkpointer = threading.Thread(
+            target=_checkpoint_loop,
+            args=(self._connect(), self._wake_checkpointer, self._stopping),
+            name="flightdeck-sqlite-checkpoint",
+            daemon=True,
+        )
+        self._checkpointer.start()
+        # Stop the thread even if the store is dropped without close().
+        weakref.finalize(self, _stop_checkpointer, self._wake_checkpointer, self._stopping)
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError("store is closed")
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves (BEGIN IMMEDIATE for writes).
+        connection = sqlite3.connect(
+            self.path,
+            timeout=self._busy_timeout_ms / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
+        connection.execute(f"PRAGMA cache_size=-{int(self._cache_size_kib)}")
+        with self._connections_lock:
+            self._connections.append(connection)
+        return connection
+
+    def _reader(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._connect()
+            self._local.connection = connection
+        return connection
+
+    @contextlib.contextmanager
+    def _transaction(self, *, write: bool, snapshot: bool = False) -> Iterator[Transaction]:
+        if write:
+            with self._write_lock:
+                yield from self._run(self._writer, "BEGIN IMMEDIATE")
+                self._writes_since_checkpoint += 1
+                if self._writes_since_checkpoint >= _CHECKPOINT_EVERY_WRITES:
+                    self._writes_since_checkpoint = 0
+                    self._wake_checkpointer.set()
+        else:
+            # A deferred transaction pins one WAL snapshot for all reads inside it.
+            yield from self._run(self._reader(), "BEGIN")
+
+    @staticmethod
+    def _run(connection: sqlite3.Connection, begin: str) -> Iterator[Transaction]:
+        connection.execute(begin)
+        try:
+            yield Transaction(connection, postgres=False)
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    def _lock_for_migration(self, tx: Transaction) -> None:
+        pass  # BEGIN IMMEDIATE already holds the database write lock
+
+    def _lock_ledger(self, tx: Transaction) -> None:
+        pass  # BEGIN IMMEDIATE already holds the database write lock
+
+    def _insert_rows(self, tx: Transaction, rows: list[tuple[Any, ...]]) -> int:
+        # Buckets must count exactly the events that were new. Optimistically insert everything
+        # (ON CONFLICT DO NOTHING); if no row was skipped, all were new. Otherwise undo and first
+        # look up which run_ids are known: race-free, as we hold the only write lock (BEGIN IMMEDIATE).
+        # Cheaper than a per-row trigger, which would double the cost of an insert.
+        tx.execute("SAVEPOINT insert_events")
+        inserted = tx.executemany(INSERT_EVENT_SQL, rows)
+        if inserted != len(rows):
+            tx.execute("ROLLBACK TO insert_events")
+            rows = self._new_rows(tx, rows)
+            inserted = tx.executemany(INSERT_EVENT_SQL, rows)
+            if inserted != len(rows):  # cannot happen under the write lock; never let buckets drift
+                raise StoreError(f"expected to insert {len(rows)} run events, inserted {inserted}")
+        tx.execute("RELEASE insert_events")
+        tx.executemany(SQLITE_BUCKET_UPSERT, bucket_deltas(rows))
+        return inserted
+
+    @staticmethod
+    def _new_rows(tx: Transaction, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Rows whose run_id is neither stored nor repeated earlier in the batch (first one wins)."""
+        known: set[str] = set()
+        for start in range(0, len(rows), _SQLITE_IN_CHUNK):
+            ids = [row[0] for row in rows[start : start + _SQLITE_IN_CHUNK]]
+            found = tx.execute(
+                f"SELECT run_id FROM run_events WHERE run_id IN ({','.join('?' * len(ids))})", ids
+            )
+            known.update(row[0] for row in found.fetchall())
+        fresh = []
+        for row in rows:
+            if row[0] not in known:
+                known.add(row[0])
+                fresh.append(row)
+        return fresh
+
+    def _json_text(self, path: tuple[str, ...]) -> str:
+        return f"json_extract(event_json, '$.{'.'.join(path)}')"
+
+    def describe(self) -> str:
+        return f"sqlite {self.path}"
+
+    def close(self) -> None:
+        _stop_checkpointer(self._wake_checkpointer, self._stopping)
+        if self._checkpointer is not threading.current_thread():
+            self._checkpointer.join()
+        with self._connections_lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
+
+
+def _checkpoint_loop(
+    connection: sqlite3.Connection, wake: threading.Event, stopping: threading.Event
+) -> None:
+    while not stopping.is_set():
+        wake.wait(_CHECKPOINT_INTERVAL_S)
+        wake.clear()
+        if stopping.is_set():
+            break
+        with contextlib.suppress(sqlite3.Error):  # busy or closing: the next round retries
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+
+def _stop_checkpointer(wake: threading.Event, stopping: threading.Event) -> None:
+    stopping.set()
+    wake.set()
