@@ -22,7 +22,7 @@ Predictor = Callable[[str, Mapping[str, Any], NamespaceView], str]
 
 class OperatorAdmissionContext:
     """``pending_requests``: kopf's index of undecided PromotionRequests by (namespace, pointer),
-    whose values carry ``name``, ``uid`` and ``spec`` (``controller.PendingRequest``).
+    whose values carry ``name``, ``uid`` and ``spec`` (``controller.pending.PendingRequest``).
     ``view_of``: the namespace snapshot the controller decides from. ``predictor``:
     ``Controller.predict``."""
 

@@ -7,7 +7,7 @@ import threading
 import kopf
 
 from flightdeck_operator.config import OperatorSettings
-from flightdeck_operator.controller import handlers  # noqa: F401  (registers the handlers)
+from flightdeck_operator.controller import handlers, indexes, startup  # noqa: F401  (registers them with kopf)
 
 
 def run(

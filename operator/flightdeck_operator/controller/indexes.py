@@ -1,0 +1,176 @@
+"""kopf indexes: what the controller decides from, keyed by namespace (requests by namespace and
+pointer). Indexes are complete before any resource handler runs; snapshots of one namespace are taken
+on the event loop (indexes are not thread-safe) and handed to worker threads as plain values.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from flightdeck_operator.api.conditions import TERMINAL_PHASES, ApprovalPhase
+from flightdeck_operator.api.v1alpha1 import (
+    AGENT_RELEASE_PLURAL,
+    GROUP,
+    PRICING_TABLE_PLURAL,
+    PROMOTION_APPROVAL_PLURAL,
+    PROMOTION_POLICY_PLURAL,
+    PROMOTION_REQUEST_PLURAL,
+    RELEASE_POINTER_PLURAL,
+    VERSION,
+    AgentReleaseSpec,
+    PricingTableSpec,
+    PromotionPolicySpec,
+    ReleasePointerSpec,
+)
+from flightdeck_operator.controller.pending import PendingRequest
+from flightdeck_operator.controller.resolve import ApprovalObject, NamespaceView
+
+Index = Mapping[Any, Any]
+TERMINAL = frozenset(p.value for p in TERMINAL_PHASES)
+
+
+def undecided(status: Mapping[str, Any], **_: Any) -> bool:
+    return status.get("phase") not in TERMINAL
+
+
+@kopf.index(GROUP, VERSION, RELEASE_POINTER_PLURAL)
+async def pointers_by_namespace(
+    namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
+) -> dict[Any, Any]:
+    """(name, spec, (releaseId, ledgerSeq, promotionWindow)): the status part lets the sweep spot
+    drift and window changes without reads."""
+    window = status.get("promotionWindow")
+    shown = (status.get("releaseId"), status.get("ledgerSeq"), None if window is None else dict(window))
+    return {namespace: (name, ReleasePointerSpec.model_validate(spec), shown)}
+
+
+@kopf.index(GROUP, VERSION, AGENT_RELEASE_PLURAL)
+async def releases_by_namespace(
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[Any, Any]:
+    return {namespace: (name, AgentReleaseSpec.model_validate(spec))}
+
+
+@kopf.index(GROUP, VERSION, PROMOTION_POLICY_PLURAL)
+async def policies_by_namespace(
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[Any, Any]:
+    return {namespace: (name, PromotionPolicySpec.model_validate(spec))}
+
+
+@kopf.index(GROUP, VERSION, PRICING_TABLE_PLURAL)
+async def pricing_tables_by_namespace(
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[Any, Any]:
+    table = PricingTableSpec.model_validate(spec)
+    return {namespace: ((table.provider, table.pricing_version), name, table)}
+
+
+@kopf.index(GROUP, VERSION, PROMOTION_REQUEST_PLURAL, when=undecided)
+async def pending_requests_by_pointer(
+    namespace: str | None,
+    name: str,
+    uid: str,
+    meta: kopf.Meta,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    **_: Any,
+) -> dict[Any, Any]:
+    """Undecided requests only: decided ones leave the index, so memory stays flat as they pile up."""
+    return {
+        (namespace, spec.get("pointer")): PendingRequest(
+            name=name,
+            uid=uid,
+            created=str(meta.get("creationTimestamp")),
+            generation=meta.get("generation"),
+            spec=copy.deepcopy(dict(spec)),
+            conditions=copy.deepcopy(list(status.get("conditions") or [])),
+            shown={key: copy.deepcopy(status.get(key)) for key in SHOWN_KEYS if status.get(key) is not None},
+        )
+    }
+
+
+SHOWN_KEYS = ("phase", "message", "approval", "evidenceWait")
+
+
+def may_still_count(status: Mapping[str, Any], **_: Any) -> bool:
+    """Unjudged approvals (to judge) and accepted ones (to mark stale when the digest moves on);
+    stale, rejected and blocked ones are final and leave the index."""
+    return status.get("phase") in (None, "", ApprovalPhase.ACCEPTED.value)
+
+
+@kopf.index(GROUP, VERSION, PROMOTION_APPROVAL_PLURAL, when=may_still_count)
+async def approvals_by_namespace(
+    namespace: str | None,
+    name: str,
+    uid: str,
+    meta: kopf.Meta,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    **_: Any,
+) -> dict[Any, Any]:
+    """Approvals are few (a handful per promotion that needs them): grouped per request on use."""
+    return {
+        namespace: ApprovalObject(
+            name=name,
+            uid=uid,
+            created=str(meta.get("creationTimestamp")),
+            generation=meta.get("generation"),
+            spec=copy.deepcopy(dict(spec)),
+            phase=status.get("phase"),
+            conditions=copy.deepcopy(list(status.get("conditions") or [])),
+        )
+    }
+
+
+def namespace_view(
+    namespace: str,
+    pointers_by_namespace: Index,
+    releases_by_namespace: Index,
+    policies_by_namespace: Index,
+    pricing_tables_by_namespace: Index,
+    approvals_by_namespace: Index | None = None,
+) -> NamespaceView:
+    """A plain-dict snapshot of one namespace, taken on the event loop (indexes are not thread-safe)."""
+    approvals: dict[str, list[ApprovalObject]] = defaultdict(list)
+    for approval in (approvals_by_namespace or {}).get(namespace, ()):
+        approvals[str((approval.spec.get("request") or {}).get("name"))].append(approval)
+    return NamespaceView(
+        namespace=namespace,
+        pointers={name: spec for name, spec, _shown in pointers_by_namespace.get(namespace, ())},
+        releases=dict(releases_by_namespace.get(namespace, ())),
+        policies=dict(policies_by_namespace.get(namespace, ())),
+        pricing_tables={key: table for key, _name, table in pricing_tables_by_namespace.get(namespace, ())},
+        approvals=dict(approvals),
+    )
+
+
+def view_of(namespace: str, indexes: Mapping[str, Index]) -> NamespaceView:
+    return namespace_view(
+        namespace,
+        indexes["pointers_by_namespace"],
+        indexes["releases_by_namespace"],
+        indexes["policies_by_namespace"],
+        indexes["pricing_tables_by_namespace"],
+        indexes["approvals_by_namespace"],
+    )
+
+
+INDEX_NAMES = (
+    "pointers_by_namespace",
+    "releases_by_namespace",
+    "policies_by_namespace",
+    "pricing_tables_by_namespace",
+    "pending_requests_by_pointer",
+    "approvals_by_namespace",
+)
+
+
+def indexes_of(kwargs: Mapping[str, Any]) -> dict[str, Index]:
+    """kopf passes each index as a keyword argument named after its indexer."""
+    return {name: kwargs[name] for name in INDEX_NAMES}

@@ -1,0 +1,152 @@
+"""kopf tuning, the login with a bounded connection pool, and cleanup: the operator's life cycle.
+
+One startup handler owns every kopf setting and puts the store, the gateway, the controller (and,
+when enabled, the admission webhook) in ``memo``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import kopf
+
+from flightdeck_operator.api.v1alpha1 import (
+    GROUP,
+)
+from flightdeck_operator.config import OperatorSettings
+from flightdeck_operator.controller.admission_context import OperatorAdmissionContext
+from flightdeck_operator.controller.handlers import sweep_pointers
+from flightdeck_operator.controller.indexes import indexes_of, namespace_view
+from flightdeck_operator.controller.loop import Controller
+from flightdeck_operator.controller.records import ChangeRecorder
+from flightdeck_operator.engine.models import ConfidenceThresholds
+from flightdeck_operator.kube.gateway import KubeGateway, load_api_client
+from flightdeck_operator.store import open_store
+from flightdeck_operator.webhook.certs import CertificateError
+from flightdeck_operator.webhook.handlers import AdmissionHandlers
+from flightdeck_operator.webhook.server import server_from_settings
+
+log = logging.getLogger(__name__)
+
+# kopf watches our six kinds plus CRDs and namespaces (cluster-wide discovery).
+WATCHED_RESOURCES = 8
+# Connections for everything that is not a watch stream: patches, Events, listings.
+API_CONNECTIONS = 24
+Index = Mapping[Any, Any]
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
+    """All kopf tuning in one place, plus the store, the gateway and the controller in ``memo``."""
+    config: OperatorSettings = memo.get("config") or OperatorSettings()
+    # kopf's bookkeeping goes to annotations under our own prefix: the status schemas are strict.
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    # Our own Events say what happened; kopf's per-handler "succeeded" Events would double the writes.
+    settings.posting.level = logging.WARNING
+    settings.posting.reporting_component = "flightdeck-operator"
+    settings.execution.max_workers = config.max_workers
+    # Reconnect watches regularly so a silently dropped connection cannot stall decisions.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 30
+
+    store = await asyncio.to_thread(open_store, config.store)
+    gateway = KubeGateway(load_api_client())
+    memo["config"] = config
+    memo["store"] = store
+    memo["controller"] = Controller(
+        store=store,
+        gateway=gateway,
+        thresholds=ConfidenceThresholds(
+            min_candidate_runs=config.min_candidate_runs,
+            min_baseline_runs=config.min_baseline_runs,
+            min_low_runs=config.min_low_runs,
+        ),
+        dependency_grace=dt.timedelta(seconds=config.dependency_grace_seconds),
+        recheck_seconds=config.recheck_seconds,
+    )
+    memo["recorder"] = ChangeRecorder(store=store, gateway=gateway)
+    memo["pointer_locks"] = defaultdict(asyncio.Lock)
+    memo["retries"] = {}
+    # The indexes are live objects already (empty until the first listing completes).
+    memo["sweeper"] = asyncio.create_task(
+        sweep_pointers(memo, indexes_of(kwargs), config.pointer_resync_seconds)
+    )
+    if config.webhook_port is not None:
+        # The admission webhook runs in this event loop and reads the same indexes.
+        indexes = indexes_of(kwargs)
+        context = OperatorAdmissionContext(
+            delegates=config.webhook_delegates,
+            gateway=gateway,
+            pending_requests=indexes["pending_requests_by_pointer"],
+            view_of=lambda namespace: namespace_view(
+                namespace,
+                indexes["pointers_by_namespace"],
+                indexes["releases_by_namespace"],
+                indexes["policies_by_namespace"],
+                indexes["pricing_tables_by_namespace"],
+            ),
+            predictor=memo["controller"].assessor.predict,
+        )
+        webhook = server_from_settings(config, AdmissionHandlers(context).routes(), gateway)
+        try:
+            await webhook.start()
+        except (OSError, CertificateError) as error:
+            # Without it every create in the watched namespaces fails (failurePolicy Fail): exit loudly.
+            raise kopf.PermanentError(f"The admission webhook cannot start: {error}") from error
+        memo["webhook"] = webhook
+    log.info("FlightDeck operator configured (store: %s)", store.describe())
+
+
+@kopf.on.login()
+async def login(
+    logger: kopf.Logger, settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any
+) -> kopf.AiohttpSession | None:
+    """kopf's own login, but with a bounded connection pool.
+
+    kopf's default session has no connection limit: a burst of status patches and Events opened
+    one TLS connection each (128 KiB of buffers apiece), and the pool kept them all: 1,200
+    connections, 150 MB, after a burst of 1,000 requests. Watch streams hold a connection each, so
+    the limit leaves room for one stream per watched resource and namespace.
+    """
+    info = kopf.login_via_client(logger=logger, settings=settings, **kwargs)
+    if info is None:
+        return None
+    config: OperatorSettings = memo.get("config") or OperatorSettings()
+    streams = WATCHED_RESOURCES * max(1, len(config.namespaces))
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=streams + API_CONNECTIONS, ssl=info.as_ssl_context()),
+        headers=info.as_http_headers(),
+    )
+    return kopf.AiohttpSession(
+        server=info.server,
+        default_namespace=info.default_namespace,
+        expiration=info.expiration,
+        aiohttp_session=session,
+    )
+
+
+@kopf.on.cleanup()
+async def close_store(memo: kopf.Memo, **_: Any) -> None:
+    sweeper = memo.get("sweeper")
+    if sweeper is not None:
+        sweeper.cancel()
+    # Scheduled re-examinations (waiting requests, retries) must not start on a closed store.
+    for _due, task in list((memo.get("retries") or {}).values()):
+        task.cancel()
+    webhook = memo.get("webhook")
+    if webhook is not None:
+        await webhook.stop()
+    store = memo.get("store")
+    if store is not None:
+        await asyncio.to_thread(store.close)
