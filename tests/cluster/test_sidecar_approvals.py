@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import httpx
 
-from flightdeck_operator.actions.approval_workflow import APPROVAL_REASON_REQUIRED, NOT_PENDING
+from flightdeck_operator.actions.approval_workflow.common import APPROVAL_REASON_REQUIRED, NOT_PENDING
 from flightdeck_operator.actions.promotions import APPROVAL_NOT_REQUIRED, APPROVAL_REQUIRED
 from flightdeck_operator.engine.ledger import LedgerEntry, LedgerKind
 from flightdeck_operator.localdev.controlplane import ControlPlane

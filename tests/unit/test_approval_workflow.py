@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from flightdeck_operator.actions.approval_workflow import (
+from flightdeck_operator.actions.approval_workflow.common import (
     ACTOR_ANNOTATION,
     EVALUATION_ANNOTATION,
     FORBIDDEN_REASONS,
@@ -17,11 +17,13 @@ from flightdeck_operator.actions.approval_workflow import (
     approved_by,
     awaits_approval,
     awaits_approval_or_decided,
-    build_approval,
     dry_run_outcome,
     judgement,
-    list_status,
     not_recorded_message,
+)
+from flightdeck_operator.actions.approval_workflow.confirm import build_approval
+from flightdeck_operator.actions.approval_workflow.listing import (
+    list_status,
     request_summary,
     summarize_requests,
 )

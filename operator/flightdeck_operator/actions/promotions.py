@@ -1,4 +1,4 @@
-"""Promote, rollback and diff as the HTTP sidecar and the CLI do them: one code path for both.
+"""Promote and rollback as the HTTP sidecar and the CLI do them: one code path for both.
 
 Promote and rollback never decide anything here. They create a ``PromotionRequest``, wait for
 the operator to decide it, and read the answer from the request's status. HTTP, the CLI,
@@ -8,10 +8,6 @@ Idempotency: with an idempotency key, the request's name is derived from
 sha256(namespace, caller identity, key). Retrying (even concurrently) with the same key finds
 that one object instead of creating a second. The request body's digest is kept in an
 annotation, so reusing a key for a different body is reported, not silently merged.
-
-The diff is computed from the store (evidence) and the cluster (AgentReleases, PricingTables, the
-pointer's policy), with the reference's messages. Errors are :class:`ActionError`; each carries
-the HTTP status and ``detail`` the sidecar answers with.
 """
 
 from __future__ import annotations
@@ -21,52 +17,46 @@ import hashlib
 import math
 import re
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
 
+from flightdeck_operator.actions.errors import (
+    DecisionTimeout,
+    IdempotencyConflict,
+    InvalidAction,
+    RequestDeleted,
+    gateway_failure,
+)
 from flightdeck_operator.api.conditions import ConditionType, Phase, Reason, find_condition, is_true
-from flightdeck_operator.api.to_engine import engine_policy, engine_pricing, release_ref
 from flightdeck_operator.api.v1alpha1 import (
     AGENT_RELEASE,
     API_VERSION,
     DNS1123_SUBDOMAIN_PATTERN,
-    PRICING_TABLE,
     PROMOTION_POLICY,
     PROMOTION_REQUEST,
     RELEASE_POINTER,
     WINDOW_MESSAGE,
     AgentReleaseSpec,
-    PricingTableSpec,
     PromotionPolicySpec,
-    ReleasePointerSpec,
     is_valid_window,
 )
 from flightdeck_operator.engine.decide import blocked_message
 from flightdeck_operator.engine.evidence import (
-    DiffSide,
     EvidenceError,
-    compute_diff,
     parse_window,
-    window_bounds,
 )
 from flightdeck_operator.engine.ledger import canonical_json
 from flightdeck_operator.engine.models import (
     ActionOutcome,
-    ConfidenceThresholds,
-    DiffFilters,
-    DiffResult,
-    Policy,
     PolicyResult,
     PromotionAction,
-    default_policy,
 )
 from flightdeck_operator.kube.errors import GatewayError, NotFound
 from flightdeck_operator.kube.gateway import Body, KubeGateway
-from flightdeck_operator.store import Store
 
 # Who asked, as the sidecar authenticated them. spec.actor is free text the caller chooses.
 REQUESTED_BY_ANNOTATION: Final = "flightdeck.dev/requested-by"
@@ -93,56 +83,6 @@ APPROVAL_NOT_REQUIRED: Final = (
 REQUEST_REASON_REQUIRED: Final = "Reason is required for promotion requests."
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _KUBE_NAME = re.compile(DNS1123_SUBDOMAIN_PATTERN)
-
-
-# --- errors -----------------------------------------------------------------------------------------
-
-
-class ActionError(Exception):
-    """A promote, rollback or diff that cannot be answered with an outcome.
-
-    ``status`` and ``detail`` are what the HTTP API answers (``{"detail": detail}``); the CLI
-    prints ``message``.
-    """
-
-    status: int = 400
-
-    def __init__(
-        self, message: str, detail: JsonValue = None, *, next_open: dt.datetime | None = None
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.detail: JsonValue = message if detail is None else detail
-        # A closed promotion window caused it: when the window opens (the HTTP Retry-After).
-        self.next_open = next_open
-
-
-class InvalidAction(ActionError):
-    """400: the request is invalid or names something that does not exist (reference messages)."""
-
-
-class IdempotencyConflict(ActionError):
-    """422: the idempotency key was already used for a request with a different body."""
-
-    status = 422
-
-
-class DecisionTimeout(ActionError):
-    """504: the operator did not decide within the timeout; the request is still pending."""
-
-    status = 504
-
-
-class RequestDeleted(ActionError):
-    """410: the PromotionRequest was deleted before it was decided."""
-
-    status = 410
-
-
-class ClusterUnavailable(ActionError):
-    """503: the Kubernetes API could not be used."""
-
-    status = 503
 
 
 # --- inputs -----------------------------------------------------------------------------------------
@@ -188,19 +128,6 @@ class Requester:
         if self.uid:
             identity["uid"] = self.uid
         return identity
-
-
-class DiffInput(BaseModel):
-    """The reference ``POST /v1/diff`` body."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    baseline_release_id: str
-    candidate_release_id: str
-    window: str
-    tenant_id: str | None = None
-    task_id: str | None = None
-    environment: str | None = None
 
 
 # --- results ----------------------------------------------------------------------------------------
@@ -378,7 +305,7 @@ def pointer_policy(
         return None
 
 
-def _release_spec(gateway: KubeGateway, namespace: str, name: str) -> AgentReleaseSpec | None:
+def release_spec(gateway: KubeGateway, namespace: str, name: str) -> AgentReleaseSpec | None:
     if _KUBE_NAME.fullmatch(name) is None or len(name) > 253:
         return None  # not a valid object name, so no such release
     body = gateway.find(AGENT_RELEASE.plural, namespace, name)
@@ -448,7 +375,7 @@ def validate_action(
     A direct promote under such a policy is refused (rollbacks are never gated)."""
     if not approval_workflow and not action.reason.strip():
         raise InvalidAction(REASON_REQUIRED)
-    release = _release_spec(gateway, namespace, action.release_id)
+    release = release_spec(gateway, namespace, action.release_id)
     if release is None:
         raise InvalidAction(f"Unknown release: {action.release_id}")
     if _IDENTIFIER.fullmatch(action.environment) is None:
@@ -561,137 +488,3 @@ def run_action(
         return await_decision(gateway, obj, timeout=timeout, created=created, wait=wait)
     except GatewayError as error:
         raise gateway_failure(error, PROMOTION_REQUEST.kind) from None
-
-
-def gateway_failure(error: GatewayError, kind: str) -> ActionError:
-    """What a failed API call means to the caller: a rejected object (422 from the CRD schema or a
-    CEL rule) is the caller's 400; anything else, the cluster's 503."""
-    if error.status in (401, 403):
-        return ClusterUnavailable(f"The Kubernetes API refused the sidecar's request: {error}")
-    if error.status == 422:
-        return InvalidAction(f"The API server rejected the {kind}: {error}")
-    return ClusterUnavailable(f"Kubernetes API unavailable: {error}")
-
-
-# --- diff -------------------------------------------------------------------------------------------
-
-
-def _missing_pricing(role: str, provider: str, version: str) -> InvalidAction:
-    return InvalidAction(
-        f"Missing pricing table for {role} {provider}/{version}. Run `flightdeck pricing import ...`."
-    )
-
-
-def _pointer_policy(gateway: KubeGateway, namespace: str, agent_id: str, environment: str) -> Policy:
-    """The policy of the pointer governing (agent, environment); the default without one."""
-    for item in gateway.list_objects(RELEASE_POINTER.plural, namespace):
-        try:
-            spec = ReleasePointerSpec.model_validate(item.get("spec") or {})
-        except ValidationError:
-            continue
-        if spec.agent_id != agent_id or spec.environment != environment or spec.policy_ref is None:
-            continue
-        policy = gateway.find(PROMOTION_POLICY.plural, namespace, spec.policy_ref.name)
-        if policy is None:
-            raise InvalidAction(
-                f'PromotionPolicy "{spec.policy_ref.name}" (policyRef of ReleasePointer '
-                f'"{item["metadata"]["name"]}") not found in namespace "{namespace}"'
-            )
-        return engine_policy(
-            spec.policy_ref.name, PromotionPolicySpec.model_validate(policy.get("spec") or {})
-        )
-    return default_policy()
-
-
-def compute_release_diff(
-    store: Store,
-    gateway: KubeGateway,
-    namespace: str,
-    request: DiffInput,
-    *,
-    thresholds: ConfidenceThresholds,
-    default_environment: str,
-    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
-) -> DiffResult:
-    """The reference diff of two AgentReleases over a window. Raises :class:`ActionError`."""
-    try:
-        return _compute_release_diff(
-            store, gateway, namespace, request, thresholds, default_environment, clock()
-        )
-    except EvidenceError as error:
-        raise InvalidAction(str(error)) from None
-    except GatewayError as error:
-        raise ClusterUnavailable(f"Kubernetes API unavailable: {error}") from None
-
-
-def _compute_release_diff(
-    store: Store,
-    gateway: KubeGateway,
-    namespace: str,
-    request: DiffInput,
-    thresholds: ConfidenceThresholds,
-    default_environment: str,
-    now: dt.datetime,
-) -> DiffResult:
-    baseline_spec = _release_spec(gateway, namespace, request.baseline_release_id)
-    if baseline_spec is None:
-        raise InvalidAction(f"Unknown baseline release: {request.baseline_release_id}")
-    candidate_spec = _release_spec(gateway, namespace, request.candidate_release_id)
-    if candidate_spec is None:
-        raise InvalidAction(f"Unknown candidate release: {request.candidate_release_id}")
-    baseline = release_ref(request.baseline_release_id, baseline_spec)
-    candidate = release_ref(request.candidate_release_id, candidate_spec)
-    if baseline.agent_id != candidate.agent_id:
-        raise InvalidAction(
-            f"Cross-agent diff is not allowed. Baseline agent_id={baseline.agent_id}, "
-            f"candidate agent_id={candidate.agent_id}."
-        )
-    tables: dict[tuple[str, str], PricingTableSpec] = {}
-    for item in gateway.list_objects(PRICING_TABLE.plural, namespace):
-        try:
-            spec = PricingTableSpec.model_validate(item.get("spec") or {})
-        except ValidationError:
-            continue
-        tables.setdefault((spec.provider, spec.pricing_version), spec)
-    baseline_table = tables.get((baseline.provider, baseline.pricing_version))
-    if baseline_table is None:
-        raise _missing_pricing("baseline", baseline.provider, baseline.pricing_version)
-    candidate_table = tables.get((candidate.provider, candidate.pricing_version))
-    if candidate_table is None:
-        raise _missing_pricing("candidate", candidate.provider, candidate.pricing_version)
-    since, until = window_bounds(request.window, now)
-    environment = request.environment or default_environment
-    baseline_evidence, candidate_evidence = store.diff_evidence(
-        baseline.release_id,
-        candidate.release_id,
-        environment,
-        since,
-        until,
-        tenant_id=request.tenant_id,
-        task_id=request.task_id,
-    )
-    policy = _pointer_policy(gateway, namespace, baseline.agent_id, environment)
-
-    def versions(provider: str) -> Sequence[str]:
-        return sorted(version for (p, version) in tables if p == provider)
-
-    diff = compute_diff(
-        window=request.window,
-        filters=DiffFilters(environment=environment, tenant_id=request.tenant_id, task_id=request.task_id),
-        baseline=DiffSide(
-            release=baseline,
-            table=engine_pricing(baseline_table),
-            evidence=baseline_evidence,
-            other_pricing_versions=versions(baseline.provider),
-        ),
-        candidate=DiffSide(
-            release=candidate,
-            table=engine_pricing(candidate_table),
-            evidence=candidate_evidence,
-            other_pricing_versions=versions(candidate.provider),
-        ),
-        policy=policy,
-        evaluated_at=now,
-        thresholds=thresholds,
-    )
-    return diff.result

@@ -216,7 +216,8 @@ def _action_command(action: PromotionAction) -> click.Command:
         namespace: str | None,
         kubeconfig: str | None,
     ) -> None:
-        from flightdeck_operator.actions.promotions import ActionError, run_action
+        from flightdeck_operator.actions.errors import ActionError
+        from flightdeck_operator.actions.promotions import run_action
 
         action_input, requester = _action_input(
             action, release_id, environment, window, reason, actor or cli_actor()
@@ -282,8 +283,8 @@ def promote_request(
 ) -> None:
     """Request a promotion that needs approval (the pointer's policy has spec.approval): evaluated
     as a dry run first; prints request_id=<name> and the policy result."""
-    from flightdeck_operator.actions.approval_workflow import PendingPromotion, request_promotion
-    from flightdeck_operator.actions.promotions import ActionError
+    from flightdeck_operator.actions.approval_workflow.request import PendingPromotion, request_promotion
+    from flightdeck_operator.actions.errors import ActionError
 
     action_input, requester = _action_input(
         PromotionAction.PROMOTE, release_id, environment, window, reason, actor or cli_actor()
@@ -331,8 +332,9 @@ def promote_confirm(
 ) -> None:
     """Approve a pending request as your kubeconfig identity (a PromotionApproval the operator
     judges); prints the promotion's outcome like `promote`."""
-    from flightdeck_operator.actions.approval_workflow import ApprovalRecorded, confirm_promotion
-    from flightdeck_operator.actions.promotions import ActionError, Requester
+    from flightdeck_operator.actions.approval_workflow.confirm import ApprovalRecorded, confirm_promotion
+    from flightdeck_operator.actions.errors import ActionError
+    from flightdeck_operator.actions.promotions import Requester
     from flightdeck_operator.store import StoreError, open_store
 
     gateway = _gateway(kubeconfig)
@@ -484,7 +486,8 @@ def diff(
     kubeconfig: str | None,
 ) -> None:
     """Compare two AgentReleases over a window (the reference diff; nothing is written)."""
-    from flightdeck_operator.actions.promotions import ActionError, DiffInput, compute_release_diff
+    from flightdeck_operator.actions.diff import DiffInput, compute_release_diff
+    from flightdeck_operator.actions.errors import ActionError
     from flightdeck_operator.config import SidecarSettings
     from flightdeck_operator.engine.models import ConfidenceThresholds
     from flightdeck_operator.store import StoreError, open_store

@@ -19,7 +19,8 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flightdeck_operator import __version__
-from flightdeck_operator.actions.promotions import ActionError, retry_after_seconds
+from flightdeck_operator.actions.errors import ActionError
+from flightdeck_operator.actions.promotions import retry_after_seconds
 from flightdeck_operator.config import AuthMode, SidecarSettings
 from flightdeck_operator.kube.gateway import KubeGateway
 from flightdeck_operator.sidecar.auth import (

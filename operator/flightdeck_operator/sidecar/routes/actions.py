@@ -7,7 +7,8 @@ from typing import Final
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from flightdeck_operator.actions.promotions import ActionError, ActionInput, run_action
+from flightdeck_operator.actions.errors import ActionError
+from flightdeck_operator.actions.promotions import ActionInput, run_action
 from flightdeck_operator.engine.models import ActionOutcome, PromotionAction
 from flightdeck_operator.sidecar.auth import Caller
 from flightdeck_operator.sidecar.routes.common import (

@@ -7,13 +7,10 @@ from typing import Final
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
-from flightdeck_operator.actions.approval_workflow import (
-    ApprovalRecorded,
-    PendingPromotion,
-    confirm_promotion,
-    request_promotion,
-)
-from flightdeck_operator.actions.promotions import ActionError, ActionInput, ActionResult
+from flightdeck_operator.actions.approval_workflow.confirm import ApprovalRecorded, confirm_promotion
+from flightdeck_operator.actions.approval_workflow.request import PendingPromotion, request_promotion
+from flightdeck_operator.actions.errors import ActionError
+from flightdeck_operator.actions.promotions import ActionInput, ActionResult
 from flightdeck_operator.engine.models import ActionOutcome, PromotionAction
 from flightdeck_operator.sidecar.routes.common import (
     APPROVAL_NEEDS_IDENTITY,

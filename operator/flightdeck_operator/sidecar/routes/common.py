@@ -12,12 +12,11 @@ from fastapi import Depends, Header, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 
+from flightdeck_operator.actions.errors import ActionError, ClusterUnavailable
 from flightdeck_operator.actions.promotions import (
     IDEMPOTENCY_KEY_PATTERN,
     MAX_IDEMPOTENCY_KEY_LENGTH,
-    ActionError,
     ActionResult,
-    ClusterUnavailable,
     Requester,
     Verdict,
     retry_after_seconds,

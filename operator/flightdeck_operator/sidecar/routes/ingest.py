@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from flightdeck_operator.actions.promotions import ActionError, InvalidAction
+from flightdeck_operator.actions.errors import ActionError, InvalidAction
 from flightdeck_operator.engine.models import InvalidEventsError, RunEventData, validate_events
 from flightdeck_operator.sidecar.routes.common import (
     INGEST_SCHEMA_NAME,

@@ -9,12 +9,15 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from flightdeck_operator import __version__
-from flightdeck_operator.actions.approval_workflow import REQUEST_STATUSES, list_requests, requires_approval
+from flightdeck_operator.actions.approval_workflow.listing import (
+    REQUEST_STATUSES,
+    list_requests,
+    requires_approval,
+)
+from flightdeck_operator.actions.diff import DiffInput, compute_release_diff
 from flightdeck_operator.actions.promotions import (
     REQUESTED_BY_ANNOTATION,
     ActionResult,
-    DiffInput,
-    compute_release_diff,
     is_decided,
     result_from_request,
 )
