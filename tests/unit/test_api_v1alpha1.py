@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from flightdeck_operator.api import v1alpha1 as api
 from flightdeck_operator.api.conditions import Phase
+from flightdeck_operator.engine.models import Confidence
 
 NOW = dt.datetime(2026, 11, 25, 12, 0, 0, 250000, tzinfo=dt.UTC)
 CHECKSUM = "427369e78d4c46cea9cdcfcea667bef348eae372b48939b6dac64d254b601d57"
@@ -240,7 +241,7 @@ def full_request_status() -> api.PromotionRequestStatus:
                 until=NOW,
                 baseline=side,
                 candidate=side,
-                confidence=api.Confidence.HIGH,
+                confidence=Confidence.HIGH,
             ),
         ),
         message="Promotion blocked by policy.",
