@@ -28,11 +28,12 @@ test-package: venv
 test-cluster: venv control-plane
 	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/pytest -m cluster $(PYTEST_ARGS)
 
-## lint: ruff (lint + format check) and mypy strict on the package
+## lint: ruff (lint + format check), mypy strict on the package, and the rooms' import contracts
 lint: venv
 	$(BIN)/ruff check operator tests benchmarks
 	$(BIN)/ruff format --check operator tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: venv
 	$(BIN)/ruff format operator tests benchmarks

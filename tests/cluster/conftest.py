@@ -14,6 +14,8 @@ from kubernetes import client, config
 from flightdeck_operator.localdev.controlplane import BIN_DIR_ENV, ControlPlane
 from flightdeck_operator.localdev.processes import OperatorProcess, SidecarProcess
 
+from .in_process import InProcessOperator, in_process_operator
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "hack" / "build-control-plane.sh"
 
@@ -63,6 +65,13 @@ def namespace(request: pytest.FixtureRequest, api_client: client.ApiClient) -> I
 # -- the operator under test -------------------------------------------------------------------------
 
 CRDS_DIR = REPO_ROOT / "crds"
+# Shorter than production so that tests take seconds.
+TEST_TIMINGS = {
+    "FLIGHTDECK_DEPENDENCY_GRACE_SECONDS": "2",
+    "FLIGHTDECK_POINTER_RESYNC_SECONDS": "5",
+    # Waiting requests (approval, evidence) are re-examined every second in tests.
+    "FLIGHTDECK_RECHECK_SECONDS": "1",
+}
 
 
 @pytest.fixture(scope="session")
@@ -84,12 +93,7 @@ def operator(
         store=str(tmp_path / "flightdeck.db"),
         log_path=tmp_path / "operator.log",
         namespaces=(namespace,),
-        extra_env={
-            "FLIGHTDECK_DEPENDENCY_GRACE_SECONDS": "2",
-            "FLIGHTDECK_POINTER_RESYNC_SECONDS": "5",
-            # Waiting requests (approval, evidence) are re-examined every second in tests.
-            "FLIGHTDECK_RECHECK_SECONDS": "1",
-        },
+        extra_env=TEST_TIMINGS,
         # The sidecars of these tests run as admin: a delegate, as the chart's ServiceAccount is.
         webhook_delegates=("admin",),
     )
@@ -99,6 +103,30 @@ def operator(
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:
         print(f"--- operator log ({process.log_path}) ---\n{process.log_tail(200)}")
+
+
+@pytest.fixture
+def kopf_operator(
+    control_plane: ControlPlane,
+    crds: Path,
+    namespace: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> Iterator[InProcessOperator]:
+    """The operator in this process (``kopf.testing.KopfRunner``), without the admission webhook:
+    for handler-level tests that need no identities and no real process."""
+    with in_process_operator(
+        monkeypatch,
+        kubeconfig=control_plane.kubeconfig("admin"),
+        namespace=namespace,
+        store=str(tmp_path / "flightdeck.db"),
+        env=TEST_TIMINGS,
+    ) as running:
+        yield running
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        print(f"--- operator log ---\n{running.log_tail(200)}")
 
 
 # -- the sidecar under test ---------------------------------------------------------------------------

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from flightdeck_operator.localdev.controlplane import ControlPlane
-from flightdeck_operator.localdev.processes import OperatorProcess
 from flightdeck_operator.store import open_store
 
+from .in_process import InProcessOperator
 from .kube import (
     AGENT,
     COST_BREACH,
@@ -33,21 +33,21 @@ from .kube import (
 )
 
 
-def seed_quickstart_evidence(operator: OperatorProcess) -> None:
-    ingest(operator.store, run_events("support-base", AGENT, ENV, 1, latency_ms=1000))
-    ingest(operator.store, run_events("support-cand", AGENT, ENV, 1, latency_ms=1200))
+def seed_quickstart_evidence(kopf_operator: InProcessOperator) -> None:
+    ingest(kopf_operator.store, run_events("support-base", AGENT, ENV, 1, latency_ms=1000))
+    ingest(kopf_operator.store, run_events("support-cand", AGENT, ENV, 1, latency_ms=1200))
 
 
-def ledger(operator: OperatorProcess) -> list[Any]:
-    with open_store(operator.store) as store:
+def ledger(kopf_operator: InProcessOperator) -> list[Any]:
+    with open_store(kopf_operator.store) as store:
         return list(reversed(store.list_ledger(limit=1000)))
 
 
 def test_promote_block_and_rollback(
-    control_plane: ControlPlane, namespace: str, operator: OperatorProcess
+    control_plane: ControlPlane, namespace: str, kopf_operator: InProcessOperator
 ) -> None:
     quickstart(control_plane, namespace)
-    seed_quickstart_evidence(operator)
+    seed_quickstart_evidence(kopf_operator)
 
     apply(control_plane, namespace, request("first", "support-local", "support-base"))
     first = wait_decided(control_plane, namespace, "first")
@@ -83,7 +83,7 @@ def test_promote_block_and_rollback(
         == "support-base"
     )
 
-    entries = ledger(operator)
+    entries = ledger(kopf_operator)
     decisions = [e for e in entries if e.kind.value in ("promote", "rollback")]
     assert [(e.release_id, e.pointer_changed) for e in decisions] == [
         ("support-base", True),
@@ -107,7 +107,7 @@ def test_promote_block_and_rollback(
         ),
     )
     wait_for(
-        lambda: len([e for e in ledger(operator) if e.kind.value == "policy_change"]) >= 2,
+        lambda: len([e for e in ledger(kopf_operator) if e.kind.value == "policy_change"]) >= 2,
         what="the policy change in the ledger",
     )
     apply(control_plane, namespace, request("cheap-enough", "support-local", "support-cand"))
@@ -177,7 +177,7 @@ def test_promote_block_and_rollback(
 def test_requests_that_cannot_be_evaluated_fail_clearly(
     control_plane: ControlPlane,
     namespace: str,
-    operator: OperatorProcess,
+    kopf_operator: InProcessOperator,
     manifests: list[str],
     req: dict[str, Any],
     reason: str,
@@ -200,7 +200,7 @@ def test_requests_that_cannot_be_evaluated_fail_clearly(
     assert (stalled["status"], stalled["reason"]) == ("True", reason)
     assert message in stalled["message"]
     assert condition(failed, "Decided")["status"] == "True"
-    assert [e for e in ledger(operator) if e.kind.value in ("promote", "rollback")] == []
+    assert [e for e in ledger(kopf_operator) if e.kind.value in ("promote", "rollback")] == []
     if "pointer" in manifests:
         assert "releaseId" not in (
             get(control_plane, namespace, "releasepointer", "support-local").get("status") or {}
@@ -208,7 +208,7 @@ def test_requests_that_cannot_be_evaluated_fail_clearly(
 
 
 def test_missing_pricing_table_fails_with_the_reference_message(
-    control_plane: ControlPlane, namespace: str, operator: OperatorProcess
+    control_plane: ControlPlane, namespace: str, kopf_operator: InProcessOperator
 ) -> None:
     quickstart(control_plane, namespace)
     apply(control_plane, namespace, request("first", "support-local", "support-base"))
@@ -235,7 +235,7 @@ def test_missing_pricing_table_fails_with_the_reference_message(
 
 
 def test_a_hand_edited_pointer_status_is_repaired(
-    control_plane: ControlPlane, namespace: str, operator: OperatorProcess
+    control_plane: ControlPlane, namespace: str, kopf_operator: InProcessOperator
 ) -> None:
     quickstart(control_plane, namespace)
     apply(control_plane, namespace, request("first", "support-local", "support-base"))
@@ -279,7 +279,7 @@ def test_a_hand_edited_pointer_status_is_repaired(
 
 
 def test_kubectl_get_flightdeck_shows_readable_tables(
-    control_plane: ControlPlane, namespace: str, operator: OperatorProcess
+    control_plane: ControlPlane, namespace: str, kopf_operator: InProcessOperator
 ) -> None:
     quickstart(control_plane, namespace)
     apply(control_plane, namespace, request("first", "support-local", "support-base"))
@@ -302,7 +302,7 @@ def test_kubectl_get_flightdeck_shows_readable_tables(
 
 
 def test_examples_folder_plays_out_as_documented(
-    control_plane: ControlPlane, namespace: str, operator: OperatorProcess
+    control_plane: ControlPlane, namespace: str, kopf_operator: InProcessOperator
 ) -> None:
     """`kubectl apply -f examples/` with no run events: the first promotion passes, the candidate is
     blocked for lack of evidence, and the rollback has nothing to go back to (examples/README.md)."""
@@ -323,7 +323,7 @@ def test_examples_folder_plays_out_as_documented(
 
 
 def test_expected_current_release_guards_the_pointer(
-    control_plane: ControlPlane, namespace: str, operator: OperatorProcess
+    control_plane: ControlPlane, namespace: str, kopf_operator: InProcessOperator
 ) -> None:
     """spec.expectedCurrentRelease is a compare-and-swap on the pointer: a stale expectation fails
     with PointerMoved and decides nothing; a current one proceeds as usual."""
@@ -344,7 +344,7 @@ def test_expected_current_release_guards_the_pointer(
         "ReleasePointer \"support-local\" has release 'support-base' live, not the expected 'support-cand' "
         "(spec.expectedCurrentRelease); nothing was decided"
     )
-    assert [e.release_id for e in ledger(operator) if e.kind.value == "promote"] == ["support-base"]
+    assert [e.release_id for e in ledger(kopf_operator) if e.kind.value == "promote"] == ["support-base"]
 
     apply(
         control_plane,
@@ -359,10 +359,10 @@ def test_expected_current_release_guards_the_pointer(
 
 
 def test_dry_run_evaluates_without_moving_the_pointer(
-    control_plane: ControlPlane, namespace: str, operator: OperatorProcess
+    control_plane: ControlPlane, namespace: str, kopf_operator: InProcessOperator
 ) -> None:
     quickstart(control_plane, namespace)
-    seed_quickstart_evidence(operator)
+    seed_quickstart_evidence(kopf_operator)
     apply(control_plane, namespace, request("first", "support-local", "support-base"))
     wait_decided(control_plane, namespace, "first")
 
@@ -382,4 +382,4 @@ def test_dry_run_evaluates_without_moving_the_pointer(
         == "support-base"
     )
     # Not a decision: nothing is ledgered for a dry run.
-    assert [e.release_id for e in ledger(operator) if e.kind.value == "promote"] == ["support-base"]
+    assert [e.release_id for e in ledger(kopf_operator) if e.kind.value == "promote"] == ["support-base"]
