@@ -88,10 +88,13 @@ def test_wheel_contents(wheel: Path) -> None:
     assert {
         "flightdeck_operator/__init__.py",
         "flightdeck_operator/py.typed",
-        "flightdeck_operator/cli.py",
-        "flightdeck_operator/clitools.py",
+        "flightdeck_operator/cli/main.py",
+        "flightdeck_operator/cli/resource_tools.py",
         "flightdeck_operator/sidecar/app.py",
-        "flightdeck_operator/api/v1alpha1.py",
+        "flightdeck_operator/sidecar/routes/reads.py",
+        "flightdeck_operator/api/v1alpha1/__init__.py",
+        "flightdeck_operator/engine/decide.py",
+        "flightdeck_operator/store/sqlite.py",
     } <= names
     assert not [name for name in names if name.startswith(("tests/", "charts/", "operator/"))]
     assert "flightdeck-operator = flightdeck_operator.cli.main:main" in entry_points

@@ -30,7 +30,7 @@ from flightdeck_operator.sidecar.auth import (
     StaticTokenAuth,
 )
 from flightdeck_operator.sidecar.metrics import UNMATCHED_ROUTE, SidecarMetrics
-from flightdeck_operator.sidecar.routes import router
+from flightdeck_operator.sidecar.routes import GROUPS, ROUTES
 from flightdeck_operator.sidecar.routes.common import INGEST_SCHEMA_NAME, RETRY_AFTER_HEADER
 from flightdeck_operator.sidecar.schemas import IngestRequest
 from flightdeck_operator.sidecar.state import SidecarState
@@ -79,7 +79,8 @@ def create_app(
         title=TITLE, version=__version__, description=DESCRIPTION, redoc_url=None, lifespan=lifespan
     )
     app.state.sidecar = state
-    app.include_router(router)
+    for group in GROUPS:
+        app.include_router(group)
 
     @app.exception_handler(ActionError)
     async def _action_error(request: Request, error: ActionError) -> JSONResponse:
@@ -107,7 +108,7 @@ def create_app(
         LimitsAndMetrics,
         metrics=state.metrics,
         max_body_bytes=settings.max_body_bytes,
-        routes=router.routes,
+        routes=ROUTES,
     )
     return app
 

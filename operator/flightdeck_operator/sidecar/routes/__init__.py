@@ -13,8 +13,8 @@ from fastapi import APIRouter
 
 from flightdeck_operator.sidecar.routes import actions, approvals, health, ingest, reads
 
-router = APIRouter()
-for group in (health, reads, ingest, actions, approvals):
-    router.include_router(group.router)
+GROUPS: tuple[APIRouter, ...] = (health.router, reads.router, ingest.router, actions.router, approvals.router)
+# Every route, flat: the middleware matches requests it refuses before routing (413) against them.
+ROUTES = tuple(route for group in GROUPS for route in group.routes)
 
-__all__ = ["router"]
+__all__ = ["GROUPS", "ROUTES"]
