@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -196,4 +198,32 @@ def quickstart(cp: ControlPlane, namespace: str, *, max_cost: float = 4.0) -> No
             requireHighDiffConfidence=False,
         ),
         pointer("support-local", AGENT, ENV, "gate"),
+    )
+
+
+# -- the ledger and doctor, as an operator's user sees them ------------------------------------------
+
+
+def ledger_size(store: str) -> int:
+    with open_store(store) as opened:
+        return opened.count_ledger()
+
+
+def doctor(cp: ControlPlane, store: str, namespace: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flightdeck_operator.cli.main",
+            "doctor",
+            "--store",
+            store,
+            "--kubeconfig",
+            str(cp.kubeconfig()),
+            "--namespace",
+            namespace,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )

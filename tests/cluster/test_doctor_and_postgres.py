@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,39 +19,16 @@ from .kube import (
     COST_BREACH,
     ENV,
     apply,
+    doctor,
     get,
     ingest,
+    ledger_size,
     quickstart,
     request,
     run_events,
     wait_decided,
     wait_for,
 )
-
-
-def ledger_size(store: str) -> int:
-    with open_store(store) as opened:
-        return opened.count_ledger()
-
-
-def doctor(cp: ControlPlane, store: str, namespace: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flightdeck_operator.cli.main",
-            "doctor",
-            "--store",
-            store,
-            "--kubeconfig",
-            str(cp.kubeconfig()),
-            "--namespace",
-            namespace,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
 
 
 def test_doctor_names_each_failure(

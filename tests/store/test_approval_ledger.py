@@ -23,7 +23,7 @@ from flightdeck_operator.api.v1alpha1 import (
 )
 from flightdeck_operator.controller.loop import Controller
 from flightdeck_operator.controller.pending import PendingRequest
-from flightdeck_operator.controller.resolve import ApprovalObject, NamespaceView
+from flightdeck_operator.controller.view import ApprovalObject, NamespaceView
 from flightdeck_operator.engine.ledger import LedgerKind
 from flightdeck_operator.engine.models import ConfidenceThresholds
 from flightdeck_operator.kube.errors import GatewayError

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from flightdeck_operator.engine.ledger import LedgerKind, request_key, verify
+from flightdeck_operator.engine.ledger import LedgerKind, LedgerRecord, request_key, retirement_key, verify
 from flightdeck_operator.engine.models import EvidenceSummary, Rollup
 from flightdeck_operator.store import Store, open_store
 from flightdeck_operator.store.postgres import redact
@@ -112,6 +112,36 @@ def test_describe_names_the_backend_without_secrets(backend: Backend) -> None:
         assert "host=127.0.0.1" in description
     with open_store(f"{backend.target}", migrate=False) as again:
         assert again.describe() == description
+
+
+def retirement(n: int, last_move_seq: int, pointer: str = "support-prod") -> LedgerRecord:
+    return LedgerRecord(
+        kind=LedgerKind.POINTER_RETIRED,
+        idempotency_key=retirement_key("team-a", pointer, last_move_seq),
+        actor="ops",
+        namespace="team-a",
+        pointer=pointer,
+        agent_id="agent_support",
+        environment="prod",
+        reason="environment decommissioned",
+        created_at=NOW + dt.timedelta(seconds=n),
+    )
+
+
+def test_a_retired_pointer_is_history_and_a_new_one_of_its_name_starts_afresh(store: Store) -> None:
+    store.append(record(1))
+    store.append(record(2, pointer="other"))
+    retired = store.append(retirement(3, last_move_seq=1))
+    assert store.append(retirement(3, last_move_seq=1)) == retired  # the sweep finding it again
+    assert store.last_pointer_entry("team-a", "support-prod") is None
+    assert store.pointer_moves("team-a", "support-prod") == []
+    assert store.last_retirement("team-a", "support-prod") == retired
+    assert set(store.pointer_heads()) == {("team-a", "other")}
+    moved = store.append(record(4))  # the re-created pointer's first promotion
+    assert store.last_pointer_entry("team-a", "support-prod") == moved
+    assert [e.seq for e in store.pointer_moves("team-a", "support-prod")] == [moved.seq]
+    assert store.pointer_heads()[("team-a", "support-prod")] == moved
+    assert store.last_retirement("team-a", "other") is None
 
 
 def test_postgres_description_redacts_the_password() -> None:

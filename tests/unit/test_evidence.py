@@ -17,6 +17,7 @@ from flightdeck_operator.engine.evidence import (
     compute_diff,
     cost_usd,
     merge_aggregates,
+    normalize_window,
     parse_window,
     rollup,
     window_bounds,
@@ -174,6 +175,16 @@ def test_merge_aggregates_adds_parts_of_the_same_model() -> None:
 )
 def test_window_accepted(text: str, expected: dt.timedelta) -> None:
     assert parse_window(text) == expected
+    canonical = normalize_window(text)
+    assert parse_window(canonical) == expected
+    assert canonical == canonical.strip().lower()
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical"), [("  7D ", "7d"), ("07h", "7h"), ("+30m", "30m"), ("1_0d", "10d"), ("7d", "7d")]
+)
+def test_a_window_is_recorded_as_understood(text: str, canonical: str) -> None:
+    assert normalize_window(text) == canonical
 
 
 @pytest.mark.parametrize(
@@ -191,6 +202,8 @@ def test_window_accepted(text: str, expected: dt.timedelta) -> None:
     ],
 )
 def test_window_rejected_with_reference_message(text: str, message: str) -> None:
+    with pytest.raises(InvalidWindowError):
+        normalize_window(text)
     with pytest.raises(InvalidWindowError) as caught:
         parse_window(text)
     assert str(caught.value) == message

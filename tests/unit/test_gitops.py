@@ -18,6 +18,7 @@ from flightdeck_operator.controller.projection import (
     dry_run_status,
     failed_status,
     pending_status,
+    pointer_ready,
     pointer_status,
     request_status_from_entry,
 )
@@ -141,7 +142,11 @@ def dry_run(*, blocked: bool) -> dict[str, Any]:
 
 
 def pointer_moved() -> dict[str, Any]:
-    return pointer_status([entry(changed=True)], history_limit=10, generation=1, conditions=None, now=T1)
+    head = entry(changed=True)
+    ready_update = pointer_ready(head, None, repaired=None, current=None, retired=None)
+    return pointer_status(
+        [head], history_limit=10, generation=1, conditions=None, now=T1, ready_update=ready_update
+    )
 
 
 def with_conditions(update: Any) -> dict[str, Any]:
@@ -322,7 +327,14 @@ CASES: list[tuple[str, str, Callable[[], dict[str, Any] | None], int, str, str]]
     (
         "pointer-nothing-promoted",
         "ReleasePointer",
-        lambda: pointer_status([], history_limit=10, generation=1, conditions=None, now=T0),
+        lambda: pointer_status(
+            [],
+            history_limit=10,
+            generation=1,
+            conditions=None,
+            now=T0,
+            ready_update=pointer_ready(None, None, repaired=None, current=None, retired=None),
+        ),
         1,
         "Healthy",
         "InSync: No release promoted yet",

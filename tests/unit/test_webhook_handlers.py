@@ -15,6 +15,7 @@ from flightdeck_operator.webhook.handlers import (
     PROMOTION_APPROVALS_PATH,
     PROMOTION_POLICIES_PATH,
     PROMOTION_REQUESTS_PATH,
+    RELEASE_POINTERS_PATH,
     AdmissionContext,
     AdmissionHandlers,
 )
@@ -30,6 +31,8 @@ class FakeContext:
     overriders: set[str] = field(default_factory=set)
     predicted: list[tuple[str, Mapping[str, Any]]] = field(default_factory=list)
     asked: list[tuple[str, str]] = field(default_factory=list)
+    governing: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    deletions: list[tuple[str, str, str, str]] = field(default_factory=list)
 
     def requester_of(self, namespace: str, name: str) -> tuple[str, str | None] | None:
         return self.requests.get((namespace, name))
@@ -43,6 +46,13 @@ class FakeContext:
     async def may_override(self, identity: Identity, namespace: str) -> AccessDecision:
         self.asked.append((identity.username, namespace))
         return AccessDecision(allowed=identity.username in self.overriders, reason="")
+
+    async def duplicate_of(self, namespace: str, agent_id: str, environment: str) -> str | None:
+        governing = self.governing.get((namespace, agent_id, environment))
+        return None if governing is None else f"{governing} already governs {agent_id}/{environment}"
+
+    def note_deletion(self, namespace: str, name: str, uid: str, username: str) -> None:
+        self.deletions.append((namespace, name, uid, username))
 
 
 def admission(
@@ -84,6 +94,7 @@ def test_the_fake_is_an_admission_context() -> None:
         PROMOTION_REQUESTS_PATH,
         PROMOTION_APPROVALS_PATH,
         PROMOTION_POLICIES_PATH,
+        RELEASE_POINTERS_PATH,
     }
 
 
@@ -264,3 +275,34 @@ async def test_other_operations_are_allowed_untouched() -> None:
         await handlers.promotion_request(admission("promotionrequests", None)),
     ):
         assert (response.allowed, response.patch) == (True, None)
+
+
+async def test_a_second_pointer_for_an_agent_and_environment_is_refused() -> None:
+    context = FakeContext(governing={("agents", "support-bot", "production"): "support-prod"})
+    handlers = AdmissionHandlers(context)
+    second = await handlers.release_pointer(
+        admission("releasepointers", {"agentId": "support-bot", "environment": "production"})
+    )
+    assert not second.allowed
+    assert second.status is not None
+    assert (second.status.code, second.status.message) == (
+        409,
+        "support-prod already governs support-bot/production",
+    )
+    other_environment = await handlers.release_pointer(
+        admission("releasepointers", {"agentId": "support-bot", "environment": "canary"})
+    )
+    assert other_environment.allowed
+    assert other_environment.patch is None  # pointers are only checked, never mutated
+
+
+async def test_who_deletes_a_pointer_is_noted_but_a_dry_run_delete_is_not() -> None:
+    context = FakeContext()
+    handlers = AdmissionHandlers(context)
+    for dry_run in (True, False):
+        request = admission("releasepointers", None, user="bob", operation="DELETE", dry_run=dry_run)
+        request = request.model_copy(
+            update={"name": "support-prod", "old_object": {"metadata": {"uid": "uid-9"}}}
+        )
+        assert (await handlers.release_pointer(request)).allowed
+    assert context.deletions == [("agents", "support-prod", "uid-9", "bob")]

@@ -32,6 +32,7 @@ from flightdeck_operator.actions.errors import (
     gateway_failure,
 )
 from flightdeck_operator.api.conditions import ConditionType, Phase, Reason, find_condition, is_true
+from flightdeck_operator.api.pointer_rules import first_pointer
 from flightdeck_operator.api.v1alpha1 import (
     AGENT_RELEASE,
     API_VERSION,
@@ -272,19 +273,17 @@ def _pointer_body(gateway: KubeGateway, namespace: str, agent_id: str, environme
         if (item.get("spec") or {}).get("agentId") == agent_id
         and (item.get("spec") or {}).get("environment") == environment
     }
-    matches = sorted(bodies)
-    if not matches:
+    # Duplicates (created while the webhook was off) never govern: the first one does, as for the operator.
+    governing = first_pointer(
+        (str(b["metadata"].get("creationTimestamp")), name) for name, b in bodies.items()
+    )
+    if governing is None:
         raise InvalidAction(
             f'No ReleasePointer governs agent "{agent_id}" in environment "{environment}" in namespace '
             f'"{namespace}". Create one (kind ReleasePointer, spec.agentId "{agent_id}", '
             f'spec.environment "{environment}") before promoting.'
         )
-    if len(matches) > 1:
-        raise InvalidAction(
-            f'Several ReleasePointers govern agent "{agent_id}" in environment "{environment}" in namespace '
-            f'"{namespace}": {", ".join(matches)}. Keep exactly one.'
-        )
-    return bodies[matches[0]]
+    return bodies[governing]
 
 
 def pointer_policy(

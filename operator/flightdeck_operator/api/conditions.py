@@ -135,8 +135,11 @@ class Reason(StrEnum):
     IN_SYNC = "InSync"
     # status had drifted from the ledger (e.g. hand-edited) and was rewritten; a warning Event too.
     POINTER_REPAIRED = "PointerRepaired"
-    # Another ReleasePointer in the namespace already governs the same (agentId, environment).
+    # Another ReleasePointer in the namespace already governs the same (agentId, environment), and
+    # was created first; also the terminal reason of a request on such a duplicate (nothing ledgered).
     DUPLICATE_POINTER = "DuplicatePointer"
+    # Event reason: a pointer with history was deleted and its retirement ledgered.
+    POINTER_RETIRED = "PointerRetired"
 
     # --- PromotionApproval (Ready=True only when Accepted) ---
     # Counts toward the request's quorum while the decision digest it names is current.
@@ -215,6 +218,7 @@ _DECIDED: dict[Reason, tuple[Phase, bool]] = {
     Reason.SUPERSEDED: (Phase.SUPERSEDED, False),
     Reason.INVALID_WINDOW: (Phase.FAILED, False),
     Reason.INVALID_SPEC: (Phase.FAILED, False),
+    Reason.DUPLICATE_POINTER: (Phase.FAILED, False),
 }
 DECIDED_REASONS: frozenset[Reason] = frozenset(_DECIDED)
 

@@ -4,8 +4,11 @@ Checks, each printed as ``ok    name: detail`` or ``FAIL  name: detail`` (the re
 - ``ledger_chain``: seq contiguous from 1 and every hash links to the one before;
 - ``pointer:<ns>/<name>``: the pointer's ``status.releaseId`` equals the release of its ledger's last
   passing entry, and that release exists as an AgentRelease;
-- ``ledger_pointer:<ns>/<name>``: a pointer the ledger moved still exists (warning-level: a deleted
-  pointer keeps its history, but the drift is worth knowing).
+- ``retired:<ns>/<name>``: a pointer deleted after it was promoted, whose retirement the ledger
+  records (who, when, the release that was live): history, reported, never a failure;
+- ``ledger_pointer:<ns>/<name>``: a pointer the ledger holds a live history for but that is gone and
+  whose retirement is not recorded yet (the operator was not running when it was deleted; its sweep
+  records it): a warning, not a failure.
 """
 
 from __future__ import annotations
@@ -14,8 +17,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from flightdeck_operator.api.v1alpha1 import AGENT_RELEASE, RELEASE_POINTER
+from flightdeck_operator.engine.ledger import LedgerKind
 from flightdeck_operator.kube.gateway import KubeGateway
 from flightdeck_operator.store import Store
+
+RETIREMENTS_SHOWN = 1000  # the newest ones; the ledger holds them all
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,9 +29,11 @@ class Check:
     name: str
     ok: bool
     detail: str
+    warning: bool = False  # worth knowing, but not a failure (doctor still exits 0)
 
     def line(self) -> str:
-        return f"{'ok   ' if self.ok else 'FAIL '} {self.name}: {self.detail}"
+        label = "FAIL " if not self.ok else ("warn " if self.warning else "ok   ")
+        return f"{label} {self.name}: {self.detail}"
 
 
 def run_checks(store: Store, gateway: KubeGateway, *, namespaces: Sequence[str] = ()) -> list[Check]:
@@ -49,13 +57,30 @@ def run_checks(store: Store, gateway: KubeGateway, *, namespaces: Sequence[str] 
     checks.extend(
         Check(
             f"ledger_pointer:{ns}/{name}",
-            False,
-            f"ledger moved it to {head.release_id} but the pointer is gone",
+            True,
+            f"ledger moved it to {head.release_id} (seq {head.seq}) but the pointer is gone and its "
+            "retirement is not recorded yet: the operator's sweep records it while it runs",
+            warning=True,
         )
         for (ns, name), head in sorted(heads.items())
         if (ns, name) not in seen
     )
+    checks.extend(_retirements(store, namespaces))
     return checks
+
+
+def _retirements(store: Store, namespaces: Sequence[str]) -> list[Check]:
+    entries = store.list_ledger(kind=LedgerKind.POINTER_RETIRED, limit=RETIREMENTS_SHOWN)
+    return [
+        Check(
+            f"retired:{entry.namespace}/{entry.pointer}",
+            True,
+            f"retired at seq {entry.seq} on {entry.created_at:%Y-%m-%d %H:%M:%S}Z by {entry.actor} "
+            f"(release {entry.release_id} was live)",
+        )
+        for entry in reversed(entries)
+        if not namespaces or entry.namespace in namespaces
+    ]
 
 
 def _chain(store: Store) -> Check:
@@ -89,6 +114,8 @@ def _pointer(
 def summarize(checks: Iterable[Check]) -> tuple[bool, str]:
     checks = list(checks)
     failed = [c for c in checks if not c.ok]
+    warned = [c for c in checks if c.ok and c.warning]
     if failed:
         return False, f"Doctor found {len(failed)} problem(s) in {len(checks)} check(s)."
-    return True, f"Doctor: {len(checks)} check(s), all passed."
+    warnings = f" ({len(warned)} warning(s))" if warned else ""
+    return True, f"Doctor: {len(checks)} check(s), all passed{warnings}."

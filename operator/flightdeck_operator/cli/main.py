@@ -64,7 +64,7 @@ def doctor(store: str, kubeconfig: str | None, namespaces: tuple[str, ...]) -> N
     with open_store(store) as opened:
         checks = run_checks(opened, KubeGateway(load_api_client(kubeconfig)), namespaces=namespaces)
     for check in checks:
-        click.echo(check.line(), err=not check.ok)
+        click.echo(check.line(), err=not check.ok or check.warning)
     passed, summary = summarize(checks)
     if not passed:
         click.echo(f"Error: {summary}", err=True)

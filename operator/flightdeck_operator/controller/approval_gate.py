@@ -23,8 +23,8 @@ from flightdeck_operator.api.conditions import ApprovalPhase, Reason
 from flightdeck_operator.api.v1alpha1 import ApprovalPolicy, PromotionApprovalSpec, PromotionRequestSpec
 from flightdeck_operator.controller.pending import PendingRequest, Waiting
 from flightdeck_operator.controller.projection import approval_record, awaiting_approval_status
-from flightdeck_operator.controller.resolve import ApprovalObject, NamespaceView
 from flightdeck_operator.controller.status_writer import StatusWriter
+from flightdeck_operator.controller.view import ApprovalObject, NamespaceView
 from flightdeck_operator.engine.decide import Decision
 from flightdeck_operator.engine.ledger import LedgerEntry, LedgerKind, LedgerRecord
 from flightdeck_operator.store import Store

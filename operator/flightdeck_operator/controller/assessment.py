@@ -10,7 +10,8 @@ from typing import Any
 
 from flightdeck_operator.api.conditions import Reason
 from flightdeck_operator.api.v1alpha1 import ApprovalPolicy, PromotionRequestSpec
-from flightdeck_operator.controller.resolve import Failure, NamespaceView, Plan, parse_request_spec, resolve
+from flightdeck_operator.controller.resolve import Failure, Plan, parse_request_spec, resolve
+from flightdeck_operator.controller.view import NamespaceView
 from flightdeck_operator.engine.decide import Comparison, Decision, Outcome, apply_promotion_window, decide
 from flightdeck_operator.engine.evidence import (
     EvidenceError,

@@ -11,7 +11,7 @@ import asyncio
 import ctypes
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import kopf
@@ -27,9 +27,19 @@ from flightdeck_operator.api.v1alpha1 import (
     RELEASE_POINTER_PLURAL,
     VERSION,
 )
+from flightdeck_operator.config import OperatorSettings
 from flightdeck_operator.controller.errors import DependencyPending
-from flightdeck_operator.controller.indexes import TERMINAL, Index, indexes_of, undecided, view_of
+from flightdeck_operator.controller.indexes import (
+    TERMINAL,
+    Index,
+    indexes_of,
+    pricing_tables_in,
+    undecided,
+    view_of,
+)
 from flightdeck_operator.controller.loop import Controller
+from flightdeck_operator.controller.pointer_health import PointerProblem, pointer_problem
+from flightdeck_operator.controller.projection import ready_reason_shows
 from flightdeck_operator.engine.ledger import LedgerKind
 
 log = logging.getLogger(__name__)
@@ -143,53 +153,129 @@ def _pointer_of_pending(indexes: Mapping[str, Index], namespace: str, request_na
 # -- ReleasePointer --------------------------------------------------------------------------------
 
 
+REPAIRED = "Repaired from the audit ledger."
+
+
 @kopf.on.event(GROUP, VERSION, RELEASE_POINTER_PLURAL)
-async def watch_pointer_status(
-    type: str | None, namespace: str | None, name: str, status: kopf.Status, memo: kopf.Memo, **_: Any
+async def watch_pointer(
+    type: str | None,
+    namespace: str | None,
+    name: str,
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    memo: kopf.Memo,
+    **kwargs: Any,
 ) -> None:
-    """A pointer changed (our projection or a hand edit): repair it at once if it left the ledger."""
-    if type not in ("MODIFIED", "ADDED") or "controller" not in memo:
+    """A pointer changed (our projection, a hand edit, a new duplicate) or was deleted: repair it
+    at once if it left the ledger, show what keeps it from governing, ledger its retirement."""
+    if "controller" not in memo:
         return
+    namespace = namespace or ""
+    indexes = indexes_of(kwargs)
     controller: Controller = memo["controller"]
-    if await asyncio.to_thread(controller.pointers.shows_ledger_head, namespace or "", name, dict(status)):
-        return  # our own projection coming back: nothing to check under the lock
-    await _sync_pointer(namespace or "", name, memo, reason_if_drifted="Repaired from the audit ledger.")
+    if type == "DELETED":
+        uid = str(body.get("metadata", {}).get("uid") or "")
+        deleted_by = memo["deletions"].pop(namespace, name, uid)
+        async with memo["pointer_locks"][(namespace, name)]:
+            await asyncio.to_thread(
+                controller.pointers.retire,
+                namespace,
+                name,
+                deleted=dict(body),
+                deleted_by=deleted_by,
+                found_by_sweep=False,
+            )
+    elif type in ("MODIFIED", "ADDED"):
+        problem = pointer_problem(view_of(namespace, indexes), name)
+        if not await asyncio.to_thread(controller.pointers.shows, namespace, name, dict(status), problem):
+            await _sync_pointer(namespace, name, memo, reason_if_drifted=REPAIRED, problem=problem)
+    else:
+        return
+    # A pointer of the same agent and environment may govern now, or stop to (a duplicate).
+    view = view_of(namespace, indexes)
+    for sibling in list(indexes["pointers_by_namespace"].get(namespace, ())):
+        same = (sibling.spec.agent_id, sibling.spec.environment) == (
+            spec.get("agentId"),
+            spec.get("environment"),
+        )
+        if same and sibling.name != name:
+            sibling_problem = pointer_problem(view, sibling.name)
+            if not ready_reason_shows(sibling.ready_reason, sibling_problem):
+                await _sync_pointer(
+                    namespace, sibling.name, memo, reason_if_drifted=REPAIRED, problem=sibling_problem
+                )
 
 
 async def sweep_pointers(memo: kopf.Memo, indexes: Mapping[str, Index], interval: float) -> None:
     """Level-based safety net, one task for all pointers (not a kopf timer per pointer: 1,000
     timers cost 45 MB and a finalizer on every pointer). Each round decides requests a missed
-    event left behind and repairs pointers whose status differs from the ledger, comparing the
-    index's copy of each status with the ledger heads read in one query."""
+    event left behind, repairs pointers whose status differs from the ledger or whose health is
+    not shown, and ledgers the retirement of pointers deleted while the operator was away,
+    comparing the index's copy of each status with the ledger heads read in one query."""
     controller: Controller = memo["controller"]
+    config: OperatorSettings = memo["config"]
     await asyncio.sleep(random.uniform(interval / 2, interval))  # the first listing completes meanwhile
     while True:
         try:
             heads = await asyncio.to_thread(controller.store.pointer_heads)
             for namespace, entries in list(indexes["pointers_by_namespace"].items()):
-                policies = dict(indexes["policies_by_namespace"].get(namespace, ()))
+                view = view_of(namespace, indexes)
                 windows: dict[str | None, dict[str, Any] | None] = {}
-                for name, spec, shown in list(entries):
+                for indexed in list(entries):
+                    name = indexed.name
                     if indexes["pending_requests_by_pointer"].get((namespace, name)):
                         await drain_with_retry(namespace, name, memo, indexes)
                     head = heads.get((namespace, name))
                     expected = (head.release_id, head.seq) if head is not None else (None, None)
-                    if shown[:2] != expected:
+                    problem = pointer_problem(view, name)
+                    shown = (indexed.release_id, indexed.ledger_seq)
+                    if shown != expected or not ready_reason_shows(indexed.ready_reason, problem):
                         await _sync_pointer(
-                            namespace, name, memo, reason_if_drifted="Repaired from the audit ledger."
+                            namespace, name, memo, reason_if_drifted=REPAIRED, problem=problem
                         )
-                    policy_name = spec.policy_ref.name if spec.policy_ref is not None else None
+                    policy_name = (
+                        indexed.spec.policy_ref.name if indexed.spec.policy_ref is not None else None
+                    )
                     if policy_name not in windows:  # pointers share policies: one computation each
                         windows[policy_name] = controller.pointers.window_status(
-                            policies.get(policy_name or "")
+                            view.policies.get(policy_name or "")
                         )
                     window = windows[policy_name]
-                    if window != shown[2]:
+                    if window != indexed.window:
                         await asyncio.to_thread(controller.pointers.sync_window, namespace, name, window)
+            await _retire_vanished(memo, indexes, heads, config.namespaces)
         except Exception:
             log.exception("Pointer sweep failed; next round in %.0fs", interval)
         await asyncio.to_thread(release_free_memory)
         await asyncio.sleep(interval)
+
+
+async def _retire_vanished(
+    memo: kopf.Memo,
+    indexes: Mapping[str, Index],
+    heads: Mapping[tuple[str, str], Any],
+    namespaces: Sequence[str],
+) -> None:
+    """Pointers the ledger holds a live history for, but that are gone (deleted while the operator
+    was not running): confirmed with a read, then their retirement is ledgered."""
+    controller: Controller = memo["controller"]
+    for namespace, name in list(heads):
+        if namespaces and namespace not in namespaces:
+            continue  # another operator's namespace
+        if any(p.name == name for p in indexes["pointers_by_namespace"].get(namespace, ())):
+            continue
+        async with memo["pointer_locks"][(namespace, name)]:
+            found = await asyncio.to_thread(controller.gateway.find, RELEASE_POINTER_PLURAL, namespace, name)
+            if found is None:
+                await asyncio.to_thread(
+                    controller.pointers.retire,
+                    namespace,
+                    name,
+                    deleted=None,
+                    deleted_by=None,
+                    found_by_sweep=True,
+                )
 
 
 def release_free_memory() -> None:
@@ -205,11 +291,22 @@ def release_free_memory() -> None:
     libc.malloc_trim(0)
 
 
-async def _sync_pointer(namespace: str, name: str, memo: kopf.Memo, *, reason_if_drifted: str) -> None:
+async def _sync_pointer(
+    namespace: str,
+    name: str,
+    memo: kopf.Memo,
+    *,
+    reason_if_drifted: str,
+    problem: PointerProblem | None,
+) -> None:
     controller: Controller = memo["controller"]
     async with memo["pointer_locks"][(namespace, name)]:
         await asyncio.to_thread(
-            controller.pointers.sync_pointer, namespace, name, reason_if_drifted=reason_if_drifted
+            controller.pointers.sync_pointer,
+            namespace,
+            name,
+            reason_if_drifted=reason_if_drifted,
+            problem=problem,
         )
 
 
@@ -224,19 +321,82 @@ async def record_policy(
 ) -> None:
     await asyncio.to_thread(memo["recorder"].record, LedgerKind.POLICY_CHANGE, dict(body))
     # Requests waiting for approval or evidence under this policy see the change now (approvals of
-    # the old policy go stale), not at their next recheck.
+    # the old policy go stale), not at their next recheck; pointers waiting for it govern now.
     indexes = indexes_of(kwargs)
-    for pointer, spec, _shown in list(indexes["pointers_by_namespace"].get(namespace, ())):
-        uses_it = spec.policy_ref is not None and spec.policy_ref.name == name
-        if uses_it and indexes["pending_requests_by_pointer"].get((namespace, pointer)):
-            await drain_with_retry(namespace or "", pointer, memo, indexes)
+    view = view_of(namespace or "", indexes)
+    for indexed in list(indexes["pointers_by_namespace"].get(namespace, ())):
+        if indexed.spec.policy_ref is None or indexed.spec.policy_ref.name != name:
+            continue
+        if indexes["pending_requests_by_pointer"].get((namespace, indexed.name)):
+            await drain_with_retry(namespace or "", indexed.name, memo, indexes)
+        problem = pointer_problem(view, indexed.name)
+        if not ready_reason_shows(indexed.ready_reason, problem):
+            await _sync_pointer(
+                namespace or "", indexed.name, memo, reason_if_drifted=REPAIRED, problem=problem
+            )
 
 
 @kopf.on.resume(GROUP, VERSION, PRICING_TABLE_PLURAL)
 @kopf.on.create(GROUP, VERSION, PRICING_TABLE_PLURAL)
 @kopf.on.update(GROUP, VERSION, PRICING_TABLE_PLURAL)
-async def record_pricing_table(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await asyncio.to_thread(memo["recorder"].record, LedgerKind.PRICING_CHANGE, dict(body))
+async def record_pricing_table(
+    body: kopf.Body, name: str, namespace: str | None, spec: kopf.Spec, memo: kopf.Memo, **kwargs: Any
+) -> None:
+    indexes = indexes_of(kwargs)
+    await _record_pricing_table(dict(body), memo, indexes)
+    # Releases priced by (provider, pricingVersion) resolve now, not by polling.
+    key = (spec.get("provider"), spec.get("pricingVersion"))
+    await _resolve_releases(namespace or "", memo, indexes, key)
+
+
+@kopf.on.event(GROUP, VERSION, PRICING_TABLE_PLURAL)
+async def forget_pricing_table(
+    type: str | None, namespace: str | None, spec: kopf.Spec, memo: kopf.Memo, **kwargs: Any
+) -> None:
+    """A deleted table: a duplicate of it may price now, and releases it priced wait again."""
+    if type != "DELETED" or "recorder" not in memo:
+        return
+    indexes = indexes_of(kwargs)
+    key = (spec.get("provider"), spec.get("pricingVersion"))
+    for entry in list(indexes["pricing_tables_by_namespace"].get(namespace, ())):
+        if entry.key == key:
+            body = await asyncio.to_thread(
+                memo["controller"].gateway.find, PRICING_TABLE_PLURAL, namespace or "", entry.name
+            )
+            if body is not None:
+                await _record_pricing_table(body, memo, indexes)
+    await _resolve_releases(namespace or "", memo, indexes, key)
+
+
+async def _record_pricing_table(
+    body: Mapping[str, Any], memo: kopf.Memo, indexes: Mapping[str, Index]
+) -> None:
+    metadata = body["metadata"]
+    spec = body.get("spec") or {}
+    key = (str(spec.get("provider")), str(spec.get("pricingVersion")))
+    first = pricing_tables_in(indexes["pricing_tables_by_namespace"], metadata["namespace"]).get(key)
+    duplicate_of = first.name if first is not None and first.name != metadata["name"] else None
+    await asyncio.to_thread(
+        memo["recorder"].record, LedgerKind.PRICING_CHANGE, body, duplicate_of=duplicate_of
+    )
+
+
+async def _resolve_releases(
+    namespace: str, memo: kopf.Memo, indexes: Mapping[str, Index], key: tuple[Any, Any]
+) -> None:
+    tables = {
+        k: entry.name
+        for k, entry in pricing_tables_in(indexes["pricing_tables_by_namespace"], namespace).items()
+    }
+    for release_name, release in list(indexes["releases_by_namespace"].get(namespace, ())):
+        reference = release.pricing_reference
+        if (reference.provider, reference.pricing_version) != key:
+            continue
+        body = await asyncio.to_thread(
+            memo["controller"].gateway.find, AGENT_RELEASE_PLURAL, namespace, release_name
+        )
+        if body is not None:
+            await asyncio.to_thread(memo["recorder"].resolve_release, body, tables)
 
 
 @kopf.on.resume(GROUP, VERSION, AGENT_RELEASE_PLURAL)
@@ -244,7 +404,8 @@ async def record_pricing_table(body: kopf.Body, memo: kopf.Memo, **_: Any) -> No
 async def resolve_release_pricing(
     body: kopf.Body, namespace: str | None, memo: kopf.Memo, **kwargs: Any
 ) -> None:
-    """Ready once the release's pricingReference resolves to a PricingTable (retried until then)."""
+    """Ready once the release's pricingReference resolves to a PricingTable; a table created later
+    resolves it then (``record_pricing_table``)."""
     index = kwargs["pricing_tables_by_namespace"]
-    tables = {key: name for key, name, _table in index.get(namespace, ())}
+    tables = {key: entry.name for key, entry in pricing_tables_in(index, namespace).items()}
     await asyncio.to_thread(memo["recorder"].resolve_release, dict(body), tables)

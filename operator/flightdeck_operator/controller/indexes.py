@@ -8,11 +8,12 @@ from __future__ import annotations
 import copy
 from collections import defaultdict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
 
-from flightdeck_operator.api.conditions import TERMINAL_PHASES, ApprovalPhase
+from flightdeck_operator.api.conditions import TERMINAL_PHASES, ApprovalPhase, ConditionType, find_condition
 from flightdeck_operator.api.v1alpha1 import (
     AGENT_RELEASE_PLURAL,
     GROUP,
@@ -28,7 +29,7 @@ from flightdeck_operator.api.v1alpha1 import (
     ReleasePointerSpec,
 )
 from flightdeck_operator.controller.pending import PendingRequest
-from flightdeck_operator.controller.resolve import ApprovalObject, NamespaceView
+from flightdeck_operator.controller.view import ApprovalObject, NamespaceView
 
 Index = Mapping[Any, Any]
 TERMINAL = frozenset(p.value for p in TERMINAL_PHASES)
@@ -38,15 +39,37 @@ def undecided(status: Mapping[str, Any], **_: Any) -> bool:
     return status.get("phase") not in TERMINAL
 
 
+@dataclass(frozen=True, slots=True)
+class IndexedPointer:
+    """A ReleasePointer as the index holds it: what the sweep compares with the ledger and the
+    namespace without a read (the release, seq, window and Ready reason its status shows)."""
+
+    name: str
+    spec: ReleasePointerSpec
+    created: str  # creationTimestamp (RFC 3339, sorts as text)
+    release_id: str | None
+    ledger_seq: int | None
+    window: dict[str, Any] | None
+    ready_reason: str | None
+
+
 @kopf.index(GROUP, VERSION, RELEASE_POINTER_PLURAL)
 async def pointers_by_namespace(
-    namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
+    namespace: str | None, name: str, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, **_: Any
 ) -> dict[Any, Any]:
-    """(name, spec, (releaseId, ledgerSeq, promotionWindow)): the status part lets the sweep spot
-    drift and window changes without reads."""
     window = status.get("promotionWindow")
-    shown = (status.get("releaseId"), status.get("ledgerSeq"), None if window is None else dict(window))
-    return {namespace: (name, ReleasePointerSpec.model_validate(spec), shown)}
+    ready = find_condition(status.get("conditions") or (), ConditionType.READY.value)
+    return {
+        namespace: IndexedPointer(
+            name=name,
+            spec=ReleasePointerSpec.model_validate(spec),
+            created=str(meta.get("creationTimestamp")),
+            release_id=status.get("releaseId"),
+            ledger_seq=status.get("ledgerSeq"),
+            window=None if window is None else dict(window),
+            ready_reason=None if ready is None else str(ready.get("reason")),
+        )
+    }
 
 
 @kopf.index(GROUP, VERSION, AGENT_RELEASE_PLURAL)
@@ -65,10 +88,29 @@ async def policies_by_namespace(
 
 @kopf.index(GROUP, VERSION, PRICING_TABLE_PLURAL)
 async def pricing_tables_by_namespace(
-    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+    namespace: str | None, name: str, meta: kopf.Meta, spec: kopf.Spec, **_: Any
 ) -> dict[Any, Any]:
     table = PricingTableSpec.model_validate(spec)
-    return {namespace: ((table.provider, table.pricing_version), name, table)}
+    return {namespace: IndexedPricingTable(name, str(meta.get("creationTimestamp")), table)}
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedPricingTable:
+    name: str
+    created: str  # creationTimestamp: of two tables for one (provider, pricingVersion), the first prices
+    table: PricingTableSpec
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.table.provider, self.table.pricing_version)
+
+
+def pricing_tables_in(index: Index, namespace: str | None) -> dict[tuple[str, str], IndexedPricingTable]:
+    """The table that prices each (provider, pricingVersion): the first created, then by name."""
+    chosen: dict[tuple[str, str], IndexedPricingTable] = {}
+    for entry in sorted(index.get(namespace, ()), key=lambda e: (e.created, e.name)):
+        chosen.setdefault(entry.key, entry)
+    return chosen
 
 
 @kopf.index(GROUP, VERSION, PROMOTION_REQUEST_PLURAL, when=undecided)
@@ -142,10 +184,14 @@ def namespace_view(
         approvals[str((approval.spec.get("request") or {}).get("name"))].append(approval)
     return NamespaceView(
         namespace=namespace,
-        pointers={name: spec for name, spec, _shown in pointers_by_namespace.get(namespace, ())},
+        pointers={p.name: p.spec for p in pointers_by_namespace.get(namespace, ())},
+        pointer_created={p.name: p.created for p in pointers_by_namespace.get(namespace, ())},
         releases=dict(releases_by_namespace.get(namespace, ())),
         policies=dict(policies_by_namespace.get(namespace, ())),
-        pricing_tables={key: table for key, _name, table in pricing_tables_by_namespace.get(namespace, ())},
+        pricing_tables={
+            key: entry.table
+            for key, entry in pricing_tables_in(pricing_tables_by_namespace, namespace).items()
+        },
         approvals=dict(approvals),
     )
 

@@ -29,8 +29,9 @@ from flightdeck_operator.controller.errors import DependencyPending
 from flightdeck_operator.controller.pending import PendingRequest, Waiting
 from flightdeck_operator.controller.pointers import PointerProjector
 from flightdeck_operator.controller.projection import awaiting_evidence_status, decided_message, ledger_record
-from flightdeck_operator.controller.resolve import Failure, NamespaceView, Plan, parse_request_spec
+from flightdeck_operator.controller.resolve import Failure, Plan, parse_request_spec
 from flightdeck_operator.controller.status_writer import StatusWriter
+from flightdeck_operator.controller.view import NamespaceView
 from flightdeck_operator.engine.decide import Decision
 from flightdeck_operator.engine.ledger import LedgerEntry
 from flightdeck_operator.engine.models import ConfidenceThresholds, default_policy

@@ -1,26 +1,35 @@
 """The pointer's status as a projection of the ledger: written with a resourceVersion precondition
-(compare-and-swap), repaired with a warning Event when it drifted, and the promotion-window field."""
+(compare-and-swap), repaired with a warning Event when it drifted, its health (duplicate, missing
+policy), the promotion-window field, and the ledgered retirement of a deleted pointer."""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from flightdeck_operator.api.conditions import Reason
 from flightdeck_operator.api.v1alpha1 import DEFAULT_HISTORY_LIMIT, RELEASE_POINTER, PromotionPolicySpec
+from flightdeck_operator.controller.pointer_health import PointerProblem
 from flightdeck_operator.controller.projection import (
     decided_message,
     outcome_reason,
     pointer_in_sync,
+    pointer_ready,
     pointer_status,
     promotion_window_status,
+    shows_health,
 )
+from flightdeck_operator.engine.ledger import LedgerEntry, LedgerKind, LedgerRecord, retirement_key
+from flightdeck_operator.engine.models import format_time
 from flightdeck_operator.engine.windows import WindowState, window_state
 from flightdeck_operator.kube.errors import Conflict, NotFound
 from flightdeck_operator.kube.gateway import KubeGateway
 from flightdeck_operator.store import Store
+
+log = logging.getLogger(__name__)
 
 Body = Mapping[str, Any]
 POINTER_CAS_ATTEMPTS = 5
@@ -34,14 +43,26 @@ class PointerProjector:
     # The body our last write returned, per pointer: a decision's projection starts from it.
     _bodies: dict[tuple[str, str], Body] = field(default_factory=dict)
 
-    def shows_ledger_head(self, namespace: str, pointer: str, status: Mapping[str, Any]) -> bool:
-        """Whether ``status`` (e.g. from a watch event) already equals the ledger's projection."""
-        return pointer_in_sync(status, self.store.last_pointer_entry(namespace, pointer))
+    def shows(
+        self, namespace: str, pointer: str, status: Mapping[str, Any], problem: PointerProblem | None
+    ) -> bool:
+        """Whether ``status`` (e.g. from a watch event) already shows the ledger's projection and
+        what keeps the pointer from governing (``problem``), so there is nothing to write."""
+        head = self.store.last_pointer_entry(namespace, pointer)
+        return pointer_in_sync(status, head) and shows_health(status.get("conditions"), problem)
 
-    def sync_pointer(self, namespace: str, pointer: str, *, reason_if_drifted: str | None) -> bool:
-        """Make the pointer's status equal its ledger projection (compare-and-swap on
-        resourceVersion). Returns True when it wrote. ``reason_if_drifted``: post a warning Event
-        (a status that differs from the ledger outside a decision is drift, e.g. a hand edit)."""
+    def sync_pointer(
+        self,
+        namespace: str,
+        pointer: str,
+        *,
+        reason_if_drifted: str | None,
+        problem: PointerProblem | None = None,
+    ) -> bool:
+        """Make the pointer's status equal its ledger projection and its Ready condition say what
+        ``problem`` means (compare-and-swap on resourceVersion). Returns True when it wrote.
+        ``reason_if_drifted``: a release or seq that differs from the ledger outside a decision is
+        drift (e.g. a hand edit): the repair shows in Ready (``PointerRepaired``) and a warning Event."""
         key = (namespace, pointer)
         for _attempt in range(POINTER_CAS_ATTEMPTS):
             # A decision's projection starts from the body our last write returned (we hold the
@@ -55,17 +76,36 @@ class PointerProjector:
                     return False
             head = self.store.last_pointer_entry(namespace, pointer)
             current = body.get("status") or {}
-            if pointer_in_sync(current, head):
+            in_sync = pointer_in_sync(current, head)
+            if in_sync and shows_health(current.get("conditions"), problem):
                 return False
+            now = self.clock()
+            drift = None
+            if not in_sync and reason_if_drifted is not None:
+                drift = (
+                    f"Status showed release {current.get('releaseId')!r} (ledger seq "
+                    f"{current.get('ledgerSeq')!r}); the ledger says {head.release_id if head else None!r} "
+                    f"(seq {head.seq if head else None!r}). {reason_if_drifted}"
+                )
             spec = body.get("spec") or {}
             history_limit = int(spec.get("historyLimit") or DEFAULT_HISTORY_LIMIT)
             moves = self.store.pointer_moves(namespace, pointer, limit=history_limit)
+            retired = self.store.last_retirement(namespace, pointer)
+            ready_update = pointer_ready(
+                head,
+                problem,
+                repaired=None if drift is None else f"Repaired from the audit ledger at {format_time(now)}",
+                current=current.get("conditions") if in_sync else None,
+                retired=retired,
+            )
             status = pointer_status(
                 moves,
                 history_limit=history_limit,
                 generation=body["metadata"].get("generation"),
                 conditions=current.get("conditions"),
-                now=self.clock(),
+                now=now,
+                ready_update=ready_update,
+                retired=retired,
             )
             status["promotionWindow"] = current.get("promotionWindow")  # the sweep keeps that one
             try:
@@ -81,28 +121,90 @@ class PointerProjector:
                 **updated,
                 "metadata": {k: v for k, v in updated["metadata"].items() if k != "managedFields"},
             }
-            if reason_if_drifted is not None:
-                self.gateway.post_event(
-                    updated,
-                    kind=RELEASE_POINTER.kind,
-                    event_type="Warning",
-                    reason=Reason.POINTER_REPAIRED.value,
-                    message=(
-                        f"Status showed release {current.get('releaseId')!r} (ledger seq "
-                        f"{current.get('ledgerSeq')!r}); the ledger says {status.get('releaseId')!r} "
-                        f"(seq {status.get('ledgerSeq')!r}). {reason_if_drifted}"
-                    ),
-                )
-            elif head is not None:
-                self.gateway.post_event(
-                    updated,
-                    kind=RELEASE_POINTER.kind,
-                    event_type="Normal",
-                    reason=outcome_reason(head).value,
-                    message=decided_message(head),
-                )
+            self._announce(updated, current, head, drift, problem, in_sync)
             return True
         raise Conflict(f"ReleasePointer {namespace}/{pointer} kept changing; will retry", 409)
+
+    def _announce(
+        self,
+        updated: Body,
+        shown: Mapping[str, Any],
+        head: LedgerEntry | None,
+        drift: str | None,
+        problem: PointerProblem | None,
+        in_sync: bool,
+    ) -> None:
+        """One Event saying what the write changed: a repair, a move, or a new problem."""
+        if drift is not None:
+            event = ("Warning", Reason.POINTER_REPAIRED.value, drift)
+        elif not in_sync and head is not None:
+            event = ("Normal", outcome_reason(head).value, decided_message(head))
+        elif problem is not None and not shows_health(shown.get("conditions"), problem):
+            event = ("Warning", problem.reason.value, problem.message)
+        else:
+            return
+        event_type, reason, message = event
+        self.gateway.post_event(
+            updated, kind=RELEASE_POINTER.kind, event_type=event_type, reason=reason, message=message
+        )
+
+    def retire(
+        self,
+        namespace: str,
+        pointer: str,
+        *,
+        deleted: Body | None,
+        deleted_by: str | None,
+        found_by_sweep: bool,
+    ) -> LedgerEntry | None:
+        """Ledger the retirement of a deleted pointer that has history (once per incarnation: the
+        watch and the sweep append the same key). A pointer that never moved leaves nothing to end."""
+        head = self.store.last_pointer_entry(namespace, pointer)
+        if head is None:
+            return None
+        how = (
+            "found deleted by the operator's sweep (deleted while the operator was not watching)"
+            if found_by_sweep
+            else "deleted"
+        )
+        entry = self.store.append(
+            LedgerRecord(
+                kind=LedgerKind.POINTER_RETIRED,
+                idempotency_key=retirement_key(namespace, pointer, head.seq),
+                actor=deleted_by or "unknown",
+                namespace=namespace,
+                pointer=pointer,
+                agent_id=head.agent_id,
+                environment=head.environment,
+                release_id=head.release_id,
+                reason=f"ReleasePointer {how}; its history ends at ledger seq {head.seq}",
+                details={
+                    "last_move_seq": head.seq,
+                    "pointer_uid": None if deleted is None else deleted["metadata"].get("uid"),
+                    "deleted_by_known": deleted_by is not None,
+                    "found_by_sweep": found_by_sweep,
+                },
+                created_at=self.clock(),
+            )
+        )
+        self._bodies.pop((namespace, pointer), None)
+        log.info(
+            "Ledgered the retirement of ReleasePointer %s/%s as seq %d (last release %s, by %s)",
+            namespace,
+            pointer,
+            entry.seq,
+            head.release_id,
+            entry.actor,
+        )
+        if deleted is not None:
+            self.gateway.post_event(
+                deleted,
+                kind=RELEASE_POINTER.kind,
+                event_type="Normal",
+                reason=Reason.POINTER_RETIRED.value,
+                message=f"{entry.reason} (release {head.release_id} was live); ledger seq {entry.seq}",
+            )
+        return entry
 
     def window_status(self, policy: PromotionPolicySpec | None) -> dict[str, Any] | None:
         windows = policy.window_rules() if policy is not None else ()

@@ -16,10 +16,13 @@ from pydantic import JsonValue
 from flightdeck_operator.api.approvals import Verdict
 from flightdeck_operator.api.conditions import (
     ApprovalPhase,
+    ConditionType,
     ConditionUpdate,
     Phase,
     Reason,
     decided,
+    dependency_missing,
+    find_condition,
     pending,
     ready,
     stalled,
@@ -34,6 +37,7 @@ from flightdeck_operator.api.v1alpha1 import (
     EvidenceWait,
     Outcome,
     PointerHistoryEntry,
+    Predecessor,
     PromotionWindowStatus,
     RequestRef,
     RunSummary,
@@ -46,6 +50,7 @@ from flightdeck_operator.api.v1alpha1 import (
 from flightdeck_operator.api.v1alpha1 import (
     PolicyResult as PolicyResultStatus,
 )
+from flightdeck_operator.controller.pointer_health import PointerProblem
 from flightdeck_operator.engine.decide import Decision, blocked_message
 from flightdeck_operator.engine.ledger import (
     LedgerEntry,
@@ -504,6 +509,37 @@ def _request_status(
 # -- ReleasePointer status -----------------------------------------------------------------------
 
 
+def pointer_ready(
+    head: LedgerEntry | None,
+    problem: PointerProblem | None,
+    *,
+    repaired: str | None,
+    current: Sequence[Mapping[str, Any]] | None,
+    retired: LedgerEntry | None,
+) -> ConditionUpdate:
+    """The pointer's Ready condition: a problem (duplicate, missing policy) first; then a repair,
+    which stays shown until the next change; else in sync with the ledger."""
+    if problem is not None:
+        return (stalled if problem.stalled else dependency_missing)(problem.reason, problem.message)
+    if repaired is not None:
+        return ready(Reason.POINTER_REPAIRED, repaired)
+    shown = find_condition(current or (), ConditionType.READY.value)
+    if (
+        shown is not None
+        and shown.get("reason") == Reason.POINTER_REPAIRED.value
+        and shown.get("status") == "True"
+    ):
+        return ready(Reason.POINTER_REPAIRED, str(shown.get("message") or ""))
+    if head is not None:
+        return ready(Reason.IN_SYNC, f"Release {head.release_id} is live (ledger seq {head.seq})")
+    fresh = (
+        f"; its history starts after the retirement of the previous pointer of this name (ledger seq {retired.seq})"
+        if retired is not None
+        else ""
+    )
+    return ready(Reason.IN_SYNC, f"No release promoted yet{fresh}")
+
+
 def pointer_status(
     moves: Sequence[LedgerEntry],
     *,
@@ -511,10 +547,25 @@ def pointer_status(
     generation: int | None,
     conditions: Sequence[Mapping[str, Any]] | None,
     now: dt.datetime,
+    ready_update: ConditionUpdate,
+    retired: LedgerEntry | None = None,
 ) -> Status:
-    """The pointer's status from its ledger moves (newest first). Nothing moved yet: no release."""
+    """The pointer's status from its ledger moves since its last retirement (newest first).
+    Nothing moved yet: no release. ``retired``: the retirement of a pointer of the same name
+    (shown as ``predecessor``: this pointer's history starts after it)."""
+    predecessor = (
+        None
+        if retired is None
+        else to_wire(
+            Predecessor(
+                retired_ledger_seq=retired.seq,
+                retired_at=retired.created_at,
+                retired_by=retired.actor,
+                release_id=retired.release_id,
+            )
+        )
+    )
     if not moves:
-        update = ready(Reason.IN_SYNC, "No release promoted yet")
         return {
             "releaseId": None,
             "previousReleaseId": None,
@@ -522,11 +573,11 @@ def pointer_status(
             "lastRequest": None,
             "ledgerSeq": None,
             "history": [],
+            "predecessor": predecessor,
             "observedGeneration": generation,
-            "conditions": update.apply(conditions, now, generation),
+            "conditions": ready_update.apply(conditions, now, generation),
         }
     head = moves[0]
-    update = ready(Reason.IN_SYNC, f"Release {head.release_id} is live (ledger seq {head.seq})")
     history = [
         to_wire(
             PointerHistoryEntry(
@@ -548,9 +599,22 @@ def pointer_status(
         "lastRequest": None if last_request is None else to_wire(last_request),
         "ledgerSeq": head.seq,
         "history": history,
+        "predecessor": predecessor,
         "observedGeneration": generation,
-        "conditions": update.apply(conditions, now, generation),
+        "conditions": ready_update.apply(conditions, now, generation),
     }
+
+
+def shows_health(conditions: Sequence[Mapping[str, Any]] | None, problem: PointerProblem | None) -> bool:
+    """Whether the pointer's Ready condition already says what ``problem`` (or its absence) means."""
+    shown = find_condition(conditions or (), ConditionType.READY.value)
+    return ready_reason_shows(None if shown is None else str(shown.get("reason")), problem)
+
+
+def ready_reason_shows(reason: str | None, problem: PointerProblem | None) -> bool:
+    if problem is not None:
+        return reason == problem.reason.value
+    return reason in (Reason.IN_SYNC.value, Reason.POINTER_REPAIRED.value)
 
 
 def pointer_in_sync(status: Mapping[str, Any] | None, head: LedgerEntry | None) -> bool:

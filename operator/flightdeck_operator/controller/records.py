@@ -4,13 +4,19 @@ audits neither consistently), and releases report whether their pricing table re
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import kopf
-
-from flightdeck_operator.api.conditions import Reason, dependency_missing, ready
+from flightdeck_operator.api.conditions import (
+    ConditionType,
+    Reason,
+    dependency_missing,
+    find_condition,
+    ready,
+    stalled,
+)
 from flightdeck_operator.api.to_engine import engine_policy
 from flightdeck_operator.api.v1alpha1 import (
     AGENT_RELEASE,
@@ -27,11 +33,13 @@ from flightdeck_operator.engine.ledger import (
     policy_digest,
     sha256_hex,
 )
+from flightdeck_operator.kube.errors import NotFound
 from flightdeck_operator.kube.gateway import KubeGateway
 from flightdeck_operator.store import Store
 
+log = logging.getLogger(__name__)
+
 CHANGE_REASON_ANNOTATION = "flightdeck.dev/change-reason"
-PRICING_RETRY_SECONDS = 15.0
 
 
 def last_manager(metadata: Mapping[str, Any]) -> str:
@@ -53,8 +61,10 @@ class ChangeRecorder:
     gateway: KubeGateway
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
 
-    def record(self, kind: LedgerKind, body: Mapping[str, Any]) -> None:
-        """Append one ledger entry per (object UID, generation), then show it in the status."""
+    def record(self, kind: LedgerKind, body: Mapping[str, Any], *, duplicate_of: str | None = None) -> None:
+        """Append one ledger entry per (object UID, generation), then show it in the status.
+        ``duplicate_of``: an older PricingTable with the same (provider, pricingVersion) prices
+        instead of this one (recorded all the same, shown ``Stalled`` with ``DuplicatePricingTable``)."""
         metadata = body["metadata"]
         spec = dict(body.get("spec") or {})
         generation = int(metadata.get("generation") or 1)
@@ -75,25 +85,43 @@ class ChangeRecorder:
             )
         )
         status = body.get("status") or {}
-        if status.get("observedGeneration") == generation and status.get("ledgerSeq") == entry.seq:
+        if duplicate_of is None:
+            update = ready(
+                Reason.RECORDED, f"Generation {generation} recorded in the audit ledger as seq {entry.seq}"
+            )
+        else:
+            update = stalled(
+                Reason.DUPLICATE_PRICING_TABLE,
+                f'PricingTable "{duplicate_of}" (created first) has the same provider and pricingVersion '
+                "and prices them; this one is ignored. Delete one of the two",
+            )
+        shown = find_condition(status.get("conditions") or (), ConditionType.READY.value)
+        if (
+            status.get("observedGeneration") == generation
+            and status.get("ledgerSeq") == entry.seq
+            and shown is not None
+            and shown.get("reason") == str(update.set[0].reason)
+        ):
             return
-        update = ready(
-            Reason.RECORDED, f"Generation {generation} recorded in the audit ledger as seq {entry.seq}"
-        )
-        self.gateway.patch_status(
-            info.plural,
-            metadata["namespace"],
-            metadata["name"],
-            {
-                "observedGeneration": generation,
-                "ledgerSeq": entry.seq,
-                "specHash": sha256_hex(canonical_json(spec)),
-                "conditions": update.apply(status.get("conditions"), self.clock(), generation),
-            },
-        )
+        patch = {
+            "observedGeneration": generation,
+            "ledgerSeq": entry.seq,
+            "specHash": sha256_hex(canonical_json(spec)),
+            "conditions": update.apply(status.get("conditions"), self.clock(), generation),
+        }
+        if self._patch_status(info.plural, metadata, patch) and duplicate_of is not None:
+            self.gateway.post_event(
+                body,
+                kind=info.kind,
+                event_type="Warning",
+                reason=Reason.DUPLICATE_PRICING_TABLE.value,
+                message=update.set[0].message,
+            )
 
     def resolve_release(self, body: Mapping[str, Any], tables: Mapping[tuple[str, str], str]) -> None:
-        """Ready=True once the pricingReference names a PricingTable; retried until it does."""
+        """Ready=True once the pricingReference names a PricingTable. Until then Ready=False with
+        ``PricingTableMissing``: said once (an INFO log line and a warning Event when it starts), and
+        resolved again when a PricingTable arrives (``tables`` changes), not by retrying."""
         metadata = body["metadata"]
         spec = AgentReleaseSpec.model_validate(body.get("spec") or {})
         reference = spec.pricing_reference
@@ -111,7 +139,38 @@ class ChangeRecorder:
             message = f"Priced by PricingTable {table}"
             update = ready(Reason.PRICING_RESOLVED, message)
             patch = {"observedGeneration": generation, "pricingTable": table}
+        shown = find_condition(status.get("conditions") or (), ConditionType.READY.value)
+        if (
+            shown is not None
+            and (shown.get("reason"), shown.get("message")) == (str(update.set[0].reason), message)
+            and status.get("observedGeneration") == generation
+        ):
+            return  # says so already: no write, no Event, no log line
         patch["conditions"] = update.apply(status.get("conditions"), self.clock(), generation)
-        self.gateway.patch_status(AGENT_RELEASE.plural, metadata["namespace"], metadata["name"], patch)
-        if table is None:
-            raise kopf.TemporaryError(message, delay=PRICING_RETRY_SECONDS)
+        if not self._patch_status(AGENT_RELEASE.plural, metadata, patch) or table is not None:
+            return
+        log.info(
+            "AgentRelease %s/%s waits for its PricingTable: %s",
+            metadata["namespace"],
+            metadata["name"],
+            message,
+        )
+        self.gateway.post_event(
+            body,
+            kind=AGENT_RELEASE.kind,
+            event_type="Warning",
+            reason=Reason.PRICING_TABLE_MISSING.value,
+            message=f"{message}; the release is resolved again when one is created",
+        )
+
+    def _patch_status(self, plural: str, metadata: Mapping[str, Any], patch: Mapping[str, Any]) -> bool:
+        """Patch the status; False when the object is gone meanwhile (deleted right after it was
+        created or changed: expected, and the ledger keeps what was recorded)."""
+        try:
+            self.gateway.patch_status(plural, metadata["namespace"], metadata["name"], patch)
+        except NotFound:
+            log.info(
+                "%s/%s was deleted before its status was written", metadata["namespace"], metadata["name"]
+            )
+            return False
+        return True

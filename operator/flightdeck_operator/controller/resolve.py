@@ -8,9 +8,8 @@ reference's order: target release, current pointer, nothing to roll back, baseli
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from pydantic import ValidationError
 
@@ -18,41 +17,16 @@ from flightdeck_operator.api.conditions import Reason
 from flightdeck_operator.api.to_engine import engine_policy, engine_pricing, release_ref
 from flightdeck_operator.api.v1alpha1 import (
     Action,
-    AgentReleaseSpec,
-    PricingTableSpec,
     PromotionPolicySpec,
     PromotionRequestSpec,
     ReleasePointerSpec,
 )
+from flightdeck_operator.controller.pointer_health import duplicate_message, governing_pointer
+from flightdeck_operator.controller.view import NamespaceView
 from flightdeck_operator.engine.decide import NOTHING_TO_ROLL_BACK, DecisionRequest
+from flightdeck_operator.engine.evidence import InvalidWindowError, normalize_window
 from flightdeck_operator.engine.ledger import LedgerEntry
 from flightdeck_operator.engine.models import Policy, PricingTable, PromotionAction, ReleaseRef
-
-
-@dataclass(frozen=True, slots=True)
-class ApprovalObject:
-    """A PromotionApproval as the index holds it (spec unparsed: judging it reports bad specs)."""
-
-    name: str
-    uid: str
-    created: str
-    generation: int | None
-    spec: Mapping[str, Any]
-    phase: str | None = None
-    conditions: Sequence[Mapping[str, Any]] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class NamespaceView:
-    """What the indexes hold for one namespace, keyed by object name (pricing: provider/version;
-    approvals: the name of the request they approve)."""
-
-    namespace: str
-    pointers: Mapping[str, ReleasePointerSpec]
-    releases: Mapping[str, AgentReleaseSpec]
-    policies: Mapping[str, PromotionPolicySpec]
-    pricing_tables: Mapping[tuple[str, str], PricingTableSpec]
-    approvals: Mapping[str, Sequence[ApprovalObject]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +75,12 @@ def resolve(
             Reason.POINTER_NOT_FOUND,
             f'ReleasePointer "{spec.pointer}" not found in namespace "{view.namespace}"',
             dependency=True,
+        )
+    governing = governing_pointer(view, pointer.agent_id, pointer.environment)
+    if governing != spec.pointer:
+        return Failure(
+            Reason.DUPLICATE_POINTER,
+            duplicate_message(spec.pointer, str(governing), pointer.agent_id, pointer.environment),
         )
     policy: Policy | None = None
     policy_spec: PromotionPolicySpec | None = None
@@ -152,7 +132,7 @@ def resolve(
         agent_id=pointer.agent_id,
         environment=pointer.environment,
         target=release_ref(target_name, target_spec),
-        window=spec.window,
+        window=_canonical_window(spec.window),
     )
     if current is None:  # first promotion: the reference checks nothing else
         return Plan(
@@ -196,3 +176,12 @@ def _first_error(error: ValidationError) -> str:
     first = error.errors()[0]
     location = ".".join(str(part) for part in first["loc"])
     return f"{location}: {first['msg']}" if location else str(first["msg"])
+
+
+def _canonical_window(window: str) -> str:
+    """The decision records the window as it was understood (``7d``), not as it was typed; an
+    invalid one is kept as typed and fails the request with the reference's message later."""
+    try:
+        return normalize_window(window)
+    except InvalidWindowError:
+        return window

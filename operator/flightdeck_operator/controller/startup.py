@@ -20,7 +20,7 @@ from flightdeck_operator.api.v1alpha1 import (
     GROUP,
 )
 from flightdeck_operator.config import OperatorSettings
-from flightdeck_operator.controller.admission_context import OperatorAdmissionContext
+from flightdeck_operator.controller.admission_context import DeletionNotes, OperatorAdmissionContext
 from flightdeck_operator.controller.handlers import sweep_pointers
 from flightdeck_operator.controller.indexes import indexes_of, namespace_view
 from flightdeck_operator.controller.loop import Controller
@@ -78,6 +78,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     memo["recorder"] = ChangeRecorder(store=store, gateway=gateway)
     memo["pointer_locks"] = defaultdict(asyncio.Lock)
     memo["retries"] = {}
+    # Who deleted each pointer, as the webhook saw it (the retirement's actor in the ledger).
+    memo["deletions"] = DeletionNotes()
     # The indexes are live objects already (empty until the first listing completes).
     memo["sweeper"] = asyncio.create_task(
         sweep_pointers(memo, indexes_of(kwargs), config.pointer_resync_seconds)
@@ -97,6 +99,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
                 indexes["pricing_tables_by_namespace"],
             ),
             predictor=memo["controller"].assessor.predict,
+            deletions=memo["deletions"],
         )
         webhook = server_from_settings(config, AdmissionHandlers(context).routes(), gateway)
         try:

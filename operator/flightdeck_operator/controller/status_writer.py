@@ -19,7 +19,8 @@ from flightdeck_operator.controller.projection import (
     outcome_reason,
     request_status_from_entry,
 )
-from flightdeck_operator.controller.resolve import ApprovalObject, Failure
+from flightdeck_operator.controller.resolve import Failure
+from flightdeck_operator.controller.view import ApprovalObject
 from flightdeck_operator.engine.decide import Decision
 from flightdeck_operator.engine.ledger import LedgerEntry, action_id_for
 from flightdeck_operator.kube.errors import NotFound

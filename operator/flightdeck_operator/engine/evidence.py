@@ -101,6 +101,13 @@ def parse_window(window: str) -> dt.timedelta:
         raise InvalidWindowError(f"Invalid window: {text}") from None
 
 
+def normalize_window(window: str) -> str:
+    """The canonical spelling of a valid window (``"  07D "`` is ``"7d"``); raises like ``parse_window``."""
+    parse_window(window)
+    text = window.strip().lower()
+    return f"{int(text[:-1])}{text[-1]}"
+
+
 def window_bounds(window: str, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     """The half-open evaluation range ``[now - window, now)`` in UTC."""
     until = as_utc(now)

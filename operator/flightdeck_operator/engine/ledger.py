@@ -48,6 +48,9 @@ class LedgerKind(StrEnum):
     PRICING_CHANGE = "pricing_change"
     # A PromotionApproval as judged once by the operator (accepted, stale, rejected or blocked).
     APPROVAL = "approval"
+    # A ReleasePointer with history was deleted: its history ends here; a pointer re-created with
+    # the same name starts a fresh one.
+    POINTER_RETIRED = "pointer-retired"
 
 
 def action_id_for(request_uid: str) -> str:
@@ -59,6 +62,12 @@ def action_id_for(request_uid: str) -> str:
 def request_key(request_uid: str) -> str:
     """Idempotency key of a promote/rollback: the PromotionRequest's UID (one entry per request)."""
     return f"request:{request_uid}"
+
+
+def retirement_key(namespace: str, pointer: str, last_move_seq: int) -> str:
+    """Idempotency key of a pointer's retirement: one per pointer incarnation (named by its last
+    move), whether the operator saw the delete or its sweep found the pointer gone later."""
+    return f"pointer-retired:{namespace}/{pointer}:{last_move_seq}"
 
 
 def change_key(kind: LedgerKind, object_uid: str, generation: int) -> str:

@@ -37,15 +37,19 @@ from flightdeck_operator.webhook.handlers import (
     PROMOTION_APPROVALS_PATH,
     PROMOTION_POLICIES_PATH,
     PROMOTION_REQUESTS_PATH,
+    RELEASE_POINTERS_PATH,
 )
 
 READY_TIMEOUT_S = 60.0
 GROUP, VERSION = "flightdeck.dev", "v1alpha1"
-# (resource, path, operations) of the three webhooks, as the chart registers them.
-WEBHOOKS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("promotionrequests", PROMOTION_REQUESTS_PATH, ("CREATE",)),
-    ("promotionapprovals", PROMOTION_APPROVALS_PATH, ("CREATE",)),
-    ("promotionpolicies", PROMOTION_POLICIES_PATH, ("CREATE", "UPDATE")),
+# (name, resource, path, operations, failurePolicy) of the webhooks, as the chart registers them.
+# Deletes of pointers are only observed (who deleted it, for the ledger): they never fail closed.
+WEBHOOKS: tuple[tuple[str, str, str, tuple[str, ...], str], ...] = (
+    ("promotionrequests", "promotionrequests", PROMOTION_REQUESTS_PATH, ("CREATE",), "Fail"),
+    ("promotionapprovals", "promotionapprovals", PROMOTION_APPROVALS_PATH, ("CREATE",), "Fail"),
+    ("promotionpolicies", "promotionpolicies", PROMOTION_POLICIES_PATH, ("CREATE", "UPDATE"), "Fail"),
+    ("releasepointers", "releasepointers", RELEASE_POINTERS_PATH, ("CREATE",), "Fail"),
+    ("releasepointer-deletions", "releasepointers", RELEASE_POINTERS_PATH, ("DELETE",), "Ignore"),
 )
 
 
@@ -285,7 +289,7 @@ class OperatorProcess(_ChildProcess):
             },
             "webhooks": [
                 {
-                    "name": f"{resource}.{GROUP}",
+                    "name": f"{name}.{GROUP}",
                     # No caBundle: the operator patches its generated CA in.
                     "clientConfig": {"url": self.webhook_url(path)},
                     "rules": [
@@ -300,10 +304,10 @@ class OperatorProcess(_ChildProcess):
                     "namespaceSelector": selector,
                     "admissionReviewVersions": ["v1"],
                     "sideEffects": "None",
-                    "failurePolicy": "Fail",
+                    "failurePolicy": failure_policy,
                     "timeoutSeconds": 10,
                 }
-                for resource, path, operations in WEBHOOKS
+                for name, resource, path, operations, failure_policy in WEBHOOKS
             ],
         }
 

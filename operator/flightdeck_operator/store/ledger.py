@@ -14,6 +14,10 @@ from flightdeck_operator.store.base import StoreBase
 from flightdeck_operator.store.rows import entry_from_row, placeholder_entry, row_from_entry, where_clause
 from flightdeck_operator.store.schema import LEDGER_COLUMNS
 
+# An entry that moved a pointer; and one that moved or retired it (the events of a pointer's life).
+_MOVE = "pointer_changed = 1 AND kind IN ('promote', 'rollback')"
+_LIFE_EVENT = f"(({_MOVE}) OR kind = '{ledger.LedgerKind.POINTER_RETIRED.value}')"
+
 
 class LedgerQueries(StoreBase):
     """Ledger appends and reads."""
@@ -56,28 +60,38 @@ class LedgerQueries(StoreBase):
         return self._one_ledger_entry("seq = (SELECT MAX(seq) FROM ledger_entries)", [])
 
     def last_pointer_entry(self, namespace: str, pointer: str) -> LedgerEntry | None:
-        """The last entry that moved this pointer: the pointer's release must equal its ``release_id``."""
+        """The last entry that moved this pointer: the pointer's release must equal its ``release_id``.
+        None when nothing moved it since its last retirement (a re-created pointer starts afresh)."""
         return self._one_ledger_entry(
-            "seq = (SELECT MAX(seq) FROM ledger_entries WHERE namespace = ? AND pointer = ? "
-            "AND pointer_changed = 1 AND kind IN ('promote', 'rollback'))",
+            f"seq = (SELECT MAX(seq) FROM ledger_entries WHERE namespace = ? AND pointer = ? AND {_LIFE_EVENT}) "
+            f"AND {_MOVE}",
             [namespace, pointer],
         )
 
+    def last_retirement(self, namespace: str, pointer: str) -> LedgerEntry | None:
+        """The last retirement of a pointer of this name (its history before that has ended)."""
+        return self._one_ledger_entry(
+            "seq = (SELECT MAX(seq) FROM ledger_entries WHERE namespace = ? AND pointer = ? AND kind = ?)",
+            [namespace, pointer, ledger.LedgerKind.POINTER_RETIRED.value],
+        )
+
     def pointer_moves(self, namespace: str, pointer: str, *, limit: int = 10) -> list[LedgerEntry]:
-        """The entries that moved this pointer, newest first (its history)."""
+        """The entries that moved this pointer since its last retirement, newest first (its history)."""
         with self._transaction(write=False) as tx:
             rows = tx.execute(
                 f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger_entries WHERE namespace = ? AND pointer = ? "
-                "AND pointer_changed = 1 AND kind IN ('promote', 'rollback') ORDER BY seq DESC LIMIT ?",
-                [namespace, pointer, limit],
+                f"AND {_MOVE} AND seq > COALESCE((SELECT MAX(seq) FROM ledger_entries "
+                "WHERE namespace = ? AND pointer = ? AND kind = ?), 0) ORDER BY seq DESC LIMIT ?",
+                [namespace, pointer, namespace, pointer, ledger.LedgerKind.POINTER_RETIRED.value, limit],
             ).fetchall()
         return [entry_from_row(row) for row in rows]
 
     def pointer_heads(self) -> dict[tuple[str, str], LedgerEntry]:
-        """``last_pointer_entry`` for every pointer in the ledger, keyed by (namespace, pointer)."""
+        """``last_pointer_entry`` for every pointer the ledger holds a live history for, keyed by
+        (namespace, pointer); retired pointers are history, not heads."""
         rows = self._ledger_rows(
-            "seq IN (SELECT MAX(seq) FROM ledger_entries WHERE pointer_changed = 1 "
-            "AND kind IN ('promote', 'rollback') GROUP BY namespace, pointer)",
+            f"seq IN (SELECT MAX(seq) FROM ledger_entries WHERE {_LIFE_EVENT} GROUP BY namespace, pointer) "
+            f"AND {_MOVE}",
             [],
         )
         entries = (entry_from_row(row) for row in rows)

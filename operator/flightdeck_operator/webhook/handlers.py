@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 PROMOTION_REQUESTS_PATH: Final = "/mutate/promotionrequests"
 PROMOTION_APPROVALS_PATH: Final = "/mutate/promotionapprovals"
 PROMOTION_POLICIES_PATH: Final = "/mutate/promotionpolicies"
+RELEASE_POINTERS_PATH: Final = "/mutate/releasepointers"
 # The RBAC verb that allows spec.override (break glass), on promotionrequests.flightdeck.dev.
 OVERRIDE_VERB: Final = "override"
 OVERRIDE_RESOURCE: Final = "promotionrequests"
@@ -54,6 +55,14 @@ class AdmissionContext(Protocol):
 
     async def may_override(self, identity: Identity, namespace: str) -> AccessDecision:
         """SubjectAccessReview: may ``identity`` "override" promotionrequests in ``namespace``?"""
+        ...
+
+    async def duplicate_of(self, namespace: str, agent_id: str, environment: str) -> str | None:
+        """Why a new ReleasePointer for (agent, environment) would be a second one, or None."""
+        ...
+
+    def note_deletion(self, namespace: str, name: str, uid: str, username: str) -> None:
+        """Remember who deletes a ReleasePointer (the retirement's actor in the ledger)."""
         ...
 
 
@@ -100,6 +109,7 @@ class AdmissionHandlers:
             PROMOTION_REQUESTS_PATH: self.promotion_request,
             PROMOTION_APPROVALS_PATH: self.promotion_approval,
             PROMOTION_POLICIES_PATH: self.promotion_policy,
+            RELEASE_POINTERS_PATH: self.release_pointer,
         }
 
     async def promotion_request(self, request: AdmissionRequest) -> AdmissionResponse:
@@ -152,4 +162,29 @@ class AdmissionHandlers:
             PromotionPolicySpec.model_validate(_spec(request))
         except ValidationError as error:
             return deny(request, 422, first_error(error))
+        return allow(request)
+
+    async def release_pointer(self, request: AdmissionRequest) -> AdmissionResponse:
+        """Refuse a second pointer for an (agent, environment); note who deletes one.
+
+        Deletes are only observed (their webhook entry fails open: a pointer can always be
+        deleted); the note names the actor of the ledgered retirement. The duplicate check lists
+        the namespace's pointers, so two creates at the same instant can both pass: the operator
+        then ranks them (oldest first) and the later one cannot be promoted (``DuplicatePointer``).
+        """
+        if request.operation is Operation.DELETE:
+            metadata = (request.old_object or {}).get("metadata") or {}
+            uid = metadata.get("uid")
+            if not request.dry_run and isinstance(uid, str):
+                self.context.note_deletion(request.namespace, request.name, uid, request.user_info.username)
+            return allow(request)
+        if request.operation is not Operation.CREATE or request.object is None:
+            return allow(request)
+        spec = _spec(request)
+        agent_id, environment = spec.get("agentId"), spec.get("environment")
+        if not isinstance(agent_id, str) or not isinstance(environment, str):
+            return allow(request)  # the schema rejects it with its own message
+        refusal = await self.context.duplicate_of(request.namespace, agent_id, environment)
+        if refusal is not None:
+            return deny(request, 409, refusal)
         return allow(request)

@@ -147,6 +147,17 @@ class PromotionWindowStatus(StatusBase):
     next_change: AwareDatetime | None = None
 
 
+class Predecessor(StatusBase):
+    """A pointer of the same name that was retired (deleted) before this one was created: this
+    pointer's history starts after that retirement in the ledger."""
+
+    retired_ledger_seq: Seq
+    retired_at: AwareDatetime
+    retired_by: Username
+    # The release that was live when it was retired.
+    release_id: ReleaseId | None = None
+
+
 class ReleasePointerStatus(ObservedStatus):
     """Projection of the ledger: ``release_id`` equals the release of the last passing entry."""
 
@@ -159,3 +170,4 @@ class ReleasePointerStatus(ObservedStatus):
         default_factory=list
     )
     promotion_window: PromotionWindowStatus | None = None
+    predecessor: Predecessor | None = None
