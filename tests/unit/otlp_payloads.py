@@ -117,3 +117,58 @@ def _ids_to_hex(item: dict[str, Any]) -> None:
 def records(spans: Sequence[ReadableSpan]) -> list[SpanRecord]:
     """Spans as the sidecar sees them: encoded by the exporter, decoded by us."""
     return decode_protobuf(to_protobuf(spans))
+
+
+# --- a typical agent run ----------------------------------------------------------------------------
+
+CHAT_NEW = {
+    "gen_ai.operation.name": "chat",
+    "gen_ai.provider.name": "openai",
+    "gen_ai.request.model": "gpt-4o-mini",
+}
+
+
+def chat(input_tokens: int, output_tokens: int, **extra: AttributeValue) -> dict[str, AttributeValue]:
+    """Attributes of a chat span in the current conventions."""
+    return {
+        **CHAT_NEW,
+        "gen_ai.usage.input_tokens": input_tokens,
+        "gen_ai.usage.output_tokens": output_tokens,
+        **extra,
+    }
+
+
+def agent_run(
+    capture: SpanCapture,
+    chats: Sequence[Mapping[str, AttributeValue]],
+    *,
+    agent: Mapping[str, AttributeValue] | None = None,
+    name: str = "invoke_agent support",
+    start_ms: int = 0,
+    parent: Span | None = None,
+    tool: str | None = "lookup",
+) -> Span:
+    """``invoke_agent support`` lasting 1000 ms: one chat span per attribute set (100 ms apart),
+    then an ``execute_tool`` span; returns the agent span (ended)."""
+    agent_attributes = {
+        "gen_ai.operation.name": "invoke_agent",
+        "gen_ai.agent.name": "support",
+        **(agent or {}),
+    }
+    with capture.span(
+        name, agent_attributes, start_ms=start_ms, end_ms=start_ms + 1000, parent=parent
+    ) as run:
+        for i, attributes in enumerate(chats):
+            at = start_ms + 10 + 100 * i
+            with capture.span("chat", attributes, start_ms=at, end_ms=at + 90, kind=SpanKind.CLIENT):
+                pass
+        if tool is not None:
+            at = start_ms + 10 + 100 * len(chats)
+            with capture.span(
+                f"execute_tool {tool}",
+                {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool},
+                start_ms=at,
+                end_ms=at + 5,
+            ):
+                pass
+    return run
