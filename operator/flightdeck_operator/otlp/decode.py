@@ -17,7 +17,7 @@ import base64
 import binascii
 import json
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 from google.protobuf.message import DecodeError
@@ -155,7 +155,7 @@ def _pb_span(span: Span, resource: Mapping[str, AttributeValue], scope: str, ver
     )
 
 
-def _pb_attributes(pairs: Any) -> dict[str, AttributeValue]:
+def _pb_attributes(pairs: Iterable[KeyValue]) -> dict[str, AttributeValue]:
     # Keys must be unique (OTLP); if a sender repeats one, the last value wins.
     return {pair.key: _pb_value(pair.value) for pair in pairs}
 
@@ -173,8 +173,7 @@ def _pb_value(value: AnyValue) -> AttributeValue:
         case "array_value":
             return tuple(_pb_value(item) for item in value.array_value.values)
         case "kvlist_value":
-            pairs: list[KeyValue] = list(value.kvlist_value.values)
-            return _pb_attributes(pairs)
+            return _pb_attributes(value.kvlist_value.values)
         case "bytes_value":
             return value.bytes_value
         case _:  # empty, or a newer kind (e.g. a profiles string-table index)
