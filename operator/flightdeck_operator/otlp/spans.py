@@ -1,0 +1,96 @@
+"""The decoded form of an OTLP span: plain typed records, independent of protobuf and JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import TypeAlias
+
+AttributeValue: TypeAlias = (
+    "str | bool | int | float | bytes | tuple[AttributeValue, ...] | Mapping[str, AttributeValue] | None"
+)
+"""An OTLP ``AnyValue`` as Python: arrays become tuples, key-value lists mappings, empty values None."""
+
+Attributes: TypeAlias = Mapping[str, AttributeValue]
+
+
+class SpanKind(IntEnum):
+    """``Span.SpanKind`` of the OTLP proto; an unknown number decodes as UNSPECIFIED."""
+
+    UNSPECIFIED = 0
+    INTERNAL = 1
+    SERVER = 2
+    CLIENT = 3
+    PRODUCER = 4
+    CONSUMER = 5
+
+
+class StatusCode(IntEnum):
+    """``Status.StatusCode`` of the OTLP proto; an unknown number decodes as UNSET."""
+
+    UNSET = 0
+    OK = 1
+    ERROR = 2
+
+
+@dataclass(frozen=True, slots=True)
+class SpanEvent:
+    name: str
+    time_ns: int
+    attributes: Attributes
+
+
+@dataclass(frozen=True, slots=True)
+class SpanRecord:
+    """One span with its resource and scope.
+
+    Ids are lower-case hex exactly as received: the decoder never rejects a span for its ids (one bad
+    span must not fail the whole request), the mapper checks them (``ids_are_valid``).
+    """
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None  # None for a root span
+    name: str
+    kind: SpanKind
+    start_ns: int
+    end_ns: int
+    status_code: StatusCode
+    status_message: str
+    attributes: Attributes
+    resource_attributes: Attributes  # shared by every span of the same resource, never copied
+    scope_name: str = ""
+    scope_version: str = ""
+    events: tuple[SpanEvent, ...] = ()
+    # From the span's flags (OTLP 1.1+): True when the parent lives in another process, None when
+    # the sender did not say.
+    parent_is_remote: bool | None = None
+
+
+TRACE_ID_HEX_LENGTH = 32
+SPAN_ID_HEX_LENGTH = 16
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+def _is_hex_id(value: str, length: int) -> bool:
+    # All zeros is the W3C/OTLP "invalid" id.
+    return len(value) == length and _HEX_DIGITS.issuperset(value) and value.strip("0") != ""
+
+
+def id_problem(span: SpanRecord) -> str | None:
+    """Why the span's ids are unusable, or None when they are fine."""
+    if not _is_hex_id(span.trace_id, TRACE_ID_HEX_LENGTH):
+        return f"trace id {span.trace_id[:40]!r} is not 32 hex digits (16 non-zero bytes)"
+    if not _is_hex_id(span.span_id, SPAN_ID_HEX_LENGTH):
+        return f"span id {span.span_id[:40]!r} is not 16 hex digits (8 non-zero bytes)"
+    if span.parent_span_id is not None:
+        if not _is_hex_id(span.parent_span_id, SPAN_ID_HEX_LENGTH):
+            return f"parent span id {span.parent_span_id[:40]!r} is not 16 hex digits (8 non-zero bytes)"
+        if span.parent_span_id == span.span_id:
+            return "the span is its own parent"
+    return None
+
+
+def ids_are_valid(span: SpanRecord) -> bool:
+    return id_problem(span) is None
