@@ -13,6 +13,8 @@ Design notes (details in docs/engine.md):
   from the buckets and the ragged edges from ``run_events``; the result is exactly the per-event sums.
 - Ledger appends are serialized (SQLite: one writer + ``BEGIN IMMEDIATE``; PostgreSQL: ``LOCK TABLE
   ... IN EXCLUSIVE MODE``), so ``seq`` is contiguous and the hash chain linear.
+- Every append of an elected operator checks its epoch against ``leader_fence`` in the same
+  transaction (``store/fence.py``); moves of one pointer carry a unique per-pointer sequence.
 - Schema changes are versioned, forward-only migrations recorded in ``schema_migrations``.
 """
 
@@ -23,6 +25,7 @@ from pathlib import Path
 from flightdeck_operator.engine.models import InvalidEventsError, validate_events
 from flightdeck_operator.store.base import StoreError
 from flightdeck_operator.store.events import EventPage
+from flightdeck_operator.store.fence import Fenced, PointerMoved, WriterFence
 from flightdeck_operator.store.interface import Store
 from flightdeck_operator.store.postgres import PostgresStore
 from flightdeck_operator.store.schema import BUCKET_US
@@ -31,11 +34,14 @@ from flightdeck_operator.store.sqlite import SqliteStore
 __all__ = [
     "BUCKET_US",
     "EventPage",
+    "Fenced",
     "InvalidEventsError",
+    "PointerMoved",
     "PostgresStore",
     "SqliteStore",
     "Store",
     "StoreError",
+    "WriterFence",
     "open_store",
     "validate_events",
 ]
