@@ -52,6 +52,42 @@ class OperatorSettings(BaseSettings):
         ),
     )
     max_workers: int = Field(default=8, ge=1, description="Threads for blocking store and API calls.")
+    # Leader election (docs/operations.md, "High availability"): client-go's algorithm and defaults.
+    leader_election: bool = Field(
+        default=True,
+        description=(
+            "Elect the deciding replica with a coordination.k8s.io Lease and fence the ledger with its "
+            "epoch; false: this process decides as soon as it starts (one replica only, no fence)."
+        ),
+    )
+    lease_name: str = Field(default="flightdeck-operator", min_length=1, description="Name of the Lease.")
+    lease_namespace: str | None = Field(
+        default=None,
+        description=(
+            "Namespace of the Lease; default: the first watched namespace, else the pod's own "
+            "(or the kubeconfig context's) namespace."
+        ),
+    )
+    leader_identity: str | None = Field(
+        default=None,
+        description=(
+            "Prefix of this replica's identity in the Lease (the chart passes the pod name); a random "
+            "suffix keeps two processes with one name apart. Default: the host name."
+        ),
+    )
+    lease_duration_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="How long a standby waits without seeing a renewal before taking over.",
+    )
+    renew_deadline_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long the leader keeps trying to renew before it gives up (and exits).",
+    )
+    retry_period_seconds: float = Field(
+        default=2.0, gt=0, description="How often the leader renews and a standby looks at the Lease."
+    )
     # The admission webhook (docs/security.md). Lists from the environment are JSON arrays, e.g.
     # FLIGHTDECK_WEBHOOK_HOSTS='["flightdeck-webhook.flightdeck.svc"]'.
     webhook_port: int | None = Field(

@@ -71,6 +71,11 @@ TEST_TIMINGS = {
     "FLIGHTDECK_POINTER_RESYNC_SECONDS": "5",
     # Waiting requests (approval, evidence) are re-examined every second in tests.
     "FLIGHTDECK_RECHECK_SECONDS": "1",
+    # A restarted operator (a new identity) waits out its predecessor's Lease: short in tests, with
+    # room for a busy machine (renewals are two API calls; a missed deadline ends the leader).
+    "FLIGHTDECK_LEASE_DURATION_SECONDS": "8",
+    "FLIGHTDECK_RENEW_DEADLINE_SECONDS": "6",
+    "FLIGHTDECK_RETRY_PERIOD_SECONDS": "1",
 }
 
 

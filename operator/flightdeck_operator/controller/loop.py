@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from flightdeck_operator.api.conditions import Phase, Reason
+from flightdeck_operator.api.replay import request_spec_digest
 from flightdeck_operator.api.v1alpha1 import ConcurrencyPolicy, PromotionPolicySpec
 from flightdeck_operator.controller.approval_gate import ApprovalGate
 from flightdeck_operator.controller.assessment import Assessor
@@ -108,6 +109,12 @@ class Controller:
         """Decide (or re-examine) one request; returns seconds until a recheck while it waits."""
         entry = self.store.ledger_entry_for_request(request.uid)
         if entry is None:
+            earlier = self._decided_before(namespace, request)
+            if earlier is not None:  # re-created after retention deleted it: answered, not decided
+                log.info("Replayed %s/%s from ledger seq %d", namespace, request.name, earlier.seq)
+                self.writer.project_request(namespace, request, earlier, replay=True)
+                self._finish(namespace, request, view)
+                return None
             result = self._evaluate(namespace, pointer, request, view)
             if isinstance(result, Waiting):
                 return result.recheck_in
@@ -120,6 +127,14 @@ class Controller:
         self.writer.project_request(namespace, request, entry)
         self._finish(namespace, request, view)
         return None
+
+    def _decided_before(self, namespace: str, request: PendingRequest) -> LedgerEntry | None:
+        """The ledgered decision of an earlier request with this name and authored spec."""
+        spec = parse_request_spec(request.spec)
+        if isinstance(spec, Failure) or spec.dry_run:
+            return None
+        entry = self.store.replay_entry(namespace, request.name, request_spec_digest(spec))
+        return entry if entry is not None and entry.request_uid != request.uid else None
 
     def _finish(self, namespace: str, request: PendingRequest, view: NamespaceView) -> None:
         """The request is decided: approvals of it not judged yet (made while it waited for evidence,
@@ -213,8 +228,11 @@ class Controller:
             reason=_with_approvals(spec.reason, approvals),
             requested_by=spec.requested_by,
             approvals=approvals,
+            spec_digest=request_spec_digest(spec),
         )
-        entry = self.store.append(record)  # the commit point
+        # The commit point. PointerMoved (the pointer's history moved since the plan was read: only
+        # another writer can do that) propagates, and the drain evaluates the request again.
+        entry = self.store.append(record, expected_pointer_seq=plan.pointer_seq)
         log.info("Ledgered %s/%s as seq %d (%s)", namespace, request.name, entry.seq, decided_message(entry))
         return entry
 

@@ -164,6 +164,11 @@ class OperatorProcess(_ChildProcess):
     (``failurePolicy: Fail``, only the operator's namespaces). ``webhook_configuration``: serve an
     existing configuration instead (e.g. the chart's), pointing its webhooks at this process.
     ``admin_kubeconfig``: who manages the configuration (default ``kubeconfig``).
+
+    Several replicas (``localdev.replicas``): ``manage_webhook_configuration=False`` leaves the
+    configuration to the caller (one, in front of all replicas), ``cert_dir`` shares one CA,
+    ``identity`` names the replica in the Lease, and ``wait_for_leadership=False`` returns once a
+    standby is live instead of waiting until it decides (``/readyz``).
     """
 
     kubeconfig: Path
@@ -175,6 +180,10 @@ class OperatorProcess(_ChildProcess):
     webhook_configuration: str | None = None
     webhook_delegates: Sequence[str] = ()
     admin_kubeconfig: Path | None = None
+    manage_webhook_configuration: bool = True
+    cert_dir: Path | None = None
+    identity: str | None = None
+    wait_for_leadership: bool = True
     process: subprocess.Popen[bytes] | None = field(init=False, default=None)
     liveness_port: int = field(init=False, default=0)
     webhook_port: int = field(init=False, default=0)
@@ -195,9 +204,38 @@ class OperatorProcess(_ChildProcess):
         return self.liveness_url
 
     @property
+    def readiness_url(self) -> str:
+        """200 while this process decides (holds the Lease, kopf started); 503 on a standby."""
+        return f"http://127.0.0.1:{self.liveness_port}/readyz"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.liveness_port}/metrics"
+
+    def is_leader(self) -> bool:
+        if self.process is None or self.process.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(self.readiness_url, timeout=2) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def wait_leader(self, timeout: float = READY_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise ProcessError(f"{self.what} exited with {self.process.returncode}:\n{self.log_tail()}")
+            if self.is_leader():
+                return
+            time.sleep(0.1)
+        raise ProcessError(f"{self.what} did not become the leader in {timeout:.0f}s:\n{self.log_tail()}")
+
+    @property
     def webhook_cert_dir(self) -> Path:
         # Next to the log, so a restart reuses the CA the API server already trusts.
-        return self.log_path.parent / f"{self.log_path.stem}-webhook-certs"
+        return self.cert_dir or self.log_path.parent / f"{self.log_path.stem}-webhook-certs"
 
     def webhook_url(self, path: str) -> str:
         return f"https://127.0.0.1:{self.webhook_port}{path}"
@@ -214,6 +252,8 @@ class OperatorProcess(_ChildProcess):
 
     def _env(self) -> dict[str, str]:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "KUBECONFIG": str(self.kubeconfig)}
+        if self.identity is not None:
+            env["FLIGHTDECK_LEADER_IDENTITY"] = self.identity
         if self.webhook:
             env |= {
                 "FLIGHTDECK_WEBHOOK_PORT": str(self.webhook_port),
@@ -228,23 +268,24 @@ class OperatorProcess(_ChildProcess):
     # -- lifecycle with the webhook ----------------------------------------------------------
 
     def start(self) -> None:
-        if not self.webhook:
-            super().start()
-            return
         if self.process is not None and self.process.poll() is None:
             raise ProcessError(f"{self.what} is already running")
         self._pick_port()
-        self._register_webhooks()
         try:
+            if self.webhook and self.manage_webhook_configuration:
+                self._register_webhooks()
             self._launch()
-            self._wait_webhook()
+            if self.webhook:
+                self._wait_webhook()
+            if self.wait_for_leadership:
+                self.wait_leader()
         except BaseException:
             self.stop()
             raise
 
     def stop(self, timeout: float | None = None) -> None:
         super().stop(timeout)
-        if self.webhook and self.webhook_configuration is None:
+        if self.webhook and self.webhook_configuration is None and self.manage_webhook_configuration:
             with self._admin() as api:
                 WebhookConfigurations(api).delete(self.configuration_name)
 
@@ -271,45 +312,9 @@ class OperatorProcess(_ChildProcess):
             configurations.apply(self._configuration_body())
 
     def _configuration_body(self) -> dict[str, Any]:
-        selector = (
-            {
-                "matchExpressions": [
-                    {"key": "kubernetes.io/metadata.name", "operator": "In", "values": list(self.namespaces)}
-                ]
-            }
-            if self.namespaces
-            else {}
+        return webhook_configuration_body(
+            self.configuration_name, f"127.0.0.1:{self.webhook_port}", self.namespaces
         )
-        return {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "MutatingWebhookConfiguration",
-            "metadata": {
-                "name": self.configuration_name,
-                "labels": {"app.kubernetes.io/part-of": "flightdeck"},
-            },
-            "webhooks": [
-                {
-                    "name": f"{name}.{GROUP}",
-                    # No caBundle: the operator patches its generated CA in.
-                    "clientConfig": {"url": self.webhook_url(path)},
-                    "rules": [
-                        {
-                            "apiGroups": [GROUP],
-                            "apiVersions": [VERSION],
-                            "operations": list(operations),
-                            "resources": [resource],
-                            "scope": "Namespaced",
-                        }
-                    ],
-                    "namespaceSelector": selector,
-                    "admissionReviewVersions": ["v1"],
-                    "sideEffects": "None",
-                    "failurePolicy": failure_policy,
-                    "timeoutSeconds": 10,
-                }
-                for name, resource, path, operations, failure_policy in WEBHOOKS
-            ],
-        }
 
     def _wait_webhook(self) -> None:
         """Until the operator has put its CA into every webhook and the API server, calling the
@@ -349,6 +354,50 @@ class OperatorProcess(_ChildProcess):
             f"the webhook of {self.what} was not called by the API server after "
             f"{READY_TIMEOUT_S:.0f}s ({last}):\n{self.log_tail()}"
         )
+
+
+def webhook_configuration_body(configuration: str, address: str, namespaces: Sequence[str]) -> dict[str, Any]:
+    """The MutatingWebhookConfiguration the chart installs, calling ``https://<address><path>``
+    (a bare control plane routes no Services) for ``namespaces`` (all when empty)."""
+    selector = (
+        {
+            "matchExpressions": [
+                {"key": "kubernetes.io/metadata.name", "operator": "In", "values": list(namespaces)}
+            ]
+        }
+        if namespaces
+        else {}
+    )
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {
+            "name": configuration,
+            "labels": {"app.kubernetes.io/part-of": "flightdeck"},
+        },
+        "webhooks": [
+            {
+                "name": f"{name}.{GROUP}",
+                # No caBundle: the operator patches its generated CA in.
+                "clientConfig": {"url": f"https://{address}{path}"},
+                "rules": [
+                    {
+                        "apiGroups": [GROUP],
+                        "apiVersions": [VERSION],
+                        "operations": list(operations),
+                        "resources": [resource],
+                        "scope": "Namespaced",
+                    }
+                ],
+                "namespaceSelector": selector,
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": failure_policy,
+                "timeoutSeconds": 10,
+            }
+            for name, resource, path, operations, failure_policy in WEBHOOKS
+        ],
+    }
 
 
 def _webhook_path(client_config: Mapping[str, Any]) -> str:
