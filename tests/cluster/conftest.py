@@ -8,10 +8,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from kubernetes import client, config
 
 from flightdeck_operator.localdev.controlplane import BIN_DIR_ENV, ControlPlane
+from flightdeck_operator.localdev.postgres import temporary_postgres
 from flightdeck_operator.localdev.processes import OperatorProcess, SidecarProcess
 
 from .in_process import InProcessOperator, in_process_operator
@@ -60,6 +62,24 @@ def namespace(request: pytest.FixtureRequest, api_client: client.ApiClient) -> I
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
     core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """One throwaway PostgreSQL server for the cluster tests that need one (a schema each)."""
+    with temporary_postgres() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_store(postgres_server: str) -> Iterator[str]:
+    """A store URL of its own: a fresh schema on the session's server, dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    yield f"{postgres_server}?options=-csearch_path%3D{schema}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 # -- the operator under test -------------------------------------------------------------------------
