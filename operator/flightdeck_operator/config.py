@@ -88,6 +88,39 @@ class OperatorSettings(BaseSettings):
     retry_period_seconds: float = Field(
         default=2.0, gt=0, description="How often the leader renews and a standby looks at the Lease."
     )
+    # Retention of decided PromotionRequests (docs/operations.md, "Retention"): the ledger keeps
+    # every decision; a request re-created with the same name and spec is replayed from it.
+    retention_enabled: bool = Field(
+        default=True, description="Delete decided PromotionRequests after their TTL (the ledger keeps them)."
+    )
+    request_ttl_seconds: int = Field(
+        default=86_400,
+        ge=0,
+        description="Seconds after its decision a request is deleted, unless its spec or its policy says otherwise.",
+    )
+    retain_per_pointer: int = Field(
+        default=3,
+        ge=0,
+        description="The newest decided requests of each pointer kept past their TTL (policy may override).",
+    )
+    retain_max: int = Field(
+        default=2_000,
+        ge=0,
+        description="Most decided requests kept in all watched namespaces; beyond it the oldest go first (the cap wins).",
+    )
+    min_decided_age_seconds: int = Field(
+        default=600,
+        ge=0,
+        description="No request is deleted sooner than this after its decision (the cap included).",
+    )
+    gc_interval_seconds: float = Field(
+        default=60.0, gt=0, description="How often retention looks for due requests."
+    )
+    gc_deletes_per_second: float = Field(
+        default=20.0,
+        gt=0,
+        description="Most deletes per second (each is a fresh read plus a preconditioned delete).",
+    )
     # The admission webhook (docs/security.md). Lists from the environment are JSON arrays, e.g.
     # FLIGHTDECK_WEBHOOK_HOSTS='["flightdeck-webhook.flightdeck.svc"]'.
     webhook_port: int | None = Field(

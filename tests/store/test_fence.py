@@ -125,7 +125,9 @@ def test_replay_lookup_by_name_and_spec_digest(store: Store) -> None:
     assert store.replay_entry("team-a", "nightly", "d1") == newest
     assert store.replay_entry("team-a", "nightly", "d2") is None
     assert store.replay_entry("team-b", "nightly", "d1") is None
-    assert store.replayable_requests(["uid-1", "uid-3", "uid-4", "uid-9"]) == {"uid-1", "uid-3"}
+    asked = [("nightly", "d1"), ("nightly", "d2"), ("other", "d1"), ("never", "d1")]
+    assert store.replayable("team-a", asked) == {("nightly", "d1"), ("other", "d1")}
+    assert store.replayable("team-b", asked) == set()
 
 
 def test_deletion_notes_are_shared_and_consumed(backend: Backend) -> None:

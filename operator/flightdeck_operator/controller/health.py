@@ -13,12 +13,17 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from flightdeck_operator.api.retention import PruneReason
 from flightdeck_operator.kube.leases import LeaseRecord
+
+if TYPE_CHECKING:
+    from flightdeck_operator.controller.retention import PassResult
 
 
 @dataclass
@@ -51,7 +56,24 @@ class OperatorMetrics:
             "Ledger appends refused because another replica claimed a newer epoch.",
             registry=self.registry,
         )
+        self.gc_deleted = Counter(
+            "flightdeck_gc_deleted",
+            "Decided PromotionRequests deleted by retention, by reason (ttl, cap).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.resident = Gauge(
+            "flightdeck_requests_resident",
+            "Decided PromotionRequests resident in the watched namespaces at the last retention pass.",
+            registry=self.registry,
+        )
         self._holder: str | None = None
+
+    def deleted(self, reason: PruneReason) -> None:
+        self.gc_deleted.labels(reason.value).inc()
+
+    def retention_pass(self, result: PassResult) -> None:
+        self.resident.set(result.resident - sum(result.deleted.values()))
 
     def observed(self, record: LeaseRecord) -> None:
         if self._holder is not None and record.holder_identity and record.holder_identity != self._holder:

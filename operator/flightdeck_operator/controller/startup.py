@@ -22,9 +22,10 @@ from flightdeck_operator.api.v1alpha1 import (
 )
 from flightdeck_operator.config import OperatorSettings
 from flightdeck_operator.controller.handlers import sweep_pointers
-from flightdeck_operator.controller.indexes import indexes_of
+from flightdeck_operator.controller.indexes import indexes_of, view_of
 from flightdeck_operator.controller.loop import Controller
 from flightdeck_operator.controller.records import ChangeRecorder
+from flightdeck_operator.controller.retention import RetentionCollector, collect_garbage, defaults_of
 from flightdeck_operator.engine.models import ConfidenceThresholds
 from flightdeck_operator.kube.gateway import KubeGateway, load_api_client
 from flightdeck_operator.store import Store, open_store
@@ -78,6 +79,25 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     memo["sweeper"] = asyncio.create_task(
         sweep_pointers(memo, indexes_of(kwargs), config.pointer_resync_seconds)
     )
+    if config.retention_enabled:
+        metrics = memo.get("metrics")
+        collector = RetentionCollector(
+            store=store,
+            gateway=gateway,
+            defaults=defaults_of(config),
+            deletes_per_second=config.gc_deletes_per_second,
+            on_deleted=None if metrics is None else metrics.deleted,
+        )
+        indexes = indexes_of(kwargs)
+        memo["retention"] = asyncio.create_task(
+            collect_garbage(
+                collector,
+                indexes,
+                lambda namespace: view_of(namespace, indexes),
+                config.gc_interval_seconds,
+                on_pass=None if metrics is None else metrics.retention_pass,
+            )
+        )
     admission = memo.get("admission")
     if admission is not None:
         # This replica leads now: its admission webhook reads kopf's indexes from here on.
@@ -123,9 +143,10 @@ async def login(
 
 @kopf.on.cleanup()
 async def close_store(memo: kopf.Memo, **_: Any) -> None:
-    sweeper = memo.get("sweeper")
-    if sweeper is not None:
-        sweeper.cancel()
+    for background in ("sweeper", "retention"):
+        task = memo.get(background)
+        if task is not None:
+            task.cancel()
     # Scheduled re-examinations (waiting requests, retries) must not start on a closed store.
     for _due, task in list((memo.get("retries") or {}).values()):
         task.cancel()

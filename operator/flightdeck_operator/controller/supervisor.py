@@ -189,7 +189,9 @@ class Supervisor:
         state: HealthState,
     ) -> int:
         kopf_ready, kopf_stop = asyncio.Event(), asyncio.Event()
-        memo = kopf.Memo(config=self.config, store=store, gateway=gateway, admission=admission)
+        memo = kopf.Memo(
+            config=self.config, store=store, gateway=gateway, admission=admission, metrics=self.metrics
+        )
         operator = asyncio.create_task(
             kopf.operator(
                 standalone=True,

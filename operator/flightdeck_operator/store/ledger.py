@@ -113,20 +113,29 @@ class LedgerQueries(FenceQueries):
         )
         return entry_from_row(rows[-1]) if rows else None
 
-    def replayable_requests(self, request_uids: Sequence[str]) -> set[str]:
-        """Which of these request UIDs have a ledgered decision that a re-created request would be
-        replayed from (written with its name and spec digest): only those may be deleted."""
-        found: set[str] = set()
-        for start in range(0, len(request_uids), 500):
-            chunk = list(request_uids[start : start + 500])
+    def decision_for_name(self, namespace: str, request_name: str) -> LedgerEntry | None:
+        """The newest ledgered decision of a request of this name (whatever its spec)."""
+        rows = self._ledger_rows(
+            "namespace = ? AND request_name = ? AND kind IN (?, ?)",
+            [namespace, request_name, ledger.LedgerKind.PROMOTE.value, ledger.LedgerKind.ROLLBACK.value],
+        )
+        return entry_from_row(rows[-1]) if rows else None
+
+    def replayable(self, namespace: str, requests: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which (request name, spec digest) pairs of ``namespace`` a re-created request would be
+        replayed from (a decision ledgered with its replay keys): only those may be deleted."""
+        found: set[tuple[str, str]] = set()
+        names = sorted({name for name, _digest in requests})
+        for start in range(0, len(names), 500):
+            chunk = names[start : start + 500]
             with self._transaction(write=False) as tx:
                 rows = tx.execute(
-                    f"SELECT request_uid FROM ledger_entries WHERE spec_digest IS NOT NULL "
-                    f"AND request_uid IN ({', '.join('?' for _ in chunk)})",
-                    chunk,
+                    "SELECT request_name, spec_digest FROM ledger_entries WHERE namespace = ? "
+                    f"AND spec_digest IS NOT NULL AND request_name IN ({', '.join('?' for _ in chunk)})",
+                    [namespace, *chunk],
                 ).fetchall()
-            found.update(str(row[0]) for row in rows)
-        return found
+            found.update((str(row[0]), str(row[1])) for row in rows)
+        return found & set(requests)
 
     def ledger_entry_for_request(self, request_uid: str) -> LedgerEntry | None:
         return self._one_ledger_entry("request_uid = ?", [request_uid])
