@@ -103,6 +103,13 @@ app.kubernetes.io/part-of: flightdeck
     - promotionrequests/status
     - promotionapprovals/status
   verbs: [update, patch]
+{{- if .Values.retention.enabled }}
+# Application: retention deletes decided PromotionRequests once due (their decisions stay in the
+# ledger), each with a UID and resourceVersion precondition.
+- apiGroups: [flightdeck.dev]
+  resources: [promotionrequests]
+  verbs: [delete]
+{{- end }}
 # Framework: kopf posts an Event when a handler fails. Application: the operator posts an Event
 # per decision and per pointer move or repair (kubectl describe shows them).
 - apiGroups: [""]

@@ -297,16 +297,7 @@ class OperatorProcess(_ChildProcess):
             configurations = WebhookConfigurations(api)
             if self.webhook_configuration is not None:
                 # An existing configuration: keep its rules, call this process instead of a Service.
-                current = configurations.read(self.configuration_name)
-                operations = [
-                    {
-                        "op": "replace",
-                        "path": f"/webhooks/{index}/clientConfig",
-                        "value": {"url": self.webhook_url(_webhook_path(webhook["clientConfig"]))},
-                    }
-                    for index, webhook in enumerate(current.get("webhooks") or ())
-                ]
-                configurations.patch(self.configuration_name, operations)
+                point_webhooks_at(configurations, self.configuration_name, f"127.0.0.1:{self.webhook_port}")
                 return
             # A configuration left by a killed operator is replaced: this start has a new port.
             configurations.apply(self._configuration_body())
@@ -398,6 +389,21 @@ def webhook_configuration_body(configuration: str, address: str, namespaces: Seq
             for name, resource, path, operations, failure_policy in WEBHOOKS
         ],
     }
+
+
+def point_webhooks_at(configurations: WebhookConfigurations, name: str, address: str) -> None:
+    """Make every webhook of an existing configuration (e.g. the chart's, which names a Service)
+    call ``https://<address><its path>``: a bare control plane routes no Services."""
+    current = configurations.read(name)
+    operations = [
+        {
+            "op": "replace",
+            "path": f"/webhooks/{index}/clientConfig",
+            "value": {"url": f"https://{address}{_webhook_path(webhook['clientConfig'])}"},
+        }
+        for index, webhook in enumerate(current.get("webhooks") or ())
+    ]
+    configurations.patch(name, operations)
 
 
 def _webhook_path(client_config: Mapping[str, Any]) -> str:

@@ -23,7 +23,12 @@ from typing import Any, Self
 from flightdeck_operator.kube.gateway import load_api_client
 from flightdeck_operator.kube.webhook_configurations import WebhookConfigurations
 from flightdeck_operator.localdev.balancer import TcpBalancer
-from flightdeck_operator.localdev.processes import OperatorProcess, ProcessError, webhook_configuration_body
+from flightdeck_operator.localdev.processes import (
+    OperatorProcess,
+    ProcessError,
+    point_webhooks_at,
+    webhook_configuration_body,
+)
 
 
 @dataclass
@@ -35,6 +40,11 @@ class OperatorReplicas:
     count: int = 2
     extra_env: Mapping[str, str] = field(default_factory=dict)
     webhook_delegates: Sequence[str] = ()
+    # An existing configuration to serve (the chart's), instead of one made here; its certificates
+    # (the chart's Secret, as files); who may change the configuration (default: ``kubeconfig``).
+    webhook_configuration: str | None = None
+    cert_dir: Path | None = None
+    admin_kubeconfig: Path | None = None
     replicas: list[OperatorProcess] = field(init=False, default_factory=list)
     balancer: TcpBalancer = field(init=False)
     configuration_name: str = field(init=False, default="")
@@ -42,7 +52,7 @@ class OperatorReplicas:
     def __post_init__(self) -> None:
         self.balancer = TcpBalancer(self._endpoints)
         self._frozen: set[int] = set()
-        self.configuration_name = f"flightdeck-{self.namespaces[0]}"
+        self.configuration_name = self.webhook_configuration or f"flightdeck-{self.namespaces[0]}"
         self.replicas = [self._replica(index) for index in range(self.count)]
 
     def _replica(self, index: int) -> OperatorProcess:
@@ -52,19 +62,26 @@ class OperatorReplicas:
             log_path=self.workdir / f"operator-{index}.log",
             namespaces=self.namespaces,
             extra_env=self.extra_env,
-            webhook_configuration=None,
+            webhook_configuration=self.configuration_name,
             webhook_delegates=self.webhook_delegates,
             manage_webhook_configuration=False,
-            cert_dir=self.workdir / "webhook-certs",
+            cert_dir=self.cert_dir or self.workdir / "webhook-certs",
             identity=f"operator-{index}",
             wait_for_leadership=False,
+            admin_kubeconfig=self.admin_kubeconfig,
         )
 
     def __enter__(self) -> Self:
         self.balancer.__enter__()
-        with contextlib.closing(load_api_client(str(self.kubeconfig))) as api:
-            body = webhook_configuration_body(self.configuration_name, self.balancer.address, self.namespaces)
-            WebhookConfigurations(api).apply(body)
+        with self._admin() as api:
+            configurations = WebhookConfigurations(api)
+            if self.webhook_configuration is not None:
+                point_webhooks_at(configurations, self.configuration_name, self.balancer.address)
+            else:
+                body = webhook_configuration_body(
+                    self.configuration_name, self.balancer.address, self.namespaces
+                )
+                configurations.apply(body)
         try:
             for replica in self.replicas:  # one after the other: the first writes the shared CA
                 replica.start()
@@ -80,9 +97,13 @@ class OperatorReplicas:
         for replica in self.replicas:
             self._resume(replica)
             replica.stop()
-        with contextlib.closing(load_api_client(str(self.kubeconfig))) as api:
-            WebhookConfigurations(api).delete(self.configuration_name)
+        if self.webhook_configuration is None:
+            with self._admin() as api:
+                WebhookConfigurations(api).delete(self.configuration_name)
         self.balancer.__exit__(exc_type, exc, tb)
+
+    def _admin(self) -> contextlib.closing[Any]:
+        return contextlib.closing(load_api_client(str(self.admin_kubeconfig or self.kubeconfig)))
 
     # -- who leads -------------------------------------------------------------------------------
 
