@@ -24,7 +24,7 @@ import os
 import signal
 import socket
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -194,6 +194,9 @@ class Supervisor:
         )
         operator = asyncio.create_task(
             kopf.operator(
+                # Our identity, not kopf's guess: that asks the password database for the user, and
+                # the image's numeric user (runAsUser) has no entry there.
+                identity=cast(Any, self.identity),
                 standalone=True,
                 clusterwide=not self.config.namespaces,
                 namespaces=self.config.namespaces,

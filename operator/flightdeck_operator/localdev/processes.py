@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from flightdeck_operator.kube.errors import GatewayError
 from flightdeck_operator.kube.gateway import KubeGateway, load_api_client
@@ -53,6 +53,12 @@ WEBHOOKS: tuple[tuple[str, str, str, tuple[str, ...], str], ...] = (
 )
 
 
+class Launcher(Protocol):
+    def command(self, env: Mapping[str, str]) -> list[str]:
+        """The argv prefix that runs ``flightdeck-operator`` with ``env``."""
+        ...
+
+
 class ProcessError(RuntimeError):
     """A child process did not start or stop as expected; the message carries its log tail."""
 
@@ -72,6 +78,8 @@ class _ChildProcess:
     extra_env: Mapping[str, str]
     process: subprocess.Popen[bytes] | None
     stop_timeout: float
+    # Runs the command somewhere else (the project's image: ``localdev.image.ImageLauncher``).
+    launcher: Launcher | None
 
     def _argv(self) -> list[str]:
         raise NotImplementedError
@@ -103,11 +111,16 @@ class _ChildProcess:
 
     def _launch(self) -> None:
         log = self.log_path.open("ab")
+        env = self._env()
+        if self.launcher is None:
+            command = [sys.executable, "-m", "flightdeck_operator.cli.main"]
+        else:
+            command, env = self.launcher.command(env), dict(os.environ)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "flightdeck_operator.cli.main", *self._argv()],
+            [*command, *self._argv()],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=self._env(),
+            env=env,
             start_new_session=True,
         )
         log.close()
@@ -184,6 +197,7 @@ class OperatorProcess(_ChildProcess):
     cert_dir: Path | None = None
     identity: str | None = None
     wait_for_leadership: bool = True
+    launcher: Launcher | None = None
     process: subprocess.Popen[bytes] | None = field(init=False, default=None)
     liveness_port: int = field(init=False, default=0)
     webhook_port: int = field(init=False, default=0)
@@ -428,6 +442,7 @@ class SidecarProcess(_ChildProcess):
     args: Sequence[str] = ()
     extra_env: Mapping[str, str] = field(default_factory=dict)
     host: str = "127.0.0.1"
+    launcher: Launcher | None = None
     process: subprocess.Popen[bytes] | None = field(init=False, default=None)
     port: int = field(init=False, default=0)
     what = "the sidecar"
