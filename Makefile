@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-unit test-store test-cluster test-package lint format control-plane venv bench clean
+.PHONY: demo test test-unit test-store test-cluster test-package lint format control-plane image venv bench clean
 
 ## demo: build (or reuse) the local control plane and run the demo on it
 demo: venv control-plane
@@ -43,6 +43,10 @@ format: venv
 control-plane:
 	hack/build-control-plane.sh >/dev/null
 
+## image: build the image from a Debian base made with mmdebstrap, with buildah (no registry needed)
+image:
+	hack/build-image.sh
+
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -58,6 +62,11 @@ bench: venv control-plane
 	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/python benchmarks/decisions.py
 	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/python benchmarks/http.py
 	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/python benchmarks/gates.py
+	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/python benchmarks/memory.py retention
+	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/python benchmarks/memory.py resident
+	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/python benchmarks/memory.py restart
+	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/python benchmarks/failover.py
+	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/python benchmarks/sidecar_scale.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

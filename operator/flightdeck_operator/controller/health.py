@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import time
+import tracemalloc
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -120,6 +121,7 @@ class HealthServer:
         app.router.add_get(self.liveness_path, self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/debug/tracemalloc", self._tracemalloc)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
@@ -139,6 +141,25 @@ class HealthServer:
     async def _readyz(self, _request: web.Request) -> web.Response:
         ready = self.state.leader and self.state.kopf_ready
         return web.json_response({"ready": ready, **self._summary()}, status=200 if ready else 503)
+
+    async def _tracemalloc(self, request: web.Request) -> web.Response:
+        """Where the live Python heap is, by source line (only when the process was started with
+        PYTHONTRACEMALLOC=<frames>: tracing costs memory and time, so it is never on by default)."""
+        if not tracemalloc.is_tracing():
+            raise web.HTTPNotFound(
+                text="start the operator with PYTHONTRACEMALLOC=<frames> to trace allocations"
+            )
+        limit = int(request.query.get("limit", "40"))
+        group = "traceback" if request.query.get("by") == "traceback" else "lineno"
+        stats = tracemalloc.take_snapshot().statistics(group)
+        total = sum(stat.size for stat in stats)
+        lines = [f"live heap {total / 2**20:.1f} MiB in {sum(s.count for s in stats)} blocks"]
+        for stat in stats[:limit]:
+            lines.append(f"{stat.size / 2**20:8.2f} MiB {stat.count:8d} blocks")
+            lines.extend(
+                f"    {line}" for line in stat.traceback.format(limit=6 if group == "traceback" else 1)
+            )
+        return web.Response(text="\n".join(lines) + "\n")
 
     async def _metrics(self, _request: web.Request) -> web.Response:
         body = generate_latest(self.metrics.registry)
