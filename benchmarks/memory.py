@@ -25,6 +25,7 @@ import argparse
 import datetime as dt
 import itertools
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -106,9 +107,25 @@ def prepare(cp: ControlPlane, pointers: int) -> KubeGateway:
     return gateway
 
 
+def work_directory(mode: str) -> Path:
+    """Kept when a run fails (the operator's log is there); removed after a run that completes."""
+    work = Path(tempfile.mkdtemp(prefix=f"flightdeck-bench-{mode}-"))
+    print(f"work directory (operator log): {work}", flush=True)
+    return work
+
+
+def check_alive(operator: OperatorProcess) -> None:
+    assert operator.process is not None
+    if operator.process.poll() is not None:
+        raise RuntimeError(
+            f"the operator exited with {operator.process.returncode} (70: leadership lost, 71: fenced):\n"
+            f"{operator.log_tail(40)}"
+        )
+
+
 def run_retention(args: argparse.Namespace) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as work_dir, ControlPlane() as cp:
-        work = Path(work_dir)
+    work = work_directory("retention")
+    with ControlPlane() as cp:
         gateway = prepare(cp, args.pointers)
         with operator_for(cp, work, RETENTION) as operator:
             assert operator.process is not None
@@ -121,6 +138,7 @@ def run_retention(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 while time.monotonic() - started < args.minutes * 60:
                     time.sleep(10)
+                    check_alive(operator)
                     elapsed = time.monotonic() - started
                     resident = metric(operator, "flightdeck_requests_resident")
                     deleted = sum(
@@ -147,6 +165,7 @@ def run_retention(args: argparse.Namespace) -> dict[str, Any]:
         path = write_csv(
             "memory-retention", ["t_s", "rss_mb", "resident", "decided", "created", "deleted"], rows
         )
+        shutil.rmtree(work, ignore_errors=True)
         second_half = [r[1] for r in rows[len(rows) // 2 :]]
         return {
             "mode": "retention",

@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Self
+from typing import Any, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -39,6 +41,7 @@ from flightdeck_operator.kube.leases import LeaseClient, LeaseRecord, ObservedLe
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 # client-go requires leaseDuration > renewDeadline > JitterFactor x retryPeriod.
 JITTER_FACTOR = 1.2
 
@@ -134,6 +137,9 @@ class LeaderElector:
         self.observed: LeaseRecord | None = None
         self.observed_at = 0.0
         self.is_leader = False
+        # Threads of its own: behind the event loop's default executor, busy with decisions, a
+        # renewal could wait past its deadline.
+        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="flightdeck-lease")
         # When this elector last completed a round (the liveness check reads it).
         self.heartbeat = monotonic()
 
@@ -184,15 +190,20 @@ class LeaderElector:
                     )
                 await asyncio.sleep(min(self.timings.retry_period, max(0.0, deadline - self.monotonic())))
 
+    async def _call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, functools.partial(function, *args, **kwargs)
+        )
+
     async def raise_transitions(self, at_least: int) -> LeaseRecord:
         """While holding the Lease, set its transitions to ``at_least`` (a compare-and-swap on the
         record we hold): a Lease deleted and re-created starts counting at 0 again, below the
         fence's last epoch. Raises :class:`LeadershipLost` when the Lease is no longer ours."""
-        current = await asyncio.to_thread(self.leases.get, timeout=self.timings.renew_deadline)
+        current = await self._call(self.leases.get, timeout=self.timings.renew_deadline)
         if current.record.holder_identity != self.identity:
             raise LeadershipLost(f"Lease is held by {current.record.holder_identity or 'nobody'} now")
         wanted = current.record.model_copy(update={"lease_transitions": at_least, "renew_time": self.wall()})
-        written = await asyncio.to_thread(
+        written = await self._call(
             self.leases.replace,
             wanted,
             resource_version=current.resource_version,
@@ -207,7 +218,7 @@ class LeaderElector:
             return
         self.is_leader = False
         try:
-            current = await asyncio.to_thread(self.leases.get, timeout=self.timings.retry_period)
+            current = await self._call(self.leases.get, timeout=self.timings.retry_period)
             if current.record.holder_identity != self.identity:
                 return
             released = LeaseRecord(
@@ -217,7 +228,7 @@ class LeaderElector:
                 renew_time=self.wall(),
                 lease_transitions=current.record.lease_transitions,
             )
-            await asyncio.to_thread(
+            await self._call(
                 self.leases.replace,
                 released,
                 resource_version=current.resource_version,
@@ -230,11 +241,19 @@ class LeaderElector:
     # -- one round of tryAcquireOrRenew ------------------------------------------------------------
 
     async def _attempt(self, budget: float) -> _Attempt:
+        started = self.monotonic()
         try:
-            attempt = await asyncio.wait_for(asyncio.to_thread(self._try_sync, budget), budget + 1.0)
+            attempt = await asyncio.wait_for(self._call(self._try_sync, budget), budget + 1.0)
         except TimeoutError:
             attempt = _Attempt(held=False, observed=None)
         self.heartbeat = self.monotonic()
+        if self.heartbeat - started > self.timings.retry_period:
+            log.warning(
+                "A round on Lease %s/%s took %.1fs (more than the retry period)",
+                self.leases.namespace,
+                self.leases.name,
+                self.heartbeat - started,
+            )
         if attempt.observed is not None:
             self._observe(attempt.observed.record)
         return attempt
