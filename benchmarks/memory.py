@@ -84,6 +84,12 @@ def write_csv(name: str, header: list[str], rows: list[list[Any]]) -> Path:
     return path
 
 
+# --allocator malloc: CPython's objects from glibc's malloc (which malloc_trim can give back)
+# instead of its own arenas, and two glibc arenas instead of one per thread.
+ALLOCATORS = {"pymalloc": {}, "malloc": {"PYTHONMALLOC": "malloc", "MALLOC_ARENA_MAX": "2"}}
+allocator: dict[str, str] = {}
+
+
 def operator_for(
     cp: ControlPlane, work: Path, env: dict[str, str], name: str = "operator"
 ) -> OperatorProcess:
@@ -92,7 +98,7 @@ def operator_for(
         store=str(work / "flightdeck.db"),
         log_path=work / f"{name}.log",
         namespaces=(NAMESPACE,),
-        extra_env={"FLIGHTDECK_POINTER_RESYNC_SECONDS": "30", **env},
+        extra_env={"FLIGHTDECK_POINTER_RESYNC_SECONDS": "30", **allocator, **env},
     )
 
 
@@ -277,14 +283,16 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10_000, help="resident/restart: decided requests")
     parser.add_argument("--stages", type=int, default=4, help="resident: RSS measured after each stage")
     parser.add_argument("--restarts", type=int, default=3, help="restart: how many restarts are timed")
+    parser.add_argument("--allocator", choices=sorted(ALLOCATORS), default="pymalloc")
     args = parser.parse_args()
+    allocator.update(ALLOCATORS[args.allocator])
     if args.pointers is None:
         args.pointers = 5000 if args.mode == "restart" else 1000
     if args.mode == "restart" and args.requests == 10_000:
         args.requests = 2000  # what retention's cap leaves resident
     run = {"retention": run_retention, "resident": run_resident, "restart": run_restart}[args.mode]
     result = run(args)
-    print(json.dumps(result))
+    print(json.dumps({**result, "allocator": args.allocator}))
 
 
 if __name__ == "__main__":

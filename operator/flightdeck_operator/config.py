@@ -52,6 +52,14 @@ class OperatorSettings(BaseSettings):
         ),
     )
     max_workers: int = Field(default=8, ge=1, description="Threads for blocking store and API calls.")
+    sqlite_cache_mib: int = Field(
+        default=4,
+        ge=1,
+        description=(
+            "SQLite page cache per connection (one per worker thread), in MiB. It fills up as the "
+            "ledger grows, so it bounds the operator's memory; the sidecar keeps 64 MiB for ingestion."
+        ),
+    )
     # Leader election (docs/operations.md, "High availability"): client-go's algorithm and defaults.
     leader_election: bool = Field(
         default=True,

@@ -60,7 +60,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
 
     store: Store | None = memo.get("store")
     if store is None:  # `kopf run -m flightdeck_operator.controller.main`: no supervisor, no fence
-        store = await asyncio.to_thread(open_store, config.store)
+        store = await asyncio.to_thread(
+            open_store, config.store, sqlite_cache_kib=config.sqlite_cache_mib * 1024
+        )
         memo["owns_store"] = True
     gateway = memo.get("gateway") or KubeGateway(load_api_client())
     memo["config"] = config

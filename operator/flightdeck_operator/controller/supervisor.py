@@ -83,7 +83,9 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stopping.set)
-        store = await asyncio.to_thread(open_store, self.config.store)
+        store = await asyncio.to_thread(
+            open_store, self.config.store, sqlite_cache_kib=self.config.sqlite_cache_mib * 1024
+        )
         gateway = KubeGateway(load_api_client())
         elector = self._elector(gateway) if self.config.leader_election else None
         state = HealthState(

@@ -53,8 +53,10 @@ def open_store(
     migrate: bool = True,
     busy_timeout_ms: int = 30_000,
     max_connections: int = 8,
+    sqlite_cache_kib: int = 65_536,
 ) -> Store:
-    """Open (and by default migrate) the store named by a path or URL."""
+    """Open (and by default migrate) the store named by a path or URL. ``sqlite_cache_kib``: the
+    page cache of each SQLite connection (one per thread; it fills up as the database grows)."""
     text = str(target)
     store: Store
     if text.startswith(("postgresql://", "postgres://")):
@@ -70,7 +72,7 @@ def open_store(
             raise StoreError(
                 "the store needs a file path (in-memory SQLite cannot be shared between connections)"
             )
-        store = SqliteStore(Path(text), busy_timeout_ms=busy_timeout_ms)
+        store = SqliteStore(Path(text), busy_timeout_ms=busy_timeout_ms, cache_size_kib=sqlite_cache_kib)
     if migrate:
         try:
             store.migrate()
