@@ -125,9 +125,8 @@ def test_replay_lookup_by_name_and_spec_digest(store: Store) -> None:
     assert store.replay_entry("team-a", "nightly", "d1") == newest
     assert store.replay_entry("team-a", "nightly", "d2") is None
     assert store.replay_entry("team-b", "nightly", "d1") is None
-    asked = [("nightly", "d1"), ("nightly", "d2"), ("other", "d1"), ("never", "d1")]
-    assert store.replayable("team-a", asked) == {("nightly", "d1"), ("other", "d1")}
-    assert store.replayable("team-b", asked) == set()
+    assert store.decision_for_name("team-a", "nightly") == newest
+    assert store.decision_for_name("team-a", "never") is None
 
 
 def test_deletion_notes_are_shared_and_consumed(backend: Backend) -> None:

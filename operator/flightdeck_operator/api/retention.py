@@ -50,7 +50,6 @@ class DecidedRequest:
     uid: str
     pointer: str
     decided_at: dt.datetime
-    spec_digest: str = ""  # what a re-created request would be replayed by (api.replay)
     ttl_seconds: int | None = None  # spec.ttlSecondsAfterDecided
     retain: bool = False  # annotated flightdeck.dev/retain: "true"
 

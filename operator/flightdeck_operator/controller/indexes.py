@@ -21,7 +21,6 @@ from flightdeck_operator.api.conditions import (
     Phase,
     find_condition,
 )
-from flightdeck_operator.api.replay import request_spec_digest
 from flightdeck_operator.api.retention import RETAIN_ANNOTATION, DecidedRequest
 from flightdeck_operator.api.v1alpha1 import (
     AGENT_RELEASE_PLURAL,
@@ -38,7 +37,6 @@ from flightdeck_operator.api.v1alpha1 import (
     ReleasePointerSpec,
 )
 from flightdeck_operator.controller.pending import PendingRequest
-from flightdeck_operator.controller.resolve import Failure, parse_request_spec
 from flightdeck_operator.controller.view import ApprovalObject, NamespaceView
 
 Index = Mapping[Any, Any]
@@ -167,9 +165,10 @@ async def decided_requests_by_namespace(
     status: kopf.Status,
     **_: Any,
 ) -> dict[Any, Any]:
-    """Decided requests, for retention: a few fields each (kopf keeps its own copy of the object)."""
-    parsed = parse_request_spec(dict(spec))
+    """Decided requests, for retention: a few fields each, read without parsing (every failover
+    indexes them all before deciding anything, so this must stay cheap)."""
     decided_at = dt.datetime.fromisoformat(str(status["decision"]["decidedAt"]).replace("Z", "+00:00"))
+    ttl = spec.get("ttlSecondsAfterDecided")
     return {
         namespace: DecidedRequest(
             namespace=namespace or "",
@@ -177,8 +176,7 @@ async def decided_requests_by_namespace(
             uid=uid,
             pointer=str(spec.get("pointer") or ""),
             decided_at=decided_at,
-            spec_digest="" if isinstance(parsed, Failure) else request_spec_digest(parsed),
-            ttl_seconds=None if isinstance(parsed, Failure) else parsed.ttl_seconds_after_decided,
+            ttl_seconds=ttl if isinstance(ttl, int) else None,
             retain=(meta.get("annotations") or {}).get(RETAIN_ANNOTATION) == "true",
         )
     }

@@ -1,10 +1,10 @@
 """Retention: the leader deletes decided PromotionRequests that are due (``api/retention.py``).
 
 One task, beside the pointer sweep. Each pass plans from the index of decided requests (no LIST),
-keeps only requests a re-created copy would be replayed from (their decision is ledgered with its
-replay keys), and deletes them as the Job TTL controller does: a fresh read, the rules checked
-again on it, then a delete preconditioned on its UID and resourceVersion (a request changed or
-re-created meanwhile is left alone). Deletes are rate-limited; one Event per policy (or per pointer
+and deletes as the Job TTL controller does: a fresh read, the rules checked again on it (and that
+a re-created copy would be replayed: its decision is ledgered with its name and spec digest), then
+a delete preconditioned on its UID and resourceVersion (a request changed or re-created meanwhile
+is left alone). Deletes are rate-limited; one Event per policy (or per pointer
 without one) summarises each pass.
 """
 
@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from flightdeck_operator.api.replay import request_spec_digest
 from flightdeck_operator.api.retention import (
     RETAIN_ANNOTATION,
     DecidedRequest,
@@ -35,6 +36,7 @@ from flightdeck_operator.api.v1alpha1 import (
 )
 from flightdeck_operator.config import OperatorSettings
 from flightdeck_operator.controller.indexes import LEDGERED_PHASES, Index
+from flightdeck_operator.controller.resolve import Failure, parse_request_spec
 from flightdeck_operator.controller.view import NamespaceView
 from flightdeck_operator.kube.errors import Conflict, GatewayError, NotFound
 from flightdeck_operator.kube.gateway import KubeGateway
@@ -71,22 +73,13 @@ class RetentionCollector:
     on_deleted: Callable[[PruneReason], None] | None = None
 
     def plan(self, decided: list[DecidedRequest], views: Mapping[str, NamespaceView]) -> list[Prune]:
-        """Blocking (store reads): what is due now and may be deleted."""
+        """What is due now (pure, on plain values; replayability is checked on the fresh read)."""
         policies: dict[tuple[str, str], RequestRetention | None] = {}
         for namespace, view in views.items():
             for pointer, spec in view.pointers.items():
                 policy = view.policies.get(spec.policy_ref.name) if spec.policy_ref is not None else None
                 policies[(namespace, pointer)] = policy.request_retention if policy is not None else None
-        planned = plan_retention(decided, policies, self.defaults, self.clock())
-        replayable: set[tuple[str, str, str]] = set()
-        by_namespace: dict[str, list[tuple[str, str]]] = defaultdict(list)
-        for prune in planned:
-            by_namespace[prune.request.namespace].append((prune.request.name, prune.request.spec_digest))
-        for namespace, keys in by_namespace.items():
-            replayable.update((namespace, *key) for key in self.store.replayable(namespace, keys))
-        return [
-            p for p in planned if (p.request.namespace, p.request.name, p.request.spec_digest) in replayable
-        ]
+        return plan_retention(decided, policies, self.defaults, self.clock())
 
     def delete(self, prune: Prune) -> bool:
         """Blocking: a fresh read, the rules again, then a preconditioned delete."""
@@ -102,6 +95,7 @@ class RetentionCollector:
             or status.get("phase") not in LEDGERED_PHASES
             or (metadata.get("annotations") or {}).get(RETAIN_ANNOTATION) == "true"
             or metadata.get("deletionTimestamp")
+            or not self._replayable(request.namespace, request.name, body.get("spec") or {})
         ):
             return False
         try:
@@ -117,6 +111,14 @@ class RetentionCollector:
         if self.on_deleted is not None:
             self.on_deleted(prune.reason)
         return True
+
+    def _replayable(self, namespace: str, name: str, spec: Mapping[str, Any]) -> bool:
+        """Whether a copy re-created with this name and spec would be replayed, not decided: its
+        decision is in the ledger with the replay keys (decisions before them are never deleted)."""
+        parsed = parse_request_spec(dict(spec))
+        if isinstance(parsed, Failure):
+            return False
+        return self.store.replay_entry(namespace, name, request_spec_digest(parsed)) is not None
 
     def summarise(self, namespace: str, view: NamespaceView, deleted: list[Prune]) -> None:
         """One Event per policy (on the policy), or per pointer without one (on the pointer)."""
@@ -185,7 +187,7 @@ async def retention_pass(
     decided = [request for namespace in namespaces for request in list(index.get(namespace, ()))]
     snapshot = {namespace: views(namespace) for namespace in namespaces}  # on the event loop
     result = PassResult(resident=len(decided))
-    prunes = await asyncio.to_thread(collector.plan, decided, snapshot)
+    prunes = collector.plan(decided, snapshot)
     done: dict[str, list[Prune]] = defaultdict(list)
     pause = 1.0 / collector.deletes_per_second
     for prune in prunes:

@@ -121,22 +121,6 @@ class LedgerQueries(FenceQueries):
         )
         return entry_from_row(rows[-1]) if rows else None
 
-    def replayable(self, namespace: str, requests: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Which (request name, spec digest) pairs of ``namespace`` a re-created request would be
-        replayed from (a decision ledgered with its replay keys): only those may be deleted."""
-        found: set[tuple[str, str]] = set()
-        names = sorted({name for name, _digest in requests})
-        for start in range(0, len(names), 500):
-            chunk = names[start : start + 500]
-            with self._transaction(write=False) as tx:
-                rows = tx.execute(
-                    "SELECT request_name, spec_digest FROM ledger_entries WHERE namespace = ? "
-                    f"AND spec_digest IS NOT NULL AND request_name IN ({', '.join('?' for _ in chunk)})",
-                    [namespace, *chunk],
-                ).fetchall()
-            found.update((str(row[0]), str(row[1])) for row in rows)
-        return found & set(requests)
-
     def ledger_entry_for_request(self, request_uid: str) -> LedgerEntry | None:
         return self._one_ledger_entry("request_uid = ?", [request_uid])
 
