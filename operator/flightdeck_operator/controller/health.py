@@ -65,7 +65,7 @@ class OperatorMetrics:
         )
         self.resident = Gauge(
             "flightdeck_requests_resident",
-            "Decided PromotionRequests resident in the watched namespaces at the last retention pass.",
+            "Decided PromotionRequests in the watched namespaces when the last retention pass started.",
             registry=self.registry,
         )
         self._holder: str | None = None
@@ -74,7 +74,7 @@ class OperatorMetrics:
         self.gc_deleted.labels(reason.value).inc()
 
     def retention_pass(self, result: PassResult) -> None:
-        self.resident.set(result.resident - sum(result.deleted.values()))
+        self.resident.set(result.resident)
 
     def observed(self, record: LeaseRecord) -> None:
         if self._holder is not None and record.holder_identity and record.holder_identity != self._holder:
