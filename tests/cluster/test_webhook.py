@@ -89,11 +89,16 @@ def test_the_api_server_trusts_the_operators_generated_ca(
         "promotionapprovals.flightdeck.dev",
         "promotionpolicies.flightdeck.dev",
         "promotionrequests.flightdeck.dev",
+        "releasepointer-deletions.flightdeck.dev",
+        "releasepointers.flightdeck.dev",
     ]
     for name, webhook in webhooks.items():
+        (resource,) = webhook["rules"][0]["resources"]
         assert base64.b64decode(webhook["clientConfig"]["caBundle"]) == ca_pem, name
-        assert webhook["clientConfig"]["url"] == operator.webhook_url(f"/mutate/{name.split('.')[0]}")
-        assert (webhook["failurePolicy"], webhook["sideEffects"]) == ("Fail", "None")
+        assert webhook["clientConfig"]["url"] == operator.webhook_url(f"/mutate/{resource}")
+        # Deletes of pointers are only observed: they never wait for the operator.
+        failure_policy = "Ignore" if name.startswith("releasepointer-deletions") else "Fail"
+        assert (webhook["failurePolicy"], webhook["sideEffects"]) == (failure_policy, "None")
         assert webhook["namespaceSelector"]["matchExpressions"][0]["values"] == [namespace]
 
     ca = x509.load_pem_x509_certificate(ca_pem)
