@@ -150,5 +150,5 @@ def test_no_runs_bound_nothing() -> None:
 
 @pytest.mark.parametrize(("failures", "runs", "alpha"), [(-1, 10, 0.05), (11, 10, 0.05), (1, 10, 0.5)])
 def test_impossible_counts_and_levels_are_rejected(failures: int, runs: int, alpha: float) -> None:
-    with pytest.raises(ValueError, match="count|alpha"):
+    with pytest.raises(ValueError, match=r"count|alpha"):
         clopper_pearson(failures, runs, alpha)
