@@ -111,7 +111,7 @@ def project(observed: SideStatistics, shape: SideStatistics, extra_runs: int, sh
 
 def _smallest_passing(passes: Callable[[int], bool], cap: int) -> int | None:
     """The smallest ``k`` in ``[1, cap]`` with ``passes(k)``, assuming passing is monotone in ``k``."""
-    if cap < 1:
+    if cap < 1 or not passes(cap):  # one look at the far end settles "never" (the common case)
         return None
     low, high = 0, min(16, cap)  # passes(low) is known to be False
     while not passes(high):
