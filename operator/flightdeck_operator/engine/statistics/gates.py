@@ -222,9 +222,15 @@ def _difference(candidate: Interval, baseline: Interval) -> Interval:
 
 
 def _ratio(candidate: Interval, baseline: Interval) -> Interval:
-    """Bounds on a ratio of two non-negative quantities from bounds on each (interval arithmetic)."""
-    numerator_low = max(0.0, candidate.lower)
-    lower = 0.0 if numerator_low == 0 else numerator_low / baseline.upper if baseline.upper > 0 else math.inf
+    """Bounds on a ratio of two non-negative quantities from bounds on each (interval arithmetic).
+
+    Nothing is proven about the ratio while the baseline may be 0 (no upper bound) or the candidate
+    may be 0 (no lower bound above 0)."""
+    smallest_candidate = max(0.0, candidate.lower)
+    if smallest_candidate == 0:
+        lower = 0.0
+    else:
+        lower = smallest_candidate / baseline.upper if baseline.upper > 0 else math.inf
     upper = candidate.upper / baseline.lower if baseline.lower > 0 else math.inf
     return Interval(lower, upper)
 
@@ -277,34 +283,36 @@ def _mean_bounds(spec: GateSpec, candidate: SampleMoments, baseline: SampleMomen
     enough = candidate.count >= spec.min_runs and (
         not spec.compares_to_baseline or baseline.count >= spec.min_runs
     )
-    estimate_c = candidate.mean if candidate.count else None
     if spec.kind is LimitKind.ABSOLUTE_MAX:
-        estimate = estimate_c
-    elif spec.kind is LimitKind.MAX_INCREASE:
-        estimate = candidate.mean - baseline.mean if candidate.count and baseline.count else None
+        estimate = candidate.mean if candidate.count else None
+        return _Bounds(estimate, _mean_interval(spec, candidate, spec.alpha), _mean_method(spec), enough)
+
+    both_seen = candidate.count > 0 and baseline.count > 0
+    if spec.kind is LimitKind.MAX_INCREASE:
+        estimate = candidate.mean - baseline.mean if both_seen else None
     else:
-        estimate = candidate.mean / baseline.mean if candidate.count and baseline.mean > 0 else None
-
+        estimate = candidate.mean / baseline.mean if both_seen and baseline.mean > 0 else None
     if spec.sequential:
-
-        def side(moments: SampleMoments, alpha: float) -> Interval:
-            return sequential_mean_interval(moments, alpha, spec.expected_runs)
-
-        method = Method.ASYMPTOTIC_CS
-    else:
-        side, method = fixed_mean_interval, Method.Z_INTERVAL
-
-    if spec.kind is LimitKind.ABSOLUTE_MAX:
-        return _Bounds(estimate, side(candidate, spec.alpha), method, enough)
-    if spec.sequential:
-        arms = side(candidate, spec.alpha / 2), side(baseline, spec.alpha / 2)
+        arms = _mean_interval(spec, candidate, spec.alpha / 2), _mean_interval(spec, baseline, spec.alpha / 2)
         combine = _difference if spec.kind is LimitKind.MAX_INCREASE else _ratio
-        return _Bounds(estimate, combine(*arms), method, enough)
+        return _Bounds(estimate, combine(*arms), _mean_method(spec), enough)
     if spec.kind is LimitKind.MAX_RATIO:
-        return _Bounds(
-            estimate, fieller_ratio_interval(candidate, baseline, spec.alpha), Method.FIELLER, enough
-        )
-    return _Bounds(estimate, _fixed_mean_difference(candidate, baseline, spec.alpha), method, enough)
+        interval = fieller_ratio_interval(candidate, baseline, spec.alpha)
+    else:
+        interval = _fixed_mean_difference(candidate, baseline, spec.alpha)
+    return _Bounds(estimate, interval, _mean_method(spec), enough)
+
+
+def _mean_interval(spec: GateSpec, moments: SampleMoments, alpha: float) -> Interval:
+    if spec.sequential:
+        return sequential_mean_interval(moments, alpha, spec.expected_runs)
+    return fixed_mean_interval(moments, alpha)
+
+
+def _mean_method(spec: GateSpec) -> Method:
+    if spec.sequential:
+        return Method.ASYMPTOTIC_CS
+    return Method.FIELLER if spec.kind is LimitKind.MAX_RATIO else Method.Z_INTERVAL
 
 
 def _fixed_mean_difference(candidate: SampleMoments, baseline: SampleMoments, alpha: float) -> Interval:
