@@ -181,6 +181,11 @@ def beta_binomial_sequence(
     _check_counts(failures, runs, alpha)
     if runs == 0:
         return Interval(0.0, 1.0)
+    if failures > runs / 2:
+        # Solve for the success rate instead: the root finder's relative tolerance then applies to
+        # 1 - p, which is what a bound near 1 needs (the sequence is symmetric under the swap).
+        mirrored = beta_binomial_sequence(runs - failures, runs, alpha, (prior[1], prior[0]))
+        return Interval(1.0 - mirrored.upper, 1.0 - mirrored.lower)
     threshold = -math.log(alpha)
     log_mixture = _log_mixture_ratio(failures, runs, prior)
     successes = runs - failures
