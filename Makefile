@@ -6,14 +6,18 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-unit test-store test-cluster test-package lint format control-plane venv bench clean
+.PHONY: demo sandbox browser test test-unit test-store test-cluster test-package lint format control-plane venv bench clean
 
 ## demo: build (or reuse) the local control plane and run the demo on it
 demo: venv control-plane
 	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/flightdeck-operator dev
 
+## sandbox: the demo, then everything keeps running (control plane, operator, sidecar, dashboard)
+sandbox: venv control-plane
+	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/flightdeck-operator dev --keep
+
 ## test: install everything, build the control plane if missing, run every tier
-test: venv control-plane
+test: venv control-plane browser
 	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: venv
@@ -25,7 +29,7 @@ test-store: venv
 test-package: venv
 	$(BIN)/pytest -m package $(PYTEST_ARGS)
 
-test-cluster: venv control-plane
+test-cluster: venv control-plane browser
 	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/pytest -m cluster $(PYTEST_ARGS)
 
 ## lint: ruff (lint + format check), mypy strict on the package, and the rooms' import contracts
@@ -38,6 +42,10 @@ lint: venv
 format: venv
 	$(BIN)/ruff format operator tests benchmarks
 	$(BIN)/ruff check --fix operator tests benchmarks
+
+## browser: Debian's Chromium for the dashboard's tests (installed once; Playwright drives it)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
 ## control-plane: build kube-apiserver, kubectl, etcd and helm from Go modules (cached by version)
 control-plane:

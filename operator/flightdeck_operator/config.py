@@ -147,6 +147,14 @@ class SidecarSettings(BaseSettings):
         default="local",
         description="Environment a diff uses when the body names none (the reference's default_environment).",
     )
+    local_identity: bool = Field(
+        default=False,
+        description=(
+            "The process acts with its user's own kubeconfig identity (``flightdeck-operator "
+            "dashboard``): with --auth none on loopback, approvals are attributed by the API server "
+            "to that identity. Never for a shared sidecar, whose identity is its ServiceAccount."
+        ),
+    )
     min_candidate_runs: int = Field(
         default=500, ge=0, description="Default candidate sample for HIGH confidence (as the operator)."
     )

@@ -145,8 +145,13 @@ def verify(entries: Sequence[LedgerEntry]) -> ChainVerification:
     breaks seq order or the next row's ``prev_hash``. Rewriting the whole chain from some row to the
     end is not detectable from the rows alone; compare the head hash with one recorded elsewhere.
     """
-    prev_hash = GENESIS_HASH
-    for position, entry in enumerate(entries, start=1):
+    return verify_after(entries, seq=0, prev_hash=GENESIS_HASH)
+
+
+def verify_after(entries: Sequence[LedgerEntry], *, seq: int, prev_hash: str) -> ChainVerification:
+    """``verify`` for the entries that follow an already verified ``seq`` whose hash is ``prev_hash``
+    (a chain checked piece by piece as it grows). ``entries`` counts the new entries only."""
+    for position, entry in enumerate(entries, start=seq + 1):
         if entry.seq != position:
             bad_seq = min(entry.seq, position)
             problem = (
@@ -169,4 +174,4 @@ def verify(entries: Sequence[LedgerEntry]) -> ChainVerification:
                 False, len(entries), entry.seq, f"seq {entry.seq}: hash does not match its content (edited)"
             )
         prev_hash = entry.hash
-    return ChainVerification(True, len(entries), head_hash=None if not entries else prev_hash)
+    return ChainVerification(True, len(entries), head_hash=prev_hash if entries or seq else None)

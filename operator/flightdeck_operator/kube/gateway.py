@@ -318,6 +318,15 @@ class KubeGateway:
             extra={key: tuple(values or ()) for key, values in (user.extra or {}).items()},
         )
 
+    def whoami(self) -> str:
+        """SelfSubjectReview: the username this client authenticates as."""
+        review = api_call(
+            client.AuthenticationV1Api(self.api_client).create_self_subject_review,
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+        )
+        user = review.status.user_info if review.status is not None else None
+        return str(user.username) if user is not None and user.username else "unknown"
+
     def review_access(
         self, user: ReviewedUser, *, namespace: str, verb: str, group: str, resource: str
     ) -> AccessDecision:

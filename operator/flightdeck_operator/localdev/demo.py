@@ -27,6 +27,7 @@ import yaml
 
 from flightdeck_operator.localdev.controlplane import ControlPlane
 from flightdeck_operator.localdev.processes import OperatorProcess, SidecarProcess
+from flightdeck_operator.localdev.sandbox import hold
 
 NAMESPACE = "demo"
 RELEASE_NAMESPACE = "flightdeck-system"
@@ -64,8 +65,14 @@ def synthetic_events(
 
 
 def run_demo(
-    repo: Path, *, bin_dir: Path | None, say: Callable[[str], None], show: Callable[[str], None]
+    repo: Path,
+    *,
+    bin_dir: Path | None,
+    say: Callable[[str], None],
+    show: Callable[[str], None],
+    keep: bool = False,
 ) -> None:
+    """The demo; ``keep``: leave everything running afterwards (the sandbox) until Ctrl-C."""
     charts, examples = repo / "charts" / "flightdeck-operator", repo / "examples"
     if not charts.is_dir() or not examples.is_dir():
         raise DemoError(f"run the demo from the repository root ({charts} or {examples} not found)")
@@ -212,8 +219,21 @@ def run_demo(
             show((doctor.stdout + doctor.stderr).rstrip())
             if doctor.returncode != 0:
                 raise DemoError("doctor found problems")
-            say("Stopping the sidecar, the operator and the control plane")
             http.close()
+            if keep:
+                hold(
+                    cp,
+                    namespace=NAMESPACE,
+                    store=store,
+                    work=work,
+                    operator=operator,
+                    sidecar=sidecar,
+                    users=(CALLER, APPROVER),
+                    say=say,
+                    show=show,
+                )
+            else:
+                say("Stopping the sidecar, the operator and the control plane")
 
 
 CANARY_POLICY = {
@@ -304,7 +324,8 @@ def _approve(cp: ControlPlane, user: str, reason: str) -> subprocess.CompletedPr
 
 def grant_promoter(cp: ControlPlane, user: str) -> None:
     """RBAC for a promoter: create PromotionRequests (promote/rollback) and PromotionApprovals,
-    create run events (ingest) and read both kinds, in the demo namespace only."""
+    create run events (ingest), and read every FlightDeck kind (what the dashboard shows), in the
+    demo namespace only."""
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
@@ -314,7 +335,12 @@ def grant_promoter(cp: ControlPlane, user: str) -> None:
                 "apiGroups": ["flightdeck.dev"],
                 "resources": ["promotionrequests", "promotionapprovals", "runevents"],
                 "verbs": ["create", "get", "list", "watch"],
-            }
+            },
+            {
+                "apiGroups": ["flightdeck.dev"],
+                "resources": ["agentreleases", "pricingtables", "promotionpolicies", "releasepointers"],
+                "verbs": ["get", "list", "watch"],
+            },
         ],
     }
     binding = {

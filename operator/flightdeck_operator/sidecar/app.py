@@ -14,7 +14,8 @@ from typing import Any, Final
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,6 +23,7 @@ from flightdeck_operator import __version__
 from flightdeck_operator.actions.errors import ActionError
 from flightdeck_operator.actions.promotions import retry_after_seconds
 from flightdeck_operator.config import AuthMode, SidecarSettings
+from flightdeck_operator.kube.errors import GatewayError
 from flightdeck_operator.kube.gateway import KubeGateway
 from flightdeck_operator.sidecar.auth import (
     Authenticator,
@@ -29,6 +31,8 @@ from flightdeck_operator.sidecar.auth import (
     NoAuth,
     StaticTokenAuth,
 )
+from flightdeck_operator.sidecar.dashboard import routes as dashboard
+from flightdeck_operator.sidecar.dashboard.security import DashboardHeaders
 from flightdeck_operator.sidecar.metrics import UNMATCHED_ROUTE, SidecarMetrics
 from flightdeck_operator.sidecar.routes import GROUPS, ROUTES
 from flightdeck_operator.sidecar.routes.common import INGEST_SCHEMA_NAME, RETRY_AFTER_HEADER
@@ -81,6 +85,19 @@ def create_app(
     app.state.sidecar = state
     for group in GROUPS:
         app.include_router(group)
+    app.include_router(dashboard.router)
+    app.mount(dashboard.STATIC, StaticFiles(directory=dashboard.STATIC_DIR), name="dashboard-static")
+
+    @app.get(dashboard.ROOT, include_in_schema=False)
+    async def _dashboard_root() -> RedirectResponse:
+        return RedirectResponse(f"{dashboard.ROOT}/")
+
+    @app.exception_handler(GatewayError)
+    async def _gateway_error(request: Request, error: GatewayError) -> JSONResponse:
+        # Reads that are not mapped to an ActionError (the dashboard's fragments): the caller's
+        # RBAC refusal stays a 403 with the API server's message; anything else is unavailable.
+        status = 403 if error.status == 403 else 503
+        return JSONResponse({"detail": f"Kubernetes API: {error}"}, status_code=status)
 
     @app.exception_handler(ActionError)
     async def _action_error(request: Request, error: ActionError) -> JSONResponse:
@@ -104,6 +121,7 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(DashboardHeaders, prefix=dashboard.ROOT)
     app.add_middleware(
         LimitsAndMetrics,
         metrics=state.metrics,

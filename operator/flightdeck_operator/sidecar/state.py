@@ -13,6 +13,7 @@ from flightdeck_operator.engine.models import ConfidenceThresholds
 from flightdeck_operator.kube.gateway import KubeGateway
 from flightdeck_operator.sidecar.auth import Authenticator
 from flightdeck_operator.sidecar.decisions import DecisionWatcher
+from flightdeck_operator.sidecar.ledger_health import LedgerVerifier
 from flightdeck_operator.sidecar.metrics import SidecarMetrics
 from flightdeck_operator.store import Store
 
@@ -30,9 +31,14 @@ class SidecarState:
     # Limits promote/rollback waits (each holds a worker thread); set on first use.
     wait_limiter: anyio.CapacityLimiter | None = None
     decisions: DecisionWatcher = field(init=False)
+    # The dashboard's view of the ledger's chain, verified piece by piece as it grows.
+    ledger_verifier: LedgerVerifier = field(init=False)
+    # Who the local dashboard acts as (its kubeconfig's user), once asked.
+    local_user: str | None = None
 
     def __post_init__(self) -> None:
         self.decisions = DecisionWatcher(self.gateway, self.settings.namespace)
+        self.ledger_verifier = LedgerVerifier(self.store)
 
     @property
     def namespace(self) -> str:

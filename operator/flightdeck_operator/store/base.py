@@ -34,7 +34,7 @@ class Transaction:
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
         if self._postgres and params is not None:
-            sql = sql.replace("?", "%s")
+            sql = _pg_placeholders(sql)
         cursor: Cursor = (
             self._connection.execute(sql, params) if params is not None else self._connection.execute(sql)
         )
@@ -49,7 +49,7 @@ class Transaction:
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
         if self._postgres:
             with self._connection.cursor() as cursor:
-                cursor.executemany(sql.replace("?", "%s"), rows)
+                cursor.executemany(_pg_placeholders(sql), rows)
                 return int(cursor.rowcount)
         return int(self._connection.executemany(sql, rows).rowcount)
 
@@ -130,3 +130,8 @@ class StoreBase(ABC):
                 int(r[0])
                 for r in tx.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()
             ]
+
+
+def _pg_placeholders(sql: str) -> str:
+    """psycopg's placeholders for our ``?`` ones; a literal ``%`` (SQL's modulo) is doubled."""
+    return sql.replace("%", "%%").replace("?", "%s")

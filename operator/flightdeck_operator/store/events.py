@@ -62,6 +62,12 @@ class EventQueries(StoreBase):
         with self._transaction(write=False) as tx:
             return int(tx.execute(f"SELECT COUNT(*) FROM run_events{where}", params).fetchone()[0])
 
+    def run_event(self, run_id: str) -> RunEvent | None:
+        """One stored run event by its ``run_id``, as it was sent."""
+        with self._transaction(write=False) as tx:
+            row = tx.execute("SELECT event_json FROM run_events WHERE run_id = ?", [run_id]).fetchone()
+        return None if row is None else RunEvent.model_validate_json(row[0])
+
     def query_events(
         self,
         release_id: str,

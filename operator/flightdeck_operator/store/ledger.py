@@ -138,6 +138,23 @@ class LedgerQueries(StoreBase):
             ).fetchall()
         return [entry_from_row(row) for row in rows]
 
+    def ledger_entries_by_seq(self, seqs: Sequence[int]) -> dict[int, LedgerEntry]:
+        """The entries with these ``seq``s (primary-key lookups in one query), by seq."""
+        wanted = sorted(set(seqs))
+        if not wanted:
+            return {}
+        rows = self._ledger_rows(f"seq IN ({', '.join('?' for _ in wanted)})", list(wanted))
+        return {entry.seq: entry for entry in map(entry_from_row, rows)}
+
+    def ledger_entries_after(self, seq: int, *, limit: int) -> list[LedgerEntry]:
+        """Up to ``limit`` entries after ``seq``, oldest first (a chain read piece by piece)."""
+        with self._transaction(write=False) as tx:
+            rows = tx.execute(
+                f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger_entries WHERE seq > ? ORDER BY seq LIMIT ?",
+                [seq, limit],
+            ).fetchall()
+        return [entry_from_row(row) for row in rows]
+
     def count_ledger(self) -> int:
         with self._transaction(write=False) as tx:
             return int(tx.execute("SELECT COUNT(*) FROM ledger_entries").fetchone()[0])

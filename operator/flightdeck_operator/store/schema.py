@@ -24,7 +24,7 @@ class Migration:
     postgresql: tuple[str, ...]
 
 
-def _bucket_of(column: str) -> str:
+def bucket_of(column: str) -> str:
     # Floor to the hour, also correct for timestamps before 1970 (SQL % truncates toward zero).
     return f"{column} - ((({column} % {BUCKET_US}) + {BUCKET_US}) % {BUCKET_US})"
 
@@ -145,7 +145,7 @@ def _sqlite_bucket_delete_trigger() -> str:
     return f"""CREATE TRIGGER run_events_bucket_delete AFTER DELETE ON run_events BEGIN
             UPDATE run_event_buckets SET {subtract}
             WHERE release_id = OLD.release_id AND environment = OLD.environment
-              AND bucket_start_us = {_bucket_of("OLD.ts_us")} AND agent_id = OLD.agent_id
+              AND bucket_start_us = {bucket_of("OLD.ts_us")} AND agent_id = OLD.agent_id
               AND model = OLD.model AND tenant_id = OLD.tenant_id AND task_id = OLD.task_id;
         END"""
 
@@ -174,7 +174,7 @@ def _pg_bucket_functions() -> tuple[str, ...]:
         # One set-based upsert per statement; ORDER BY keeps lock order stable across writers.
         return f"""
             INSERT INTO run_event_buckets AS b ({_BUCKET_KEY}, {", ".join(BUCKET_SUMS)})
-            SELECT release_id, environment, {_bucket_of("ts_us")}, agent_id, model, tenant_id, task_id, {sums}
+            SELECT release_id, environment, {bucket_of("ts_us")}, agent_id, model, tenant_id, task_id, {sums}
             FROM {transition} GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7
             ON CONFLICT ({_BUCKET_KEY}) DO UPDATE SET {update}"""
 
@@ -194,7 +194,7 @@ def _pg_bucket_functions() -> tuple[str, ...]:
 
 _BUCKET_BACKFILL = f"""
 INSERT INTO run_event_buckets ({_BUCKET_KEY}, {", ".join(BUCKET_SUMS)})
-SELECT release_id, environment, {_bucket_of("ts_us")}, agent_id, model, tenant_id, task_id,
+SELECT release_id, environment, {bucket_of("ts_us")}, agent_id, model, tenant_id, task_id,
        COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cached_input_tokens),
        COALESCE(SUM(latency_ms), 0), COUNT(latency_ms), COUNT(*) - SUM(success)
 FROM run_events GROUP BY 1, 2, 3, 4, 5, 6, 7"""
