@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flightdeck_operator.store import SqliteStore, StoreError, open_store
+from flightdeck_operator.store import WAL_LIMIT_BYTES, SqliteStore, StoreError, open_store
 from tests.factories import NOW, event_dict
 
 
@@ -36,6 +36,7 @@ def test_wal_and_pragmas(tmp_path: Path) -> None:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert connection.execute("PRAGMA busy_timeout").fetchone()[0] == 1234
         assert connection.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        assert connection.execute("PRAGMA journal_size_limit").fetchone()[0] == WAL_LIMIT_BYTES
 
 
 def test_background_checkpointer_copies_the_wal_and_stops_on_close(tmp_path: Path) -> None:
