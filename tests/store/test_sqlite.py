@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from flightdeck_operator.store import WAL_LIMIT_BYTES, SqliteStore, StoreError, open_store
+from flightdeck_operator.store import SqliteStore, StoreError, open_store
+from flightdeck_operator.store.sqlite import WAL_LIMIT_BYTES
 from tests.factories import NOW, event_dict
 
 

@@ -14,7 +14,7 @@ import multiprocessing
 from multiprocessing.synchronize import Event
 from pathlib import Path
 
-from flightdeck_operator.models import RUN_EVENT_DATA
+from flightdeck_operator.engine.models import RUN_EVENT_DATA
 from flightdeck_operator.store import SqliteStore
 from tests.factories import NOW, event_dict
 

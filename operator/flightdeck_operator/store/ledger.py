@@ -162,31 +162,36 @@ class LedgerQueries(StoreBase):
     def verify_ledger(self, *, page_size: int = 1000) -> ChainVerification:
         """Load the ledger in ``seq`` order and check contiguity and the hash chain."""
         entries: list[LedgerEntry] = []
+        for row in self._all_ledger_rows(page_size):
+            try:
+                entries.append(entry_from_row(row))
+            except (ValidationError, ValueError, TypeError) as exc:
+                verdict = ledger.verify(entries)
+                if not verdict.ok:
+                    return verdict
+                bad_seq = int(row[0])
+                if bad_seq != len(entries) + 1:  # a gap before the unreadable row comes first
+                    return ledger.verify([*entries, placeholder_entry(bad_seq)])
+                return ChainVerification(
+                    False, len(entries) + 1, bad_seq, f"seq {bad_seq}: row cannot be read ({exc})"
+                )
+        return ledger.verify(entries)
+
+    def _all_ledger_rows(self, page_size: int) -> list[Any]:
+        """Every ledger row in ``seq`` order, from one snapshot. Rows are parsed after it ends: a
+        read transaction held for that long keeps SQLite's WAL from being reset."""
+        rows: list[Any] = []
         last_seq = 0
         with self._transaction(write=False, snapshot=True) as tx:
             while True:
-                rows = tx.execute(
-                    f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger_entries "
-                    "WHERE seq > ? ORDER BY seq LIMIT ?",
+                page = tx.execute(
+                    f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger_entries WHERE seq > ? ORDER BY seq LIMIT ?",
                     [last_seq, page_size],
                 ).fetchall()
-                for row in rows:
-                    try:
-                        entries.append(entry_from_row(row))
-                    except (ValidationError, ValueError, TypeError) as exc:
-                        verdict = ledger.verify(entries)
-                        if not verdict.ok:
-                            return verdict
-                        bad_seq = int(row[0])
-                        if bad_seq != len(entries) + 1:  # a gap before the unreadable row comes first
-                            return ledger.verify([*entries, placeholder_entry(bad_seq)])
-                        return ChainVerification(
-                            False, len(entries) + 1, bad_seq, f"seq {bad_seq}: row cannot be read ({exc})"
-                        )
-                if len(rows) < page_size:
-                    break
-                last_seq = int(rows[-1][0])
-        return ledger.verify(entries)
+                rows.extend(page)
+                if len(page) < page_size:
+                    return rows
+                last_seq = int(page[-1][0])
 
     def _one_ledger_entry(self, condition: str, params: list[Any]) -> LedgerEntry | None:
         rows = self._ledger_rows(condition, params)
