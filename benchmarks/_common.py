@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from flightdeck_operator.engine.models import ModelUsage, RunEvent, RunMetrics, RunUsage
 from flightdeck_operator.localdev.postgres import temporary_postgres
@@ -65,6 +66,40 @@ def make_events(
             )
         )
     return events
+
+
+def kube_object(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """A FlightDeck custom object, as ``kubectl apply`` takes it."""
+    return {"apiVersion": "flightdeck.dev/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec}
+
+
+def reference_event(
+    i: int, *, timestamp: dt.datetime, release_id: str, agent_id: str = "agent-ref"
+) -> dict[str, Any]:
+    """Run event ``i`` as a client posts it, of the reference benchmark's size: about 690 bytes as
+    JSON (request ids, a tool and labels), the size the WAL and disk figures are measured with."""
+    return {
+        "timestamp": timestamp.isoformat(),
+        "agent_id": agent_id,
+        "release_id": release_id,
+        "run_id": f"{release_id}-run-{i:010d}",
+        "tenant_id": "tenant-a",
+        "task_id": "support-triage",
+        "environment": "local",
+        "request": {"session_id": f"session-{i // 10:012d}", "trace_id": f"{i:032x}", "span_id": f"{i:016x}"},
+        "metrics": {"latency_ms": 900 + i % 200, "success": i % 50 != 0},
+        "usage": {
+            "model": {
+                "provider": "openai",
+                "model": "gpt-4.1-mini",
+                "input_tokens": 1000 + i % 700,
+                "output_tokens": 500 + i % 300,
+                "cached_input_tokens": 200,
+            },
+            "tools": [{"tool_name": "knowledge_base_search", "invocations": 2, "cost_units": 0.25}],
+        },
+        "labels": {"region": "eu-west-1", "customer_tier": "enterprise"},
+    }
 
 
 @contextlib.contextmanager

@@ -24,8 +24,9 @@ import sys
 from pathlib import Path
 
 # This file is named http.py, which would shadow the standard library's ``http`` package for
-# everything imported below (run as a script, its folder is sys.path[0]); drop that folder.
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
+# everything imported below (run as a script, its folder is sys.path[0]): keep that folder last.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE] + [str(_HERE)]
 
 import argparse  # noqa: E402
 import datetime as dt  # noqa: E402
@@ -43,6 +44,7 @@ from typing import Any, Final  # noqa: E402
 import httpx  # noqa: E402
 import yaml  # noqa: E402
 
+from _common import kube_object  # noqa: E402
 from flightdeck_operator.localdev.controlplane import ControlPlane  # noqa: E402
 from flightdeck_operator.localdev.processes import OperatorProcess, SidecarProcess, free_port  # noqa: E402
 
@@ -95,20 +97,14 @@ def event_bodies(count: int, tag: str) -> list[bytes]:
 def kube_objects() -> list[dict[str, Any]]:
     """Two agents: one whose promotes pass, one whose candidate is always blocked (cost 5 > 4)."""
 
-    def obj(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "apiVersion": "flightdeck.dev/v1alpha1",
-            "kind": kind,
-            "metadata": {"name": name},
-            "spec": spec,
-        }
-
     def table(name: str, rates: tuple[float, float]) -> dict[str, Any]:
         entry = {"model": "gpt-4.1-mini", "inputUsdPer1kTokens": rates[0], "outputUsdPer1kTokens": rates[1]}
-        return obj("PricingTable", name, {"provider": "openai", "pricingVersion": name, "entries": [entry]})
+        return kube_object(
+            "PricingTable", name, {"provider": "openai", "pricingVersion": name, "entries": [entry]}
+        )
 
     def release(name: str, agent: str, pricing: str) -> dict[str, Any]:
-        return obj(
+        return kube_object(
             "AgentRelease",
             name,
             {
@@ -128,7 +124,7 @@ def kube_objects() -> list[dict[str, Any]]:
             "minLowRuns": 1,
             "requireHighDiffConfidence": False,
         }
-        return obj("PromotionPolicy", name, spec)
+        return kube_object("PromotionPolicy", name, spec)
 
     return [
         table("baseline-pricing", (1.0, 2.0)),
@@ -139,12 +135,12 @@ def kube_objects() -> list[dict[str, Any]]:
         release("pass-b", "agent-pass", "candidate-pricing"),
         release("block-base", "agent-block", "baseline-pricing"),
         release("block-cand", "agent-block", "candidate-pricing"),
-        obj(
+        kube_object(
             "ReleasePointer",
             "pass-local",
             {"agentId": "agent-pass", "environment": "local", "policyRef": {"name": "permissive"}},
         ),
-        obj(
+        kube_object(
             "ReleasePointer",
             "block-local",
             {"agentId": "agent-block", "environment": "local", "policyRef": {"name": "strict"}},

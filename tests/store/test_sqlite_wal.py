@@ -22,7 +22,7 @@ WAL_LIMIT = 2 * 1024 * 1024
 BATCH = 500  # about 0.6 MB of WAL per commit
 BATCHES = 200  # about 120 MB of WAL in all: PASSIVE-only checkpoints left a WAL of about 100 MB
 # The checkpointer keeps the file near the limit and truncates it at 3 limits at the latest, plus
-# what is committed meanwhile (docs/operations.md); measured here: 4 to 11 MB. 16 limits leave room
+# what is committed meanwhile (docs/operations.md); measured here: 4 to 16 MB. 16 limits leave room
 # for a slow machine and are still a third of what PASSIVE-only checkpoints left (102 MB).
 WAL_BOUND = 16 * WAL_LIMIT
 WINDOW = (NOW - dt.timedelta(days=7), NOW)
