@@ -35,7 +35,7 @@ sys.path[:] = (
 )
 
 from _common import NOW, backend_store, postgres_url, reference_event  # noqa: E402
-from flightdeck_operator.models import RUN_EVENT_DATA  # noqa: E402
+from flightdeck_operator.engine.models import RUN_EVENT_DATA  # noqa: E402
 from flightdeck_operator.store import PostgresStore, SqliteStore, Store  # noqa: E402
 
 BATCH = 1000
