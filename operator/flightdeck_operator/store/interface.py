@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from flightdeck_operator.store.events import EventQueries
+from flightdeck_operator.store.forensics import ForensicsQueries
 from flightdeck_operator.store.ledger import LedgerQueries
+from flightdeck_operator.store.notifications import NotificationQueries
 
 
-class Store(EventQueries, LedgerQueries):
+class Store(EventQueries, ForensicsQueries, LedgerQueries, NotificationQueries):
     """Backend-neutral store API. Use ``open_store``; close it (or use ``with``) when done."""
