@@ -117,5 +117,10 @@ from flightdeck_operator.cli.commands import register as register_action_command
 
 register_action_commands(main)
 
+# runs list / runs export (the HTTP API's forensics code paths).
+from flightdeck_operator.cli.runs import runs  # noqa: E402
+
+main.add_command(runs)
+
 if __name__ == "__main__":
     main()
