@@ -4,7 +4,7 @@ Promote and rollback answer only from the PromotionRequest's status (``actions.p
 approval workflow from PromotionRequests, PromotionApprovals and the ledger
 (``actions.approval_workflow``); reads come from the API server (releases, pointers, requests) or
 the ledger (actions); ingestion, the diff, run forensics (``runs``) and the JSON counters
-(``counters``) use the store. Auth is a dependency per route
+(``counters``) use the store; ``webhooks`` manages NotificationSubscriptions. Auth is a dependency per route
 (``common.require``), run before the body is looked at.
 """
 
@@ -20,6 +20,7 @@ from flightdeck_operator.sidecar.routes import (
     ingest,
     reads,
     runs,
+    webhooks,
 )
 
 GROUPS: tuple[APIRouter, ...] = (
@@ -30,6 +31,7 @@ GROUPS: tuple[APIRouter, ...] = (
     ingest.router,
     actions.router,
     approvals.router,
+    webhooks.router,
 )
 # Every route, flat: the middleware matches requests it refuses before routing (413) against them.
 ROUTES = tuple(route for group in GROUPS for route in group.routes)
