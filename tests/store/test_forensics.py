@@ -194,6 +194,7 @@ def test_request_ids_are_backfilled_for_events_stored_before_the_migration(backe
     for index in ("run_events_trace_id", "run_events_session_id", "run_events_span_id"):
         backend.raw(f"DROP INDEX {index}")
     backend.raw("DROP INDEX run_events_release_env_tenant_task_ts")
+    backend.raw("DROP INDEX run_event_buckets_tenant_task")
     for column in ("trace_id", "session_id", "span_id"):
         backend.raw(f"ALTER TABLE run_events DROP COLUMN {column}")
     backend.raw(
@@ -229,3 +230,14 @@ def test_sqlite_reads_pages_through_an_index(tmp_path: Path, filters: dict[str, 
     details = " | ".join(str(row[-1]) for row in plan)
     assert f"USING INDEX {index}" in details, details
     assert "SCAN run_events" not in details
+
+
+def test_sqlite_counts_a_tenant_and_task_from_their_own_buckets(tmp_path: Path) -> None:
+    with open_store(tmp_path / "plans.db") as store, store._transaction(write=False) as tx:
+        plan = tx.execute(
+            "EXPLAIN QUERY PLAN SELECT CAST(COALESCE(SUM(runs), 0) AS BIGINT) FROM run_event_buckets "
+            "WHERE release_id = ? AND environment = ? AND bucket_start_us >= ? AND bucket_start_us < ? "
+            "AND tenant_id = ? AND task_id = ?",
+            ["r", "local", 0, 1, "t", "k"],
+        ).fetchall()
+    assert "USING COVERING INDEX run_event_buckets_tenant_task" in str(plan[0][-1])

@@ -222,6 +222,10 @@ _FORENSICS_INDEXES = (
     # tenant + task: the page and its edge counts without reading rows of other tenants.
     "CREATE INDEX run_events_release_env_tenant_task_ts "
     "ON run_events (release_id, environment, tenant_id, task_id, ts_us)",
+    # ... and the whole hours of its count from the buckets of that tenant and task only (runs
+    # included: the index alone answers, so SQLite picks it without statistics).
+    "CREATE INDEX run_event_buckets_tenant_task "
+    "ON run_event_buckets (release_id, environment, tenant_id, task_id, bucket_start_us, runs)",
 )
 
 # --- Counters for GET /v1/metrics: kept on every insert, delete and append, never COUNT(*) --------
