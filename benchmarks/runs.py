@@ -135,7 +135,7 @@ def page(store: Store, total: int, offset: int = 0, *names: str) -> Callable[[ra
         chosen = {name: pickers[name](rng) for name in names}
         query = RunsQuery(release_id=RELEASE, window="7d", offset=offset, limit=100, **chosen)
         body = list_runs_json(store, RunFilters(RELEASE, "local", SINCE, UNTIL, **chosen), query)
-        assert b'"returned": 0,' not in body, body[:300]
+        assert b'"returned":0,' not in body, body[:300]
         return body
 
     return run

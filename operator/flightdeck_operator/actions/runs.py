@@ -112,8 +112,9 @@ def list_runs_json(store: Store, filters: RunFilters, query: RunsQuery) -> bytes
         "returned": len(page.events_json),
         "truncated": page.truncated,
     }
-    text = json.dumps(head)[:-1] + ', "events": [' + ", ".join(page.events_json) + "]}"
-    return text.encode()
+    # Compact, as FastAPI's JSONResponse writes every other answer.
+    text = json.dumps(head, separators=(",", ":"), ensure_ascii=False)[:-1]
+    return (text + ',"events":[' + ",".join(page.events_json) + "]}").encode()
 
 
 def reference_line(event_json: str) -> str:
