@@ -112,12 +112,23 @@ def test_every_sdk_method_works_against_the_sidecar(
 
     asynchronous = r["async"]
     assert asynchronous["health"]["status"] == "ok"
+    assert asynchronous["get_workspace"] == r["get_workspace"]
+    assert asynchronous["list_releases"] == r["list_releases"]
+    assert asynchronous["list_promoted"] == r["list_promoted"]
     assert asynchronous["list_runs"]["matched_total"] == 2  # trace-1 of the five candidate events
     assert asynchronous["fetch_runs_export_ndjson"]["headers"]["X-Flightdeck-Returned"] == "3"
-    assert asynchronous["ingest_run_events"] == 1
-    assert asynchronous["list_actions"] == r["list_actions"] | {
-        "actions": asynchronous["list_actions"]["actions"]
-    }
+    assert (asynchronous["ingest_run_events"], asynchronous["ingest_run_events_batch"]) == (1, 3)
+    assert asynchronous["post_diff"]["samples"]["candidate_runs"] == 5
+    assert (
+        asynchronous["post_promote"]["action"],
+        asynchronous["post_promote"]["promoted_pointer_changed"],
+    ) == (
+        "promote",
+        True,
+    )
+    assert asynchronous["post_rollback"]["action"] == "rollback"
+    assert len(asynchronous["list_actions"]["actions"]) == 6
+    assert asynchronous["list_promotion_requests"] == {"requests": []}  # none went through approval
 
 
 def test_the_sdk_approval_workflow_against_the_sidecar(
@@ -150,3 +161,7 @@ def test_the_sdk_approval_workflow_against_the_sidecar(
         "completed",
         confirmed["action_id"],
     )
+    asynchronous = r["async"]
+    assert asynchronous["post_promote_request"]["status"] == "pending"
+    assert asynchronous["post_promote_confirm"]["release_id"] == "support-base"
+    assert asynchronous["post_promote_confirm"]["promoted_pointer_changed"] is True

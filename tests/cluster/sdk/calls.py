@@ -62,19 +62,48 @@ def call(results: dict[str, Any], name: str, fn: Any, *args: Any, **kwargs: Any)
     return value
 
 
-async def async_calls(base_url: str, token: str) -> dict[str, Any]:
+async def async_direct(base_url: str, token: str) -> dict[str, Any]:
+    """The async client's methods (the same routes): reads, forensics, ingest, diff, promote, rollback."""
     client = AsyncFlightdeckClient(base_url, api_token=token, timeout_s=60)
+    promote = {"environment": ENV, "window": "7d", "reason": "sdk async"}
     try:
         body, headers = await client.fetch_runs_export_ndjson(release_id="support-cand", window="1h", limit=3)
         return {
             "health": await client.health(),
+            "get_workspace": await client.get_workspace(),
+            "list_releases": await client.list_releases(),
+            "list_promoted": await client.list_promoted(),
             "list_runs": await client.list_runs(release_id="support-cand", window="1h", trace_id="trace-1"),
             "fetch_runs_export_ndjson": {"bytes": body.decode(), "headers": headers},
             "ingest_run_events": await client.ingest_run_events(events("support-base", 1, 1000)),
+            "ingest_run_events_batch": await client.ingest_run_events_batch(
+                events("support-base", 3, 1000), chunk_size=2
+            ),
+            "post_diff": await client.post_diff(
+                baseline_release_id="support-base", candidate_release_id="support-cand", window="7d"
+            ),
+            "post_promote": await client.post_promote(release_id="support-base", **promote),
+            "post_rollback": await client.post_rollback(release_id="support-base", **promote),
             "list_actions": await client.list_actions(agent_id=AGENT, environment=ENV),
+            "list_promotion_requests": await client.list_promotion_requests(limit=5),
         }
     finally:
         await client.aclose()
+
+
+async def async_approval(base_url: str, tokens: dict[str, str]) -> dict[str, Any]:
+    """The async client's approval workflow: alice asks for support-base, bob confirms."""
+    alice = AsyncFlightdeckClient(base_url, api_token=tokens["alice"], timeout_s=60)
+    bob = AsyncFlightdeckClient(base_url, api_token=tokens["bob"], timeout_s=60)
+    try:
+        asked = await alice.post_promote_request(
+            release_id="support-base", environment=ENV, window="7d", reason="back"
+        )
+        confirmed = await bob.post_promote_confirm(request_id=asked["request_id"], approval_reason="fine")
+        return {"post_promote_request": asked, "post_promote_confirm": confirmed}
+    finally:
+        await alice.aclose()
+        await bob.aclose()
 
 
 def main() -> None:
@@ -122,7 +151,7 @@ def main() -> None:
             window="1h",
             limit=4,
         )
-        results["async"] = asyncio.run(async_calls(base_url, tokens["admin"]))
+        results["async"] = asyncio.run(async_direct(base_url, tokens["admin"]))
     else:  # the approval workflow: alice asks, bob confirms
         alice = FlightdeckClient(base_url, api_token=tokens["alice"], timeout_s=60)
         bob = FlightdeckClient(base_url, api_token=tokens["bob"], timeout_s=60)
@@ -151,6 +180,7 @@ def main() -> None:
             approval_reason="ok",
         )
         call(results, "list_promotion_requests", admin.list_promotion_requests, status="completed", limit=5)
+        results["async"] = asyncio.run(async_approval(base_url, tokens))
         for client in (alice, bob):
             client.close()
     admin.close()
