@@ -70,10 +70,7 @@ class Notifier:
 
     async def run(self, subscriptions: Mapping[Any, Any]) -> None:
         """Forever: one round per poll interval (the index is read on the event loop)."""
-        self._session = new_session(
-            timeout_seconds=self.settings.notification_timeout_seconds,
-            connections=self.settings.notification_concurrency,
-        )
+        self.open()
         try:
             while True:
                 try:
@@ -85,9 +82,24 @@ class Notifier:
                     )
                 await asyncio.sleep(self.settings.notification_poll_seconds)
         finally:
-            for task in self._senders.values():
-                task.cancel()
+            await self.close()
+
+    def open(self) -> None:
+        """The HTTP session for deliveries (on the running event loop)."""
+        self._session = new_session(
+            timeout_seconds=self.settings.notification_timeout_seconds,
+            connections=self.settings.notification_concurrency,
+        )
+
+    async def close(self) -> None:
+        for task in self._senders.values():
+            task.cancel()
+        if self._session is not None:
             await self._session.close()
+
+    async def wait_senders(self) -> None:
+        """Until the senders started so far have finished (each stops at a failure or when done)."""
+        await asyncio.gather(*list(self._senders.values()), return_exceptions=True)
 
     async def round(self, subscriptions: Sequence[IndexedSubscription]) -> None:
         states = await asyncio.to_thread(self.store.subscription_states)
@@ -111,13 +123,13 @@ class Notifier:
             if state is None or subscription.spec is None or subscription.uid in self._senders:
                 continue
             secret = await self._secret(subscription, subscription.spec)
+            if self._has_expired(subscription.spec, state, now):  # before the oldest would be sent
+                await self._expire(subscription, subscription.spec)
             due = state.next_attempt_at is None or state.next_attempt_at <= now
             if state.backlog and due and secret is not None and not subscription.spec.suspend:
                 self._senders[subscription.uid] = asyncio.create_task(
                     self._send(subscription, subscription.spec, secret, state.consecutive_failures)
                 )
-            elif state.backlog:
-                await self._expire(subscription, subscription.spec)
         await asyncio.to_thread(self._write_statuses, subscriptions)
         await self._forget_vanished(subscriptions, states)
         await self._prune()
@@ -164,7 +176,6 @@ class Notifier:
     ) -> None:
         """Send due deliveries in ledger order until one fails (then back off) or none is left."""
         try:
-            await self._expire(subscription, spec)
             assert self._session is not None
             while pending := await asyncio.to_thread(
                 self.store.pending_deliveries, subscription.uid, limit=SEND_BATCH
@@ -210,6 +221,11 @@ class Notifier:
             log.exception("Sending notifications of %s/%s failed", subscription.namespace, subscription.name)
         finally:
             self._senders.pop(subscription.uid, None)
+
+    @staticmethod
+    def _has_expired(spec: NotificationSubscriptionSpec, state: SubscriptionState, now: dt.datetime) -> bool:
+        oldest = state.oldest_pending_due_at
+        return oldest is not None and oldest < now - parse_duration(spec.retry_for)
 
     async def _expire(self, subscription: IndexedSubscription, spec: NotificationSubscriptionSpec) -> None:
         now = self.clock()

@@ -62,10 +62,12 @@ class SubscriptionState:
     last_failure_at: dt.datetime | None
     last_error: str | None
     backlog: int
+    # When the ledger entry of the oldest pending delivery was written (retryFor counts from it).
+    oldest_pending_due_at: dt.datetime | None = None
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> SubscriptionState:
-        values = dict(zip((*_SUBSCRIPTION_COLUMNS, "backlog"), row, strict=True))
+        values = dict(zip((*_SUBSCRIPTION_COLUMNS, "backlog", "oldest_due_at_us"), row, strict=True))
         next_attempt = int(values["next_attempt_at_us"])
         return cls(
             uid=str(values["uid"]),
@@ -81,6 +83,7 @@ class SubscriptionState:
             last_failure_at=_time(values["last_failure_at_us"]),
             last_error=None if values["last_error"] is None else str(values["last_error"]),
             backlog=int(values["backlog"]),
+            oldest_pending_due_at=_time(values["oldest_due_at_us"]),
         )
 
 
@@ -108,9 +111,10 @@ class PendingDelivery:
         return self.entry.seq
 
 
+_PENDING_OF_S = "FROM notification_deliveries d WHERE d.subscription_uid = s.uid AND d.state = 'pending'"
 _STATE_SELECT = (
-    f"SELECT {', '.join('s.' + c for c in _SUBSCRIPTION_COLUMNS)}, "
-    "(SELECT COUNT(*) FROM notification_deliveries d WHERE d.subscription_uid = s.uid AND d.state = 'pending') "
+    f"SELECT {', '.join('s.' + c for c in _SUBSCRIPTION_COLUMNS)}, (SELECT COUNT(*) {_PENDING_OF_S}), "
+    f"(SELECT d.due_at_us {_PENDING_OF_S} ORDER BY d.ledger_seq LIMIT 1) "
     "FROM notification_subscriptions s"
 )
 
