@@ -222,10 +222,13 @@ _FORENSICS_INDEXES = (
     # tenant + task: the page and its edge counts without reading rows of other tenants.
     "CREATE INDEX run_events_release_env_tenant_task_ts "
     "ON run_events (release_id, environment, tenant_id, task_id, ts_us)",
-    # ... and the whole hours of its count from the buckets of that tenant and task only (runs
-    # included: the index alone answers, so SQLite picks it without statistics).
+)
+# ... and the whole hours of its count, from the buckets of that tenant and task only. On SQLite
+# the index holds runs too, so it answers alone and the planner picks it without statistics; on
+# PostgreSQL it does not, so bucket updates (runs changes on every insert) stay HOT updates.
+_BUCKETS_BY_TENANT_TASK = (
     "CREATE INDEX run_event_buckets_tenant_task "
-    "ON run_event_buckets (release_id, environment, tenant_id, task_id, bucket_start_us, runs)",
+    "ON run_event_buckets (release_id, environment, tenant_id, task_id, bucket_start_us{runs})"
 )
 
 # --- Counters for GET /v1/metrics: kept on every insert, delete and append, never COUNT(*) --------
@@ -375,12 +378,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             *(f"ALTER TABLE run_events ADD COLUMN {column} TEXT" for column in REQUEST_ID_COLUMNS),
             _request_id_backfill("json_extract(event_json, '$.request.{name}')"),
             *_FORENSICS_INDEXES,
+            _BUCKETS_BY_TENANT_TASK.format(runs=", runs"),
         ),
         postgresql=(
             "ALTER TABLE run_events "
             + ", ".join(f"ADD COLUMN {column} TEXT" for column in REQUEST_ID_COLUMNS),
             _request_id_backfill("(event_json::jsonb #>> '{{request,{name}}}')"),
             *_FORENSICS_INDEXES,
+            _BUCKETS_BY_TENANT_TASK.format(runs=""),
         ),
     ),
     Migration(
