@@ -52,6 +52,43 @@ class OperatorSettings(BaseSettings):
         ),
     )
     max_workers: int = Field(default=8, ge=1, description="Threads for blocking store and API calls.")
+    # Notifications (docs/notifications.md): the outbox is polled, receivers are retried with a
+    # doubling delay between notification_retry_base_seconds and notification_max_backoff_seconds.
+    notifications_enabled: bool = Field(
+        default=True,
+        description=(
+            "Deliver NotificationSubscriptions (reads their signing Secrets); false: none is planned or sent."
+        ),
+    )
+    notification_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often the ledger is read for new deliveries and due ones are sent.",
+    )
+    notification_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Time a receiver has to answer one delivery (the reference's 5 s)."
+    )
+    notification_retry_base_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="Delay after the first failed attempt; doubled after each further failure.",
+    )
+    notification_max_backoff_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "Longest delay between attempts: a receiver back after an outage gets its backlog within "
+            "this long."
+        ),
+    )
+    notification_concurrency: int = Field(
+        default=16, ge=1, description="Subscriptions delivered to at the same time (one connection each)."
+    )
+    notification_history_days: float = Field(
+        default=7.0,
+        gt=0,
+        description="How long delivered and expired deliveries are kept (the counters stay).",
+    )
     # The admission webhook (docs/security.md). Lists from the environment are JSON arrays, e.g.
     # FLIGHTDECK_WEBHOOK_HOSTS='["flightdeck-webhook.flightdeck.svc"]'.
     webhook_port: int | None = Field(

@@ -71,6 +71,10 @@ TEST_TIMINGS = {
     "FLIGHTDECK_POINTER_RESYNC_SECONDS": "5",
     # Waiting requests (approval, evidence) are re-examined every second in tests.
     "FLIGHTDECK_RECHECK_SECONDS": "1",
+    # Notifications: the outbox is read 5 times a second, failed deliveries retried within a second.
+    "FLIGHTDECK_NOTIFICATION_POLL_SECONDS": "0.2",
+    "FLIGHTDECK_NOTIFICATION_RETRY_BASE_SECONDS": "0.2",
+    "FLIGHTDECK_NOTIFICATION_MAX_BACKOFF_SECONDS": "1",
 }
 
 

@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 
 from flightdeck_operator.store import SqliteStore, StoreError, open_store
+from flightdeck_operator.store.schema import MIGRATIONS
 from flightdeck_operator.store.sqlite import WAL_LIMIT_BYTES
 from tests.factories import NOW, event_dict
+
+ALL_MIGRATIONS = [migration.version for migration in MIGRATIONS]
 
 
 def test_sqlite_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -24,7 +27,7 @@ def test_sqlite_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     with open_store(f"sqlite:///{tmp_path}/abs.db") as absolute:
         assert absolute.describe() == f"sqlite {tmp_path}/abs.db"
     with open_store(tmp_path / "plain.db") as plain:
-        assert plain.applied_migrations() == [1, 2, 3]
+        assert plain.applied_migrations() == ALL_MIGRATIONS
     for bad in ("sqlite::memory:", ":memory:", "sqlite:///"):
         with pytest.raises(StoreError):
             open_store(bad)

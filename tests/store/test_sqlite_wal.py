@@ -16,6 +16,7 @@ from pathlib import Path
 
 from flightdeck_operator.engine.models import RUN_EVENT_DATA
 from flightdeck_operator.store import SqliteStore
+from flightdeck_operator.store.forensics import RunFilters
 from tests.factories import NOW, event_dict
 
 WAL_LIMIT = 2 * 1024 * 1024
@@ -79,7 +80,7 @@ def keep_reading(path: Path, reader_started: Event, stop: Event) -> None:
     with open_wal_store(path) as store:
         while not stop.is_set():
             store.diff_evidence("rel-a", "rel-b", "local", *WINDOW)
-            store.query_events("rel-a", "local", *WINDOW, limit=50)
+            store.run_page(RunFilters("rel-a", "local", *WINDOW), limit=50)
             store.ledger_head()
             reader_started.set()
 

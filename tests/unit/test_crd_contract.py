@@ -36,6 +36,7 @@ PARTS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
     "ReleasePointer": (api.ReleasePointerSpec, api.ReleasePointerStatus),
     "PromotionRequest": (api.PromotionRequestSpec, api.PromotionRequestStatus),
     "PromotionApproval": (api.PromotionApprovalSpec, api.PromotionApprovalStatus),
+    "NotificationSubscription": (api.NotificationSubscriptionSpec, api.NotificationSubscriptionStatus),
 }
 KINDS = [model.KIND for model in api.RESOURCES]
 CRDS = load_crds()

@@ -50,7 +50,7 @@ def cli_actor() -> str:
     return os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
 
 
-def _gateway(kubeconfig: str | None) -> KubeGateway:
+def cluster_gateway(kubeconfig: str | None) -> KubeGateway:
     from flightdeck_operator.kube.errors import KubeconfigError
     from flightdeck_operator.kube.gateway import KubeGateway, load_api_client
 
@@ -60,7 +60,7 @@ def _gateway(kubeconfig: str | None) -> KubeGateway:
         fail(f"no usable kubeconfig ({error}); pass --kubeconfig or set $KUBECONFIG")
 
 
-def _namespace(namespace: str | None, kubeconfig: str | None) -> str:
+def target_namespace(namespace: str | None, kubeconfig: str | None) -> str:
     from flightdeck_operator.kube.gateway import default_namespace
 
     return namespace or default_namespace(kubeconfig)
@@ -222,11 +222,11 @@ def _action_command(action: PromotionAction) -> click.Command:
         action_input, requester = _action_input(
             action, release_id, environment, window, reason, actor or cli_actor()
         )
-        gateway = _gateway(kubeconfig)
+        gateway = cluster_gateway(kubeconfig)
         try:
             result = run_action(
                 gateway,
-                _namespace(namespace, kubeconfig),
+                target_namespace(namespace, kubeconfig),
                 action_input,
                 requester,
                 timeout=timeout,
@@ -289,11 +289,11 @@ def promote_request(
     action_input, requester = _action_input(
         PromotionAction.PROMOTE, release_id, environment, window, reason, actor or cli_actor()
     )
-    gateway = _gateway(kubeconfig)
+    gateway = cluster_gateway(kubeconfig)
     try:
         result = request_promotion(
             gateway,
-            _namespace(namespace, kubeconfig),
+            target_namespace(namespace, kubeconfig),
             action_input,
             requester,
             timeout=timeout,
@@ -337,14 +337,14 @@ def promote_confirm(
     from flightdeck_operator.actions.promotions import Requester
     from flightdeck_operator.store import StoreError, open_store
 
-    gateway = _gateway(kubeconfig)
+    gateway = cluster_gateway(kubeconfig)
     who = cli_actor()
     try:
         with contextlib.ExitStack() as stack:
             opened = stack.enter_context(open_store(store)) if store else None
             result = confirm_promotion(
                 gateway,
-                _namespace(namespace, kubeconfig),
+                target_namespace(namespace, kubeconfig),
                 request_id,
                 approval_reason,
                 # The API server names the approver (the webhook stamps the kubeconfig's user).
@@ -493,13 +493,13 @@ def diff(
     from flightdeck_operator.store import StoreError, open_store
 
     defaults = SidecarSettings()  # thresholds and default environment, as the sidecar's
-    gateway = _gateway(kubeconfig)
+    gateway = cluster_gateway(kubeconfig)
     try:
         with open_store(store) as opened:
             result = compute_release_diff(
                 opened,
                 gateway,
-                _namespace(namespace, kubeconfig),
+                target_namespace(namespace, kubeconfig),
                 DiffInput(
                     baseline_release_id=baseline,
                     candidate_release_id=candidate,

@@ -132,5 +132,10 @@ from flightdeck_operator.cli.dashboard import dashboard  # noqa: E402
 
 main.add_command(dashboard)
 
+# runs list / runs export (the HTTP API's forensics code paths).
+from flightdeck_operator.cli.runs import runs  # noqa: E402
+
+main.add_command(runs)
+
 if __name__ == "__main__":
     main()

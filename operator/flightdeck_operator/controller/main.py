@@ -7,7 +7,12 @@ import threading
 import kopf
 
 from flightdeck_operator.config import OperatorSettings
-from flightdeck_operator.controller import handlers, indexes, startup  # noqa: F401  (registers them with kopf)
+from flightdeck_operator.controller import (  # noqa: F401  (registers them with kopf)
+    handlers,
+    indexes,
+    notification_handlers,
+    startup,
+)
 
 
 def run(

@@ -77,6 +77,7 @@ def ledger_record(
     reason: str,
     requested_by: UserIdentity | None = None,
     approvals: Sequence[LedgerEntry] = (),
+    window: str | None = None,
 ) -> LedgerRecord:
     """The ledger record of an evaluated promote or rollback (passed or blocked).
 
@@ -92,6 +93,8 @@ def ledger_record(
     }
     if requested_by is not None:
         details["requested_by"] = requested_by.username
+    if window is not None:  # as requested (notifications carry it, as the reference's do)
+        details["window"] = window
     if decision.window_closed is not None:
         details["promotion_window"] = _window_details(decision.window_closed)
     if decision.blocked_by_window:

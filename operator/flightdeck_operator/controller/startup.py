@@ -7,6 +7,7 @@ when enabled, the admission webhook) in ``memo``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 from collections import defaultdict
@@ -24,6 +25,8 @@ from flightdeck_operator.controller.admission_context import DeletionNotes, Oper
 from flightdeck_operator.controller.handlers import sweep_pointers
 from flightdeck_operator.controller.indexes import indexes_of, namespace_view
 from flightdeck_operator.controller.loop import Controller
+from flightdeck_operator.controller.notification_handlers import SUBSCRIPTIONS_INDEX
+from flightdeck_operator.controller.notifier import Notifier
 from flightdeck_operator.controller.records import ChangeRecorder
 from flightdeck_operator.engine.models import ConfidenceThresholds
 from flightdeck_operator.kube.gateway import KubeGateway, load_api_client
@@ -34,8 +37,8 @@ from flightdeck_operator.webhook.server import server_from_settings
 
 log = logging.getLogger(__name__)
 
-# kopf watches our six kinds plus CRDs and namespaces (cluster-wide discovery).
-WATCHED_RESOURCES = 8
+# kopf watches our seven kinds plus CRDs and namespaces (cluster-wide discovery).
+WATCHED_RESOURCES = 9
 # Connections for everything that is not a watch stream: patches, Events, listings.
 API_CONNECTIONS = 24
 Index = Mapping[Any, Any]
@@ -84,6 +87,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     memo["sweeper"] = asyncio.create_task(
         sweep_pointers(memo, indexes_of(kwargs), config.pointer_resync_seconds)
     )
+    if config.notifications_enabled:
+        # Notifications: the outbox's pump, apart from the decisions (docs/notifications.md).
+        memo["notifier"] = Notifier(store=store, gateway=gateway, settings=config)
+        memo["notifier_task"] = asyncio.create_task(memo["notifier"].run(kwargs[SUBSCRIPTIONS_INDEX]))
     if config.webhook_port is not None:
         # The admission webhook runs in this event loop and reads the same indexes.
         indexes = indexes_of(kwargs)
@@ -141,9 +148,12 @@ async def login(
 
 @kopf.on.cleanup()
 async def close_store(memo: kopf.Memo, **_: Any) -> None:
-    sweeper = memo.get("sweeper")
-    if sweeper is not None:
-        sweeper.cancel()
+    for task_name in ("sweeper", "notifier_task"):
+        task = memo.get(task_name)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     # Scheduled re-examinations (waiting requests, retries) must not start on a closed store.
     for _due, task in list((memo.get("retries") or {}).values()):
         task.cancel()

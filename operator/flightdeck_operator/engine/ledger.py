@@ -51,6 +51,12 @@ class LedgerKind(StrEnum):
     # A ReleasePointer with history was deleted: its history ends here; a pointer re-created with
     # the same name starts a fresh one.
     POINTER_RETIRED = "pointer-retired"
+    # A request now awaits approval of one decision (digest): recorded once per request and digest,
+    # so that approvers can be told (the notification event approval.requested).
+    APPROVAL_REQUESTED = "approval-requested"
+    # A request that could not be evaluated (unknown release, nothing to roll back, ...) and ended
+    # Failed: not a decision (no pointer moved, no policy ran), recorded so that it can be notified.
+    REQUEST_FAILED = "request-failed"
 
 
 def action_id_for(request_uid: str) -> str:
@@ -68,6 +74,16 @@ def retirement_key(namespace: str, pointer: str, last_move_seq: int) -> str:
     """Idempotency key of a pointer's retirement: one per pointer incarnation (named by its last
     move), whether the operator saw the delete or its sweep found the pointer gone later."""
     return f"pointer-retired:{namespace}/{pointer}:{last_move_seq}"
+
+
+def approval_requested_key(request_uid: str, digest: str) -> str:
+    """One ``approval-requested`` entry per request and decision digest."""
+    return f"approval-requested:{request_uid}@{digest}"
+
+
+def request_failed_key(request_uid: str) -> str:
+    """One ``request-failed`` entry per request (a failed request is never evaluated again)."""
+    return f"request-failed:{request_uid}"
 
 
 def change_key(kind: LedgerKind, object_uid: str, generation: int) -> str:

@@ -269,6 +269,22 @@ class KubeGateway:
         finally:
             stream.stop()
 
+    # -- secrets (notification signing keys) -----------------------------------------------------
+
+    def create_secret(self, namespace: str, body: Mapping[str, Any]) -> Body:
+        """Create a core/v1 Secret; returns its metadata only (the data never leaves this call)."""
+        created = api_call(self.core.create_namespaced_secret, namespace, dict(body))
+        return {"metadata": self.api_client.sanitize_for_serialization(created.metadata)}
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str | None:
+        """One key of a Secret, decoded as UTF-8; None when the Secret or the key is missing."""
+        try:
+            secret = api_call(self.core.read_namespaced_secret, name, namespace)
+        except NotFound:
+            return None
+        encoded = (secret.data or {}).get(key)
+        return None if encoded is None else base64.b64decode(encoded).decode("utf-8")
+
     # -- events ----------------------------------------------------------------------------
 
     def post_event(

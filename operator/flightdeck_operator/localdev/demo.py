@@ -5,12 +5,14 @@ kubelet, so its Deployment never gets pods and the operator and sidecar run here
 processes, as ``kopf run`` is used in development), loads the examples, sends synthetic evidence
 over HTTP, promotes with kubectl, is blocked over HTTP (409), previews that promotion with
 ``kubectl apply --dry-run=server``, has alice request a canary promotion that bob (not alice)
-approves, and ends with the pointer, ``kubectl get flightdeck`` and ``doctor``. Everything it
+approves, shows the notifications a local webhook receiver got (signatures checked), and ends with
+the pointer, ``kubectl get flightdeck`` and ``doctor``. Everything it
 starts is stopped at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import subprocess
@@ -26,8 +28,14 @@ import httpx
 import yaml
 
 from flightdeck_operator.localdev.controlplane import ControlPlane
+from flightdeck_operator.localdev.demo_notifications import (
+    NotificationsMissing,
+    notifications_received,
+    subscribe,
+)
 from flightdeck_operator.localdev.processes import OperatorProcess, SidecarProcess
 from flightdeck_operator.localdev.sandbox import hold
+from flightdeck_operator.localdev.webhook_receiver import WebhookReceiver
 
 NAMESPACE = "demo"
 RELEASE_NAMESPACE = "flightdeck-system"
@@ -79,6 +87,7 @@ def run_demo(
     with (
         tempfile.TemporaryDirectory(prefix="flightdeck-demo-") as work_dir,
         ControlPlane(bin_dir=bin_dir) as cp,
+        contextlib.ExitStack() as stack,
     ):
         work = Path(work_dir)
         version = json.loads(cp.kubectl("version", "-o", "json").stdout)["serverVersion"]["gitVersion"]
@@ -132,6 +141,11 @@ def run_demo(
             say("Applying examples: pricing tables, two releases, a policy, a pointer")
             for name in SETUP_EXAMPLES:
                 show(cp.kubectl("apply", "-n", NAMESPACE, "-f", str(examples / name)).stdout.strip())
+            receiver = stack.enter_context(WebhookReceiver())
+            try:
+                subscribe(cp, sidecar.url, receiver, say, show)
+            except NotificationsMissing as error:
+                raise DemoError(str(error)) from None
 
             token = cp.identity(CALLER).token
             http = httpx.Client(
@@ -196,6 +210,10 @@ def run_demo(
             show((preview.stderr + preview.stdout).strip())
 
             gates(cp, say, show)
+            try:
+                notifications_received(cp, receiver, say, show)
+            except NotificationsMissing as error:
+                raise DemoError(str(error)) from None
             say("kubectl get flightdeck")
             show(cp.kubectl("get", "flightdeck", "-n", NAMESPACE).stdout.rstrip())
             say("flightdeck-operator doctor")

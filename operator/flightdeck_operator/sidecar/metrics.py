@@ -3,9 +3,18 @@ several apps in one process without clashing series)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterator, Mapping
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from flightdeck_operator.store import StoreError
+from flightdeck_operator.store.notifications import SubscriptionState
+
+log = logging.getLogger(__name__)
 
 NAMESPACE: Final = "flightdeck_sidecar"
 # Promote round trips are dominated by the operator's decision (tens of ms to the timeout); ingest
@@ -59,3 +68,51 @@ class SidecarMetrics:
             namespace=NAMESPACE,
             registry=self.registry,
         )
+
+    def watch_notifications(self, states: Callable[[], Mapping[str, SubscriptionState]]) -> None:
+        """Export the outbox's per-subscription counters (read from the store at each scrape)."""
+        self.registry.register(NotificationCollector(states))
+
+
+NOTIFICATIONS: Final = "flightdeck_notifications"
+
+
+class NotificationCollector(Collector):
+    """Delivery counters of the NotificationSubscriptions, as the operator keeps them in the store:
+    they survive operator restarts, and any sidecar replica reports the same values."""
+
+    def __init__(self, states: Callable[[], Mapping[str, SubscriptionState]]) -> None:
+        self.states = states
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ("namespace", "subscription")
+        delivered = CounterMetricFamily(
+            f"{NOTIFICATIONS}_delivered", "Deliveries answered with a 2xx.", labels=labels
+        )
+        failed = CounterMetricFamily(
+            f"{NOTIFICATIONS}_failed_attempts",
+            "Delivery attempts that failed (each is retried).",
+            labels=labels,
+        )
+        expired = CounterMetricFamily(
+            f"{NOTIFICATIONS}_expired",
+            "Deliveries given up after the subscription's retryFor.",
+            labels=labels,
+        )
+        backlog = GaugeMetricFamily(f"{NOTIFICATIONS}_backlog", "Deliveries still pending.", labels=labels)
+        failing = GaugeMetricFamily(
+            f"{NOTIFICATIONS}_consecutive_failures", "Failed attempts in a row.", labels=labels
+        )
+        try:
+            states = self.states()
+        except StoreError as error:
+            log.warning("Notification counters unavailable: %s", error)
+            states = {}
+        for state in states.values():
+            values = [state.namespace, state.name]
+            delivered.add_metric(values, state.delivered_total)
+            failed.add_metric(values, state.failed_attempts_total)
+            expired.add_metric(values, state.expired_total)
+            backlog.add_metric(values, state.backlog)
+            failing.add_metric(values, state.consecutive_failures)
+        yield from (delivered, failed, expired, backlog, failing)

@@ -39,6 +39,8 @@ class SidecarState:
     def __post_init__(self) -> None:
         self.decisions = DecisionWatcher(self.gateway, self.settings.namespace)
         self.ledger_verifier = LedgerVerifier(self.store)
+        namespace = self.settings.namespace
+        self.metrics.watch_notifications(lambda: self.store.subscription_states(namespace))
 
     @property
     def namespace(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Protocol, Self
 
 from flightdeck_operator.engine.models import utc_micros
@@ -46,6 +46,19 @@ class Transaction:
             for row in rows:
                 copy.write_row(row)
 
+    def iterate(self, sql: str, params: Sequence[Any], batch_size: int) -> Iterator[list[Any]]:
+        """The rows of one query in batches, without holding them all: SQLite steps its cursor,
+        PostgreSQL reads through a server-side (named) cursor."""
+        if self._postgres:
+            with self._connection.cursor(name="flightdeck_stream") as cursor:
+                cursor.execute(sql.replace("?", "%s"), params)
+                while rows := cursor.fetchmany(batch_size):
+                    yield rows
+            return
+        cursor = self._connection.execute(sql, params)
+        while rows := cursor.fetchmany(batch_size):
+            yield rows
+
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
         if self._postgres:
             with self._connection.cursor() as cursor:
@@ -64,6 +77,11 @@ class StoreBase(ABC):
         self, *, write: bool, snapshot: bool = False
     ) -> contextlib.AbstractContextManager[Transaction]:
         """A transaction; ``write`` ones are serialized; ``snapshot`` reads see one consistent state."""
+
+    @abstractmethod
+    def _stream_transaction(self) -> contextlib.AbstractContextManager[Transaction]:
+        """A read-only snapshot on a connection of its own, for a long read consumed step by step
+        (maybe from several threads, one at a time): no other caller shares its connection."""
 
     @abstractmethod
     def _lock_for_migration(self, tx: Transaction) -> None: ...

@@ -12,7 +12,7 @@ from flightdeck_operator.engine import ledger
 from flightdeck_operator.engine.ledger import ChainVerification, LedgerEntry, LedgerRecord
 from flightdeck_operator.store.base import StoreBase
 from flightdeck_operator.store.rows import entry_from_row, placeholder_entry, row_from_entry, where_clause
-from flightdeck_operator.store.schema import LEDGER_COLUMNS
+from flightdeck_operator.store.schema import LEDGER_COLUMNS, LEDGER_COUNT_UPSERT
 
 # An entry that moved a pointer; and one that moved or retired it (the events of a pointer's life).
 _MOVE = "pointer_changed = 1 AND kind IN ('promote', 'rollback')"
@@ -45,6 +45,7 @@ class LedgerQueries(StoreBase):
                 f"VALUES ({', '.join('?' for _ in LEDGER_COLUMNS)})",
                 row_from_entry(entry),
             )
+            tx.execute(LEDGER_COUNT_UPSERT, [entry.namespace, entry.kind.value])
             return entry
 
     def ledger_entry_for_request(self, request_uid: str) -> LedgerEntry | None:

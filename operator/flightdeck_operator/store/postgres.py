@@ -44,6 +44,12 @@ class PostgresStore(Store):
                 connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             yield Transaction(connection, postgres=True)
 
+    @contextlib.contextmanager
+    def _stream_transaction(self) -> Iterator[Transaction]:
+        with self._pool.connection() as connection, connection.transaction():
+            connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            yield Transaction(connection, postgres=True)
+
     def _lock_for_migration(self, tx: Transaction) -> None:
         tx.execute("SELECT pg_advisory_xact_lock(?)", [_PG_MIGRATION_LOCK])
 

@@ -25,6 +25,7 @@ _dump_event = RunEvent.__pydantic_serializer__.to_json  # model_dump_json withou
 def event_row(event: RunEvent, received_us: int) -> tuple[Any, ...]:
     usage = event.usage.model
     metrics = event.metrics
+    request = event.request
     return (
         event.run_id,
         event.release_id,
@@ -42,6 +43,7 @@ def event_row(event: RunEvent, received_us: int) -> tuple[Any, ...]:
         1 if metrics.success else 0,
         received_us,
         _dump_event(event).decode(),
+        *((None, None, None) if request is None else (request.trace_id, request.session_id, request.span_id)),
     )
 
 
@@ -52,6 +54,7 @@ def data_row(event: RunEventData, received_us: int) -> tuple[Any, ...]:
     """``_event_row`` of plain data (``RunEventData`` has every default filled in)."""
     usage = event["usage"]["model"]
     metrics = event["metrics"]
+    request = event.get("request")
     return (
         event["run_id"],
         event["release_id"],
@@ -69,6 +72,11 @@ def data_row(event: RunEventData, received_us: int) -> tuple[Any, ...]:
         1 if metrics["success"] else 0,
         received_us,
         _dump_event_data(event).decode(),
+        *(
+            (None, None, None)
+            if request is None
+            else (request.get("trace_id"), request.get("session_id"), request.get("span_id"))
+        ),
     )
 
 

@@ -201,6 +201,133 @@ FROM run_events GROUP BY 1, 2, 3, 4, 5, 6, 7"""
 
 _APPEND_ONLY_MESSAGE = "ledger_entries is append-only"
 
+# --- Run forensics (GET /v1/runs): the request ids as columns, so that filters use indexes ---------
+
+REQUEST_ID_COLUMNS = ("trace_id", "session_id", "span_id")
+"""``request.<name>`` of ``event_json``, copied into columns of the same name at insert."""
+
+
+def _request_id_backfill(extract: str) -> str:
+    sets = ", ".join(f"{name} = {extract.format(name=name)}" for name in REQUEST_ID_COLUMNS)
+    return f"UPDATE run_events SET {sets}"
+
+
+_FORENSICS_INDEXES = (
+    # A trace, session or span holds few events: the id alone narrows a page to a handful of rows.
+    # Partial: events without the id (most of them, for spans) cost no index entry.
+    *(
+        f"CREATE INDEX run_events_{name} ON run_events ({name}, ts_us) WHERE {name} IS NOT NULL"
+        for name in REQUEST_ID_COLUMNS
+    ),
+    # tenant + task: the page and its edge counts without reading rows of other tenants.
+    "CREATE INDEX run_events_release_env_tenant_task_ts "
+    "ON run_events (release_id, environment, tenant_id, task_id, ts_us)",
+)
+# ... and the whole hours of its count, from the buckets of that tenant and task only. On SQLite
+# the index holds runs too, so it answers alone and the planner picks it without statistics; on
+# PostgreSQL it does not, so bucket updates (runs changes on every insert) stay HOT updates.
+_BUCKETS_BY_TENANT_TASK = (
+    "CREATE INDEX run_event_buckets_tenant_task "
+    "ON run_event_buckets (release_id, environment, tenant_id, task_id, bucket_start_us{runs})"
+)
+
+# --- Counters for GET /v1/metrics: kept on every insert, delete and append, never COUNT(*) --------
+
+RUN_EVENTS_COUNTER = "run_events"
+# PostgreSQL writers add to one of these rows each (by backend pid), so concurrent ingest
+# transactions do not queue on a single counter row; readers sum the shards.
+COUNTER_SHARDS = 16
+
+_COUNTER_TABLES = (
+    """CREATE TABLE store_counters (
+        name TEXT NOT NULL,
+        shard INTEGER NOT NULL,
+        value BIGINT NOT NULL,
+        PRIMARY KEY (name, shard)
+    )""",
+    f"INSERT INTO store_counters (name, shard, value) SELECT '{RUN_EVENTS_COUNTER}', 0, COUNT(*) FROM run_events",
+    """CREATE TABLE ledger_counts (
+        namespace TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        entries BIGINT NOT NULL,
+        PRIMARY KEY (namespace, kind)
+    )""",
+    "INSERT INTO ledger_counts (namespace, kind, entries) "
+    "SELECT namespace, kind, COUNT(*) FROM ledger_entries GROUP BY namespace, kind",
+)
+
+
+def _pg_counter_triggers() -> tuple[str, ...]:
+    def function(name: str, transition: str, sign: str) -> str:
+        return f"""CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                INSERT INTO store_counters AS c (name, shard, value)
+                SELECT '{RUN_EVENTS_COUNTER}', pg_backend_pid() % {COUNTER_SHARDS}, {sign}COUNT(*)
+                FROM {transition}
+                ON CONFLICT (name, shard) DO UPDATE SET value = c.value + EXCLUDED.value;
+                RETURN NULL;
+            END $$"""
+
+    return (
+        function("run_events_count_insert", "inserted_events", ""),
+        function("run_events_count_delete", "deleted_events", "-"),
+        """CREATE TRIGGER run_events_count_insert AFTER INSERT ON run_events
+            REFERENCING NEW TABLE AS inserted_events FOR EACH STATEMENT
+            EXECUTE FUNCTION run_events_count_insert()""",
+        """CREATE TRIGGER run_events_count_delete AFTER DELETE ON run_events
+            REFERENCING OLD TABLE AS deleted_events FOR EACH STATEMENT
+            EXECUTE FUNCTION run_events_count_delete()""",
+    )
+
+
+SQLITE_COUNT_INSERTED = (
+    f"UPDATE store_counters SET value = value + ? WHERE name = '{RUN_EVENTS_COUNTER}' AND shard = 0"
+)
+LEDGER_COUNT_UPSERT = (
+    "INSERT INTO ledger_counts (namespace, kind, entries) VALUES (?, ?, 1) "
+    "ON CONFLICT (namespace, kind) DO UPDATE SET entries = ledger_counts.entries + 1"
+)
+
+# --- The notification outbox: one delivery per (subscription, ledger entry, event) -----------------
+
+_OUTBOX_TABLES = (
+    # The delivery state of one NotificationSubscription (by UID): how far it has read the ledger,
+    # its backoff, and counters that survive restarts (the Prometheus counters and its status).
+    """CREATE TABLE notification_subscriptions (
+        uid TEXT PRIMARY KEY,
+        namespace TEXT NOT NULL,
+        name TEXT NOT NULL,
+        cursor_seq BIGINT NOT NULL,
+        next_attempt_at_us BIGINT NOT NULL,
+        consecutive_failures INTEGER NOT NULL,
+        delivered_total BIGINT NOT NULL,
+        failed_attempts_total BIGINT NOT NULL,
+        expired_total BIGINT NOT NULL,
+        last_success_at_us BIGINT,
+        last_failure_at_us BIGINT,
+        last_error TEXT,
+        created_at_us BIGINT NOT NULL
+    )""",
+    # state: pending (due, retried with backoff), delivered, expired (retryFor passed).
+    """CREATE TABLE notification_deliveries (
+        subscription_uid TEXT NOT NULL,
+        ledger_seq BIGINT NOT NULL,
+        event TEXT NOT NULL,
+        delivery_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        due_at_us BIGINT NOT NULL,
+        last_attempt_at_us BIGINT,
+        finished_at_us BIGINT,
+        last_error TEXT,
+        PRIMARY KEY (subscription_uid, ledger_seq, event)
+    )""",
+    "CREATE INDEX notification_deliveries_pending "
+    "ON notification_deliveries (subscription_uid, ledger_seq) WHERE state = 'pending'",
+    "CREATE INDEX notification_deliveries_finished "
+    "ON notification_deliveries (finished_at_us) WHERE state <> 'pending'",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -244,6 +371,40 @@ MIGRATIONS: tuple[Migration, ...] = (
         sqlite=(_BUCKETS_SQL + " WITHOUT ROWID", _sqlite_bucket_delete_trigger(), _BUCKET_BACKFILL),
         postgresql=(_BUCKETS_SQL, *_pg_bucket_functions(), _BUCKET_BACKFILL),
     ),
+    Migration(
+        4,
+        "run forensics: request ids and filter indexes",
+        sqlite=(
+            *(f"ALTER TABLE run_events ADD COLUMN {column} TEXT" for column in REQUEST_ID_COLUMNS),
+            _request_id_backfill("json_extract(event_json, '$.request.{name}')"),
+            *_FORENSICS_INDEXES,
+            _BUCKETS_BY_TENANT_TASK.format(runs=", runs"),
+        ),
+        postgresql=(
+            "ALTER TABLE run_events "
+            + ", ".join(f"ADD COLUMN {column} TEXT" for column in REQUEST_ID_COLUMNS),
+            _request_id_backfill("(event_json::jsonb #>> '{{request,{name}}}')"),
+            *_FORENSICS_INDEXES,
+            _BUCKETS_BY_TENANT_TASK.format(runs=""),
+        ),
+    ),
+    Migration(
+        5,
+        "counters for the JSON metrics",
+        sqlite=(
+            *_COUNTER_TABLES,
+            f"""CREATE TRIGGER run_events_count_delete AFTER DELETE ON run_events BEGIN
+                UPDATE store_counters SET value = value - 1
+                WHERE name = '{RUN_EVENTS_COUNTER}' AND shard = 0; END""",
+        ),
+        postgresql=(*_COUNTER_TABLES, *_pg_counter_triggers()),
+    ),
+    Migration(
+        6,
+        "notification outbox",
+        sqlite=_OUTBOX_TABLES,
+        postgresql=_OUTBOX_TABLES,
+    ),
 )
 LATEST_SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -264,6 +425,7 @@ EVENT_COLUMNS = (
     "success",
     "received_at_us",
     "event_json",
+    *REQUEST_ID_COLUMNS,
 )
 INSERT_EVENT_SQL = (
     f"INSERT INTO run_events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' for _ in EVENT_COLUMNS)}) "

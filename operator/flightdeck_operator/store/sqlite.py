@@ -16,7 +16,7 @@ from typing import Any, Literal
 from flightdeck_operator.store.base import StoreError, Transaction
 from flightdeck_operator.store.interface import Store
 from flightdeck_operator.store.rows import bucket_deltas
-from flightdeck_operator.store.schema import INSERT_EVENT_SQL, SQLITE_BUCKET_UPSERT
+from flightdeck_operator.store.schema import INSERT_EVENT_SQL, SQLITE_BUCKET_UPSERT, SQLITE_COUNT_INSERTED
 
 _SQLITE_IN_CHUNK = 500  # bound parameters per "run_id IN (...)" lookup
 _CHECKPOINT_INTERVAL_S = 1.0  # background WAL checkpoint at least this often ...
@@ -116,6 +116,17 @@ class SqliteStore(Store):
             self._writes_since_checkpoint = 0
             self._wake_checkpointer.set()
 
+    @contextlib.contextmanager
+    def _stream_transaction(self) -> Iterator[Transaction]:
+        connection = self._connect()
+        try:
+            yield from self._run(connection, "BEGIN")
+        finally:
+            with self._connections_lock:
+                if connection in self._connections:
+                    self._connections.remove(connection)
+            connection.close()
+
     @staticmethod
     def _run(connection: sqlite3.Connection, begin: str) -> Iterator[Transaction]:
         connection.execute(begin)
@@ -147,6 +158,7 @@ class SqliteStore(Store):
                 raise StoreError(f"expected to insert {len(rows)} run events, inserted {inserted}")
         tx.execute("RELEASE insert_events")
         tx.executemany(SQLITE_BUCKET_UPSERT, bucket_deltas(rows))
+        tx.execute(SQLITE_COUNT_INSERTED, [inserted])
         return inserted
 
     @staticmethod

@@ -18,7 +18,7 @@ Conventions:
 
 One package per API version, one module per pair of kinds (as kubebuilder's ``*_types.go``):
 ``common`` (names, patterns, base models), ``release_types``, ``policy_types``,
-``request_types`` and ``resources`` (whole objects). Import from the package: its names are the
+``request_types``, ``notification_types`` and ``resources`` (whole objects). Import from the package: its names are the
 version's public API. Nothing here imports kopf or the Kubernetes client.
 """
 
@@ -36,6 +36,8 @@ from flightdeck_operator.api.v1alpha1.common import (
     GROUP,
     IDENTIFIER_PATTERN,
     MAX_HISTORY_LIMIT,
+    NOTIFICATION_SUBSCRIPTION,
+    NOTIFICATION_SUBSCRIPTION_PLURAL,
     OVERRIDE_REASON_NOT_BLANK_MESSAGE,
     PRICING_TABLE,
     PRICING_TABLE_PLURAL,
@@ -86,6 +88,19 @@ from flightdeck_operator.api.v1alpha1.common import (
     not_blank,
     to_wire,
 )
+from flightdeck_operator.api.v1alpha1.notification_types import (
+    DEFAULT_RETRY_FOR,
+    DEFAULT_SECRET_KEY,
+    SECRET_KEY_PATTERN,
+    URL_HOST_MESSAGE,
+    URL_LINK_LOCAL_MESSAGE,
+    URL_METADATA_MESSAGE,
+    URL_SCHEME_MESSAGE,
+    NotificationSubscriptionSpec,
+    NotificationSubscriptionStatus,
+    SecretKeyRef,
+    WebhookUrl,
+)
 from flightdeck_operator.api.v1alpha1.policy_types import (
     ApprovalPolicy,
     Approvers,
@@ -133,6 +148,7 @@ from flightdeck_operator.api.v1alpha1.resources import (
     RESOURCES,
     RESOURCES_BY_KIND,
     AgentRelease,
+    NotificationSubscription,
     ObjectMeta,
     PricingTable,
     PromotionApproval,
@@ -152,11 +168,15 @@ __all__ = [
     "CONDITION_REASON_PATTERN",
     "CONDITION_TYPE_PATTERN",
     "DEFAULT_HISTORY_LIMIT",
+    "DEFAULT_RETRY_FOR",
+    "DEFAULT_SECRET_KEY",
     "DEFAULT_WINDOW",
     "DNS1123_SUBDOMAIN_PATTERN",
     "GROUP",
     "IDENTIFIER_PATTERN",
     "MAX_HISTORY_LIMIT",
+    "NOTIFICATION_SUBSCRIPTION",
+    "NOTIFICATION_SUBSCRIPTION_PLURAL",
     "OVERRIDE_REASON_NOT_BLANK_MESSAGE",
     "PRICING_TABLE",
     "PRICING_TABLE_PLURAL",
@@ -172,7 +192,12 @@ __all__ = [
     "RELEASE_REQUIRED_MESSAGE",
     "RESOURCES",
     "RESOURCES_BY_KIND",
+    "SECRET_KEY_PATTERN",
     "TOKEN_PATTERN",
+    "URL_HOST_MESSAGE",
+    "URL_LINK_LOCAL_MESSAGE",
+    "URL_METADATA_MESSAGE",
+    "URL_SCHEME_MESSAGE",
     "VERSION",
     "WINDOW_MESSAGE",
     "WINDOW_PATTERN",
@@ -203,6 +228,9 @@ __all__ = [
     "LocalObjectReference",
     "ModelBase",
     "ModelName",
+    "NotificationSubscription",
+    "NotificationSubscriptionSpec",
+    "NotificationSubscriptionStatus",
     "ObjectMeta",
     "ObservedStatus",
     "Outcome",
@@ -237,6 +265,7 @@ __all__ = [
     "ResourceInfo",
     "RunSummary",
     "RuntimeSpec",
+    "SecretKeyRef",
     "Seq",
     "SpecBase",
     "StatusBase",
@@ -249,6 +278,7 @@ __all__ = [
     "Username",
     "VersionString",
     "WaitForEvidence",
+    "WebhookUrl",
     "Window",
     "is_valid_window",
     "not_blank",

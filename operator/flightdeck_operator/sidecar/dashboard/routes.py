@@ -10,6 +10,7 @@ post to the HTTP API's routes, and are only rendered for callers whose RBAC allo
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Final
 from urllib.parse import urlencode
@@ -24,12 +25,13 @@ from flightdeck_operator.actions.promotions import release_spec
 from flightdeck_operator.actions.series import compare_series
 from flightdeck_operator.config import AuthMode
 from flightdeck_operator.engine.evidence import EvidenceError, window_bounds
-from flightdeck_operator.engine.models import Policy
+from flightdeck_operator.engine.models import Policy, RunEvent
 from flightdeck_operator.sidecar.auth import Access, AuthError, AuthUnavailable, Caller
 from flightdeck_operator.sidecar.dashboard import views
 from flightdeck_operator.sidecar.routes.common import ReadCaller, blocking, state_of
 from flightdeck_operator.sidecar.routes.reads import list_release_items
 from flightdeck_operator.sidecar.state import SidecarState
+from flightdeck_operator.store.forensics import RunFilters
 
 ROOT: Final = "/ui"
 STATIC: Final = f"{ROOT}/static"
@@ -279,6 +281,16 @@ async def compare_fragment(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class RunsShown:
+    """One page of runs as the Runs page shows them (parsed from the stored JSON)."""
+
+    matched_total: int
+    offset: int
+    truncated: bool
+    events: tuple[RunEvent, ...]
+
+
 def _policy_of(state: SidecarState, baseline: str, environment: str) -> Policy:
     """The policy the diff applied: the one governing the baseline's agent in the environment."""
     spec = release_spec(state.gateway, state.namespace, baseline)
@@ -331,19 +343,23 @@ async def runs_fragment(
         since, until = window_bounds(window, state.clock())
     except EvidenceError as error:
         return _render(request, "fragments/error.html", message=str(error))
-    page = await blocking(
-        state.store.query_events,
-        release,
-        environment or state.settings.default_environment,
-        since,
-        until,
+    filters = RunFilters(
+        release_id=release,
+        environment=environment or state.settings.default_environment,
+        since=since,
+        until=until,
         tenant_id=tenant or None,
         task_id=task or None,
-        trace_id=trace_id or None,
-        session_id=session_id or None,
-        span_id=span_id or None,
-        offset=offset,
-        limit=RUNS_PAGE,
+        trace_id=trace_id.strip() or None,
+        session_id=session_id.strip() or None,
+        span_id=span_id.strip() or None,
+    )
+    stored = await blocking(state.store.run_page, filters, offset=offset, limit=RUNS_PAGE)
+    page = RunsShown(
+        matched_total=stored.matched_total,
+        offset=stored.offset,
+        truncated=stored.truncated,
+        events=tuple(RunEvent.model_validate_json(text) for text in stored.events_json),
     )
     grouped = group == "trace"
     groups: dict[str | None, list[Any]] = {}

@@ -94,6 +94,9 @@ ReadCaller = Annotated[Caller, Depends(require(Access.READ))]
 IngestCaller = Annotated[Caller, Depends(require(Access.INGEST))]
 PromoteCaller = Annotated[Caller, Depends(require(Access.PROMOTE))]
 ApproveCaller = Annotated[Caller, Depends(require(Access.APPROVE))]
+CreateWebhookCaller = Annotated[Caller, Depends(require(Access.CREATE_WEBHOOK))]
+ListWebhooksCaller = Annotated[Caller, Depends(require(Access.LIST_WEBHOOKS))]
+DeleteWebhookCaller = Annotated[Caller, Depends(require(Access.DELETE_WEBHOOK))]
 
 
 def conflicts(*models: type[Any], description: str) -> dict[int | str, dict[str, Any]]:
