@@ -96,3 +96,25 @@ def test_gate_examples_are_valid_objects() -> None:
         if isinstance(resource, api.PromotionRequest):
             assert resource.spec.pointer in names
             assert resource.spec.release in of(api.AgentRelease)
+
+
+NOTIFICATIONS_DIR = GATES_DIR.parent / "notifications"
+
+
+def test_notification_examples_are_valid_objects() -> None:
+    from tests.unit.crd_schema_tools import load_yaml_documents
+
+    crds = load_crds()
+    documents = [
+        doc for path in sorted(NOTIFICATIONS_DIR.glob("*.yaml")) for doc in load_yaml_documents(path)
+    ]
+    assert Counter(doc["kind"] for doc in documents) == {"Secret": 1, "NotificationSubscription": 2}
+    secrets = {doc["metadata"]["name"] for doc in documents if doc["kind"] == "Secret"}
+    for doc in documents:
+        assert "namespace" not in doc["metadata"]
+        if doc["kind"] != "NotificationSubscription":
+            continue
+        assert schema_errors(doc, openapi_schema(crds[doc["kind"]])) == []
+        resource = api.parse_resource(doc)  # includes the URL refusals
+        assert isinstance(resource, api.NotificationSubscription)
+        assert resource.spec.secret_ref.name in secrets
