@@ -14,6 +14,7 @@ from flightdeck_operator.kube.gateway import KubeGateway
 from flightdeck_operator.sidecar.auth import Authenticator
 from flightdeck_operator.sidecar.decisions import DecisionWatcher
 from flightdeck_operator.sidecar.metrics import SidecarMetrics
+from flightdeck_operator.sidecar.otlp_service import OtlpService
 from flightdeck_operator.store import Store
 
 
@@ -30,9 +31,11 @@ class SidecarState:
     # Limits promote/rollback waits (each holds a worker thread); set on first use.
     wait_limiter: anyio.CapacityLimiter | None = None
     decisions: DecisionWatcher = field(init=False)
+    otlp: OtlpService = field(init=False)
 
     def __post_init__(self) -> None:
         self.decisions = DecisionWatcher(self.gateway, self.settings.namespace)
+        self.otlp = OtlpService(self.settings, self.store, self.gateway, self.metrics, clock=self.clock)
 
     @property
     def namespace(self) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flightdeck_operator.store.events import EventQueries
 from flightdeck_operator.store.ledger import LedgerQueries
+from flightdeck_operator.store.otlp import OtlpQueries
 
 
-class Store(EventQueries, LedgerQueries):
+class Store(EventQueries, LedgerQueries, OtlpQueries):
     """Backend-neutral store API. Use ``open_store``; close it (or use ``with``) when done."""

@@ -11,9 +11,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from flightdeck_operator.sidecar.routes import actions, approvals, health, ingest, reads
+from flightdeck_operator.sidecar.routes import actions, approvals, health, ingest, reads, traces
 
-GROUPS: tuple[APIRouter, ...] = (health.router, reads.router, ingest.router, actions.router, approvals.router)
+GROUPS: tuple[APIRouter, ...] = (
+    health.router,
+    reads.router,
+    ingest.router,
+    traces.router,
+    actions.router,
+    approvals.router,
+)
 # Every route, flat: the middleware matches requests it refuses before routing (413) against them.
 ROUTES = tuple(route for group in GROUPS for route in group.routes)
 
