@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 AttributeValue: TypeAlias = (
     "str | bool | int | float | bytes | tuple[AttributeValue, ...] | Mapping[str, AttributeValue] | None"
@@ -66,16 +66,20 @@ class SpanRecord:
     # From the span's flags (OTLP 1.1+): True when the parent lives in another process, None when
     # the sender did not say.
     parent_is_remote: bool | None = None
+    # What the conventions make of the attributes (``conventions.facts``), worked out once per
+    # span on first use: a span is classified many times while a trace is mapped.
+    facts: Any = field(default=None, init=False, repr=False, compare=False)
 
 
 TRACE_ID_HEX_LENGTH = 32
 SPAN_ID_HEX_LENGTH = 16
-_HEX_DIGITS = frozenset("0123456789abcdef")
+_HEX = "0123456789abcdef"
 
 
 def _is_hex_id(value: str, length: int) -> bool:
-    # All zeros is the W3C/OTLP "invalid" id.
-    return len(value) == length and _HEX_DIGITS.issuperset(value) and value.strip("0") != ""
+    # All zeros is the W3C/OTLP "invalid" id. strip() leaves something exactly when a character
+    # is not a lower-case hex digit (or, with "0", when it is not all zeros).
+    return len(value) == length and not value.strip(_HEX) and value.strip("0") != ""
 
 
 def id_problem(span: SpanRecord) -> str | None:
