@@ -45,6 +45,24 @@ _REFUSALS: Final[dict[type[OtlpPayloadError], tuple[int, str]]] = {
     OtlpDecodeError: (400, "decode"),
 }
 _OTLP_BODY = {"schema": {"type": "string", "format": "binary"}}
+_JSON_STATUS = {
+    "schema": {
+        "type": "object",
+        "properties": {"code": {"type": "integer"}, "message": {"type": "string"}},
+        "required": ["code", "message"],
+    }
+}
+_JSON_SUCCESS = {
+    "schema": {
+        "type": "object",
+        "properties": {
+            "partialSuccess": {
+                "type": "object",
+                "properties": {"rejectedSpans": {"type": "string"}, "errorMessage": {"type": "string"}},
+            }
+        },
+    }
+}
 
 
 def _answer(status: int, body: bytes, kind: str, headers: dict[str, str] | None = None) -> Response:
@@ -59,10 +77,13 @@ def _answer(status: int, body: bytes, kind: str, headers: dict[str, str] | None 
     responses={
         200: {
             "description": "An ExportTraceServiceResponse, with partial_success when spans were rejected.",
-            "content": {"application/x-protobuf": _OTLP_BODY, "application/json": {}},
+            "content": {"application/x-protobuf": _OTLP_BODY, "application/json": _JSON_SUCCESS},
         },
         **{
-            code: {"description": description, "content": {"application/x-protobuf": _OTLP_BODY}}
+            code: {
+                "description": description,
+                "content": {"application/x-protobuf": _OTLP_BODY, "application/json": _JSON_STATUS},
+            }
             for code, description in (
                 (400, "Not a valid ExportTraceServiceRequest (google.rpc.Status)."),
                 (401, "Missing or invalid bearer token."),
