@@ -9,6 +9,10 @@ processes (``--auth kubernetes``, a real bearer token, SQLite store):
 - ingestion: run events per second through ``POST /v1/events`` in batches of 1,000 (one client,
   one keep-alive connection, bodies encoded before the clock starts), best and median of 3 passes
   over fresh events; then the same batches again (all duplicates);
+- OTLP ingestion: the same runs as traces (4 spans per run, 512-span protobuf requests as the
+  Python exporter sends them) through ``POST /v1/traces``, in runs per second from the first
+  request until the last run event is stored (settle time 1 s, included), and the rate at which
+  requests were answered; 503s are retried after Retry-After, as the exporter does;
 - promote round trip (HTTP request to answer, i.e. create the PromotionRequest, the operator's
   decision, the watch seeing it): p50/p99 for passing promotes (alternating two releases under a
   permissive policy) and for blocked ones (409, the quickstart's cost breach);
@@ -26,6 +30,7 @@ from pathlib import Path
 # This file is named http.py, which would shadow the standard library's ``http`` package for
 # everything imported below (run as a script, its folder is sys.path[0]); drop that folder.
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.append(str(Path(__file__).resolve().parent))  # last: the standard library's http comes first
 
 import argparse  # noqa: E402
 import datetime as dt  # noqa: E402
@@ -43,6 +48,7 @@ from typing import Any, Final  # noqa: E402
 import httpx  # noqa: E402
 import yaml  # noqa: E402
 
+from _otlp import trace_bodies  # noqa: E402
 from flightdeck_operator.localdev.controlplane import ControlPlane  # noqa: E402
 from flightdeck_operator.localdev.processes import OperatorProcess, SidecarProcess, free_port  # noqa: E402
 
@@ -52,6 +58,14 @@ BATCH: Final = 1000
 PASSES: Final = 3
 REFERENCE_PACKAGE: Final = "flightdeck-ai"
 REFERENCE_START_TIMEOUT_S: Final = 60.0
+INGEST_AGENT: Final = "agent-ingest"
+# The sidecar's OTLP settings in this benchmark: a trace becomes run events 1 s after its run
+# span arrived (default 10 s: a latency, not a rate), and a full staging area is retried after 1 s.
+OTLP_ENV: Final = {
+    "FLIGHTDECK_OTLP_SETTLE_SECONDS": "1",
+    "FLIGHTDECK_OTLP_FINALIZE_INTERVAL_SECONDS": "0.25",
+    "FLIGHTDECK_OTLP_RETRY_AFTER_SECONDS": "1",
+}
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -130,7 +144,9 @@ def kube_objects() -> list[dict[str, Any]]:
         }
         return obj("PromotionPolicy", name, spec)
 
+    otlp_releases = [release(f"ingest-otlp{i}", INGEST_AGENT, "baseline-pricing") for i in range(PASSES)]
     return [
+        *otlp_releases,
         table("baseline-pricing", (1.0, 2.0)),
         table("candidate-pricing", (3.0, 4.0)),
         gate("permissive", 10.0),
@@ -219,6 +235,57 @@ def ingestion(url: str, headers: dict[str, str], events: int, label: str) -> dic
         "best_events_per_s": round(max(rates)),
         "median_events_per_s": round(statistics.median(rates)),
         "duplicates_events_per_s": round(duplicate_rate),
+    }
+
+
+def otlp_rate(url: str, bodies: list[bytes], headers: dict[str, str], runs: int) -> dict[str, Any]:
+    """Runs per second through POST /v1/traces: until answered, and until stored as run events."""
+    retries = 0
+    with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
+
+        def emitted() -> int:
+            return int(http.get("/v1/otlp/status").json()["totals"]["runs_emitted"])
+
+        before = emitted()
+        started = time.perf_counter()
+        for body in bodies:
+            while True:
+                response = http.post(
+                    "/v1/traces", content=body, headers={"Content-Type": "application/x-protobuf"}
+                )
+                if response.status_code == 503:  # staging full: the exporter waits Retry-After
+                    retries += 1
+                    time.sleep(float(response.headers["retry-after"]))
+                    continue
+                response.raise_for_status()
+                if response.content:
+                    raise RuntimeError(f"partial success: {response.content!r}")
+                break
+        answered = time.perf_counter()
+        while emitted() - before < runs:
+            time.sleep(0.05)
+        stored = time.perf_counter()
+    return {
+        "answered_runs_per_s": runs / (answered - started),
+        "stored_runs_per_s": runs / (stored - started),
+        "retries": retries,
+    }
+
+
+def otlp_ingestion(url: str, headers: dict[str, str], runs: int) -> dict[str, Any]:
+    passes = []
+    for attempt in range(PASSES):
+        bodies = trace_bodies(runs, f"otlp{attempt}", agent=INGEST_AGENT, environment="local")
+        passes.append(otlp_rate(url, bodies, headers, runs))
+    stored = [p["stored_runs_per_s"] for p in passes]
+    return {
+        "runs_per_pass": runs,
+        "spans_per_run": 4,
+        "requests_per_pass": len(bodies),
+        "best_runs_per_s": round(max(stored)),
+        "median_runs_per_s": round(statistics.median(stored)),
+        "median_answered_runs_per_s": round(statistics.median(p["answered_runs_per_s"] for p in passes)),
+        "retries_503": sum(p["retries"] for p in passes),
     }
 
 
@@ -344,7 +411,11 @@ def main() -> None:
             namespaces=(NAMESPACE,),
         )
         sidecar = SidecarProcess(
-            kubeconfig=cp.kubeconfig(), store=store, namespace=NAMESPACE, log_path=Path(work) / "sidecar.log"
+            kubeconfig=cp.kubeconfig(),
+            store=store,
+            namespace=NAMESPACE,
+            log_path=Path(work) / "sidecar.log",
+            extra_env=OTLP_ENV,
         )
         with operator, sidecar:
             ours = ingestion(sidecar.url, headers, events, "sidecar")
@@ -352,6 +423,13 @@ def main() -> None:
                 f"sidecar POST /v1/events, batches of {BATCH}: best {ours['best_events_per_s']:,} events/s, "
                 f"median {ours['median_events_per_s']:,} events/s ({PASSES} x {events:,} events); "
                 f"duplicates {ours['duplicates_events_per_s']:,} events/s"
+            )
+            traces = otlp_ingestion(sidecar.url, headers, events)
+            print(
+                f"sidecar POST /v1/traces, {traces['requests_per_pass']} requests of 512 spans per pass: "
+                f"best {traces['best_runs_per_s']:,} runs/s, median {traces['median_runs_per_s']:,} runs/s "
+                f"stored as run events ({PASSES} x {events:,} runs, settle 1 s included); answered at "
+                f"{traces['median_answered_runs_per_s']:,} runs/s (median); 503 retries: {traces['retries_503']}"
             )
             round_trip = promotions(sidecar.url, headers, promotes)
             for kind in ("passing", "blocked"):
@@ -375,10 +453,19 @@ def main() -> None:
         ratio = ours["median_events_per_s"] / reference["median_events_per_s"]
         reference["sidecar_median_over_reference_median"] = round(ratio, 2)
         print(f"sidecar / reference (medians): {ratio:.1f}x")
+        otlp_ratio = traces["median_runs_per_s"] / reference["median_events_per_s"]
+        reference["otlp_runs_median_over_reference_median"] = round(otlp_ratio, 2)
+        print(f"sidecar OTLP runs / reference JSON events (medians): {otlp_ratio:.2f}x")
 
     print(
         json.dumps(
-            {"benchmark": "http", "ingest": ours, "promote": round_trip, "reference_ingest": reference}
+            {
+                "benchmark": "http",
+                "ingest": ours,
+                "otlp_ingest": traces,
+                "promote": round_trip,
+                "reference_ingest": reference,
+            }
         )
     )
 
