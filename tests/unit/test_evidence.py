@@ -103,9 +103,11 @@ def test_cost_adds_cached_tokens_at_the_cached_rate() -> None:
     assert cost_usd(1000, 500, 400, entry) == pytest.approx(2.2, abs=1e-12)
 
 
-def test_cost_ignores_cached_tokens_without_a_cached_rate() -> None:
+def test_cost_charges_cached_tokens_at_the_input_rate_without_a_cached_rate() -> None:
+    # A deliberate difference from the reference, which makes them free (docs/engine.md).
     entry = PricingEntry(model="m", input_usd_per_1k_tokens=1.0, output_usd_per_1k_tokens=2.0)
-    assert cost_usd(1000, 500, 400, entry) == 2.0
+    assert cost_usd(1000, 500, 400, entry) == pytest.approx(2.4, abs=1e-12)
+    assert cost_usd(1400, 500, 0, entry) == pytest.approx(cost_usd(1000, 500, 400, entry), abs=1e-12)
 
 
 # --- behaviour 3: rollup -----------------------------------------------------------------------------

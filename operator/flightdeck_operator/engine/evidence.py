@@ -184,17 +184,23 @@ class SideEvidence:
 
 
 def cost_usd(input_tokens: int, output_tokens: int, cached_input_tokens: int, entry: PricingEntry) -> float:
-    """``in/1000·input + out/1000·output + cached/1000·cached`` (cached term only if a rate is set).
+    """``in/1000·input + out/1000·output + cached/1000·cached_rate``, where the cached rate is the
+    entry's ``cached_input_usd_per_1k_tokens`` or, when the entry has none, its input rate.
 
-    ``input_tokens`` excludes cached tokens, so adding the cached term does not charge them twice.
+    ``input_tokens`` excludes cached tokens, so the cached term charges each token once. The
+    reference adds the cached term only when a cached rate is set, which makes cached tokens free
+    in a table without one (a candidate that caches more would look cheaper than it is); a table
+    without a cached rate means no discount is known, so they cost what input costs
+    (docs/engine.md, "Cached tokens").
     """
-    cost = (
+    cached_rate = entry.cached_input_usd_per_1k_tokens
+    if cached_rate is None:
+        cached_rate = entry.input_usd_per_1k_tokens
+    return (
         input_tokens / 1000 * entry.input_usd_per_1k_tokens
         + output_tokens / 1000 * entry.output_usd_per_1k_tokens
+        + cached_input_tokens / 1000 * cached_rate
     )
-    if entry.cached_input_usd_per_1k_tokens is not None:
-        cost += cached_input_tokens / 1000 * entry.cached_input_usd_per_1k_tokens
-    return cost
 
 
 def rollup(aggregates: Iterable[ModelAggregate], table: PricingTable) -> Rollup:
