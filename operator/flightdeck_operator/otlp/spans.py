@@ -69,6 +69,9 @@ class SpanRecord:
     # What the conventions make of the attributes (``conventions.facts``), worked out once per
     # span on first use: a span is classified many times while a trace is mapped.
     facts: Any = field(default=None, init=False, repr=False, compare=False)
+    # ``id_problem``'s answer ("" when the ids are fine), worked out once: screening and mapping
+    # both ask.
+    checked_ids: str | None = field(default=None, init=False, repr=False, compare=False)
 
 
 TRACE_ID_HEX_LENGTH = 32
@@ -84,6 +87,14 @@ def _is_hex_id(value: str, length: int) -> bool:
 
 def id_problem(span: SpanRecord) -> str | None:
     """Why the span's ids are unusable, or None when they are fine."""
+    checked = span.checked_ids
+    if checked is None:
+        checked = _id_problem(span) or ""
+        object.__setattr__(span, "checked_ids", checked)  # a cache on a frozen record
+    return checked or None
+
+
+def _id_problem(span: SpanRecord) -> str | None:
     if not _is_hex_id(span.trace_id, TRACE_ID_HEX_LENGTH):
         return f"trace id {span.trace_id[:40]!r} is not 32 hex digits (16 non-zero bytes)"
     if not _is_hex_id(span.span_id, SPAN_ID_HEX_LENGTH):

@@ -82,7 +82,8 @@ class SidecarMetrics:
         self.otlp_traces = Counter(
             "traces",
             "Staged traces looked at by the finaliser, by outcome (finalized, deferred: a parent "
-            "still missing; no_runs: finalised without an agent run).",
+            "still missing; no_runs: finalised without an agent run; failed: the mapper raised, finalised "
+            "without run events and logged).",
             ("outcome",),
             namespace=OTLP_NAMESPACE,
             registry=self.registry,

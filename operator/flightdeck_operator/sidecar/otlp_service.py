@@ -25,7 +25,7 @@ from typing import Final
 
 from flightdeck_operator.config import SidecarSettings
 from flightdeck_operator.kube.gateway import KubeGateway
-from flightdeck_operator.otlp.decode import decode_traces, decompress, media_type
+from flightdeck_operator.otlp.decode import OtlpPayloadError, decode_traces, decompress, media_type
 from flightdeck_operator.otlp.mapping import MappingConfig, TraceNotReady, screen_spans
 from flightdeck_operator.otlp.rejections import Rejection, RejectionReason, RejectionSummary
 from flightdeck_operator.otlp.spans import SpanRecord, ids_are_valid
@@ -39,7 +39,7 @@ from flightdeck_operator.store.otlp import DueTrace, StagingRequest, TracePart, 
 log = logging.getLogger(__name__)
 
 TRACES_PER_ROUND: Final = 2000  # due traces mapped and stored per finaliser transaction
-MAX_CACHED_SPANS: Final = 200_000  # decoded spans kept for the finaliser (beyond: decoded again)
+MAX_CACHED_SPANS: Final = 100_000  # decoded spans kept for the finaliser (beyond: decoded again)
 FORGET_EVERY_S: Final = 60.0
 # Rejections a fresher list of AgentReleases might turn into runs (a release created just now).
 _CATALOG_MISSES: Final = frozenset(
@@ -230,7 +230,14 @@ class OtlpService:
             # does not list it; spans with bad ids were never staged.
             wanted = {(trace.trace_id, batch) for trace in due for batch in trace.batch_ids}
             for batch, (content_type, body) in self.store.otlp_batches(missing).items():
-                valid = (span for span in decode_traces(body, content_type) if ids_are_valid(span))
+                try:
+                    decoded = decode_traces(body, content_type)
+                except OtlpPayloadError as error:  # it decoded when it was accepted: log, go on
+                    log.error(
+                        "Staged OTLP body %s no longer decodes (%s); its spans are skipped", batch, error
+                    )
+                    continue
+                valid = (span for span in decoded if ids_are_valid(span))
                 for trace_id, spans in group_by_trace(valid).items():
                     if (trace_id, batch) in wanted:
                         found[trace_id].extend(spans)
@@ -250,7 +257,15 @@ class OtlpService:
         settled: dict[str, Settled] = {}
         for trace in due:
             final_at = trace.first_us + self._max_wait_us
-            outcome = settle(spans[trace.trace_id], self.config, catalog, final=now_us >= final_at)
+            try:
+                outcome = settle(spans[trace.trace_id], self.config, catalog, final=now_us >= final_at)
+            except Exception:  # a trace the mapper cannot handle must not stop every other one
+                log.exception(
+                    "Could not map OTLP trace %s; it is finalised without run events", trace.trace_id
+                )
+                self.metrics.otlp_traces.labels("failed").inc()
+                results.append(TraceResult(trace.trace_id, trace.due_us, trace.batch_ids))
+                continue
             if isinstance(outcome, TraceNotReady):
                 results.append(
                     TraceResult(trace.trace_id, trace.due_us, trace.batch_ids, defer_until_us=final_at)
