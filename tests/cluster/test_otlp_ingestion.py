@@ -101,6 +101,9 @@ def test_bad_bodies_get_otlp_errors_and_partial_success_names_the_rejected(
         assert partial.rejected_spans == 1
         assert partial.error_message.startswith("1 span rejected: 1 no release [no_release]")
         assert "no flightdeck.release.id and no service.version" in partial.error_message
+        # Re-sent (its answer was lost): the same answer, nothing staged or counted twice.
+        again = api.post("/v1/traces", content=body(orphaned), headers=PROTOBUF)
+        assert again.content == answer.content
 
         as_json = api.post(
             "/v1/traces", content=b'{"resourceSpans": []}', headers={"Content-Type": "application/json"}
@@ -112,6 +115,7 @@ def test_bad_bodies_get_otlp_errors_and_partial_success_names_the_rejected(
         status = wait_for_runs(api, 1)
         metrics = api.get("/metrics").text
     assert status["totals"]["spans_rejected"] == {"no_release": 1}
+    assert status["totals"]["spans_duplicate"] == len(orphaned)
     assert status["totals"]["requests_refused"] == {"decode": 2, "media_type": 2, "too_large": 2}
     # The run span was rejected on arrival (the partial success) and its run when it was mapped.
     assert [(r["stage"], r["reason"]) for r in status["last_rejections"]] == [

@@ -185,6 +185,8 @@ class OtlpService:
                 self.status.add(f"spans_{outcome}", count)
         if received.late:
             self.metrics.otlp_late_spans.inc(received.late)
+        if received.duplicate:
+            return  # a re-send: its rejections were counted the first time (and answered again)
         for reason, count in received.rejections.counts.items():
             spans.labels("rejected", reason.value).inc(count)
         if received.rejections.counts:
