@@ -4,6 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+# The OTLP/HTTP JSON exporter's test client: its pins conflict with the protobuf exporter's.
+JSON_VENV := .venv-otlp-json
+JSON_REQUIREMENTS := tests/otlp_json_client/requirements.txt
+JSON_STAMP := $(JSON_VENV)/.installed-$(shell sha256sum $(JSON_REQUIREMENTS) | cut -c1-12)
 PYTEST_ARGS ?=
 
 .PHONY: demo sandbox browser test test-unit test-store test-cluster test-package lint format control-plane venv bench clean
@@ -51,13 +55,18 @@ browser:
 control-plane:
 	hack/build-control-plane.sh >/dev/null
 
-venv: $(STAMP)
+venv: $(STAMP) $(JSON_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
+
+$(JSON_STAMP): $(JSON_REQUIREMENTS)
+	test -x $(JSON_VENV)/bin/python || $(PYTHON) -m venv $(JSON_VENV)
+	$(JSON_VENV)/bin/pip install --quiet -r $(JSON_REQUIREMENTS)
+	rm -f $(JSON_VENV)/.installed-* && touch $@
 
 ## bench: every benchmark (decisions and http start the local control plane)
 bench: venv control-plane
@@ -68,4 +77,4 @@ bench: venv control-plane
 	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/python benchmarks/gates.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(JSON_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -24,9 +24,9 @@ from flightdeck_operator.store.schema import MIGRATIONS
 from tests.factories import NOW, aggregate_events, event_dict, make_event
 from tests.store.conftest import Backend
 
-HOUR = dt.timedelta(hours=1)
-
 ALL_MIGRATIONS = [migration.version for migration in MIGRATIONS]
+
+HOUR = dt.timedelta(hours=1)
 
 
 def test_same_run_id_twice_is_stored_once(store: Store) -> None:

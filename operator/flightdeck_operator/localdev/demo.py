@@ -3,7 +3,7 @@
 Starts etcd and kube-apiserver, installs the Helm chart (CRDs, RBAC, ServiceAccount; there is no
 kubelet, so its Deployment never gets pods and the operator and sidecar run here as local
 processes, as ``kopf run`` is used in development), loads the examples, sends synthetic evidence
-over HTTP, promotes with kubectl, is blocked over HTTP (409), previews that promotion with
+over HTTP (the baseline's as run events, the candidate's as OpenTelemetry traces), promotes with kubectl, is blocked over HTTP (409), previews that promotion with
 ``kubectl apply --dry-run=server``, has alice request a canary promotion that bob (not alice)
 approves, shows the notifications a local webhook receiver got (signatures checked), and ends with
 the pointer, ``kubectl get flightdeck`` and ``doctor``. Everything it
@@ -33,6 +33,7 @@ from flightdeck_operator.localdev.demo_notifications import (
     notifications_received,
     subscribe,
 )
+from flightdeck_operator.localdev.demo_traces import trace_requests
 from flightdeck_operator.localdev.processes import OperatorProcess, SidecarProcess
 from flightdeck_operator.localdev.sandbox import hold
 from flightdeck_operator.localdev.webhook_receiver import WebhookReceiver
@@ -43,6 +44,8 @@ BASELINE, CANDIDATE = "support-bot-1-4-0", "support-bot-1-5-0"
 SETUP_EXAMPLES = ("00-pricing-tables.yaml", "10-releases.yaml", "20-policy.yaml", "30-pointer.yaml")
 CALLER = "alice"  # a non-admin identity of the local control plane, granted promote rights below
 APPROVER = "bob"  # another one, who approves what alice requests
+# Traces become run events 2 s after their run span arrived (default 10 s), so the demo waits less.
+DEMO_OTLP = {"FLIGHTDECK_OTLP_SETTLE_SECONDS": "2", "FLIGHTDECK_OTLP_FINALIZE_INTERVAL_SECONDS": "0.5"}
 
 
 class DemoError(RuntimeError):
@@ -134,7 +137,11 @@ def run_demo(
                 webhook_delegates=("admin",),
             ) as operator,
             SidecarProcess(
-                kubeconfig=cp.kubeconfig(), store=store, namespace=NAMESPACE, log_path=work / "sidecar.log"
+                kubeconfig=cp.kubeconfig(),
+                store=store,
+                namespace=NAMESPACE,
+                log_path=work / "sidecar.log",
+                extra_env=DEMO_OTLP,
             ) as sidecar,
         ):
             show(f"operator live at {operator.liveness_url}; sidecar at {sidecar.url}")
@@ -151,16 +158,13 @@ def run_demo(
             http = httpx.Client(
                 base_url=sidecar.url, headers={"Authorization": f"Bearer {token}"}, timeout=60
             )
-            say(f"Sending synthetic run events over HTTP as {CALLER!r} (POST /v1/events)")
-            batches = (
-                synthetic_events(BASELINE, "gpt-4o-mini", "openai", 600, failures=6),
-                synthetic_events(CANDIDATE, "claude-3-5-haiku-20241022", "anthropic", 600, failures=48),
-            )
-            for batch in batches:
-                answer = http.post("/v1/events", json={"events": batch})
-                show(f"{answer.status_code} {answer.text}")
-                if answer.status_code != 200:
-                    raise DemoError(f"ingest failed: {answer.status_code} {answer.text}")
+            say(f"Sending {BASELINE}'s runs as run events over HTTP as {CALLER!r} (POST /v1/events)")
+            events = synthetic_events(BASELINE, "gpt-4o-mini", "openai", 600, failures=6)
+            answer = http.post("/v1/events", json={"events": events})
+            show(f"{answer.status_code} {answer.text}")
+            if answer.status_code != 200:
+                raise DemoError(f"ingest failed: {answer.status_code} {answer.text}")
+            send_traces(http, say, show)
 
             say(f"Promoting {BASELINE} with kubectl (the first promotion of this pointer)")
             show(
@@ -272,6 +276,35 @@ CANARY_REQUEST = {
     "metadata": {"name": "canary-1-4-0"},
     "spec": {"pointer": "support-bot-canary", "release": BASELINE, "reason": "First canary"},
 }
+
+
+def send_traces(http: httpx.Client, say: Callable[[str], None], show: Callable[[str], None]) -> None:
+    """The candidate's runs as OpenTelemetry traces (POST /v1/traces), and wait for their run events."""
+    say(
+        f"Sending {CANDIDATE}'s runs as OpenTelemetry GenAI traces (POST /v1/traces, OTLP/HTTP "
+        "protobuf, 3 spans per run), as its instrumented service would export them"
+    )
+    bodies = trace_requests(
+        CANDIDATE, "claude-3-5-haiku-20241022", "anthropic", 600, 48, environment="production"
+    )
+    for body in bodies:
+        answer = http.post("/v1/traces", content=body, headers={"Content-Type": "application/x-protobuf"})
+        if answer.status_code != 200 or answer.content:
+            raise DemoError(f"OTLP export failed: {answer.status_code} {answer.content!r}")
+    show(f"{len(bodies)} requests answered 200 (no partial success: no span rejected)")
+    deadline = time.monotonic() + 60
+    while True:
+        status = http.get("/v1/otlp/status").json()
+        if status["totals"]["runs_emitted"] >= 600:
+            break
+        if time.monotonic() > deadline:
+            raise DemoError(f"the traces did not become run events: {status}")
+        time.sleep(0.5)
+    totals = status["totals"]
+    show(
+        f"GET /v1/otlp/status: {totals['spans_accepted']} spans accepted, {totals['runs_emitted']} runs "
+        f"emitted once each trace settled ({status['settle_seconds']} s), {status['staged_traces']} staged"
+    )
 
 
 def gates(cp: ControlPlane, say: Callable[[str], None], show: Callable[[str], None]) -> None:

@@ -7,10 +7,11 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
+from flightdeck_operator.engine.event_codec import FastEvent
 from flightdeck_operator.engine.evidence import ModelAggregate, SideEvidence, merge_aggregates
 from flightdeck_operator.engine.models import RunEvent, RunEventData, as_utc, utc_micros, validate_events
 from flightdeck_operator.store.base import StoreBase, Transaction
-from flightdeck_operator.store.rows import aggregate_from_row, data_row, event_row, where_clause
+from flightdeck_operator.store.rows import aggregate_from_row, data_row, event_row, fast_row, where_clause
 from flightdeck_operator.store.schema import BUCKET_SUMS, BUCKET_US
 
 
@@ -36,6 +37,17 @@ class EventQueries(StoreBase):
             return 0
         received_us = utc_micros(received_at or dt.datetime.now(dt.UTC))
         rows = [data_row(event, received_us) for event in events]
+        with self._transaction(write=True) as tx:
+            return self._insert_rows(tx, rows)
+
+    def insert_fast_events(
+        self, events: Sequence[FastEvent], *, received_at: dt.datetime | None = None
+    ) -> int:
+        """``insert_event_data`` for events read by the fast reader (``engine.event_codec``)."""
+        if not events:
+            return 0
+        received_us = utc_micros(received_at or dt.datetime.now(dt.UTC))
+        rows = [fast_row(event, received_us) for event in events]
         with self._transaction(write=True) as tx:
             return self._insert_rows(tx, rows)
 

@@ -6,8 +6,9 @@ from flightdeck_operator.store.events import EventQueries
 from flightdeck_operator.store.forensics import ForensicsQueries
 from flightdeck_operator.store.ledger import LedgerQueries
 from flightdeck_operator.store.notifications import NotificationQueries
+from flightdeck_operator.store.otlp import OtlpQueries
 from flightdeck_operator.store.series import SeriesQueries
 
 
-class Store(EventQueries, ForensicsQueries, LedgerQueries, NotificationQueries, SeriesQueries):
+class Store(EventQueries, ForensicsQueries, LedgerQueries, NotificationQueries, OtlpQueries, SeriesQueries):
     """Backend-neutral store API. Use ``open_store``; close it (or use ``with``) when done."""

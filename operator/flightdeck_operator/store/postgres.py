@@ -14,6 +14,7 @@ from flightdeck_operator.store.interface import Store
 from flightdeck_operator.store.schema import EVENT_COLUMNS
 
 _PG_MIGRATION_LOCK = 0x466C_6967_6874  # pg_advisory_xact_lock key for migrations ("Flight")
+_PG_OTLP_LOCK = 0x4F54_4C50  # ... for OTLP staging and finalising ("OTLP")
 
 
 class PostgresStore(Store):
@@ -52,6 +53,11 @@ class PostgresStore(Store):
 
     def _lock_for_migration(self, tx: Transaction) -> None:
         tx.execute("SELECT pg_advisory_xact_lock(?)", [_PG_MIGRATION_LOCK])
+
+    def _lock_otlp_traces(self, tx: Transaction) -> None:
+        # Sidecar replicas share the staging tables: one stages or finalises at a time, so a
+        # trace is never finalised while another replica adds spans to it.
+        tx.execute("SELECT pg_advisory_xact_lock(?)", [_PG_OTLP_LOCK])
 
     def _lock_ledger(self, tx: Transaction) -> None:
         # EXCLUSIVE blocks other appends but not readers; released at commit.

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from flightdeck_operator.engine import ledger
+from flightdeck_operator.engine.event_codec import FastEvent, encode_event
 from flightdeck_operator.engine.evidence import ModelAggregate
 from flightdeck_operator.engine.ledger import LedgerEntry
 from flightdeck_operator.engine.models import (
@@ -190,4 +191,30 @@ def placeholder_entry(seq: int) -> LedgerEntry:
         seq=seq,
         prev_hash="",
         hash="",
+    )
+
+
+def fast_row(event: FastEvent, received_us: int) -> tuple[Any, ...]:
+    """``data_row`` of an event read by the fast reader (``engine.event_codec``): the same row."""
+    usage = event.usage.model
+    metrics = event.metrics
+    request = event.request
+    return (
+        event.run_id,
+        event.release_id,
+        event.agent_id,
+        event.environment,
+        event.tenant_id,
+        event.task_id,
+        utc_micros(event.timestamp),
+        usage.provider,
+        usage.model,
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cached_input_tokens,
+        metrics.latency_ms,
+        1 if metrics.success else 0,
+        received_us,
+        encode_event(event).decode(),
+        *((None, None, None) if request is None else (request.trace_id, request.session_id, request.span_id)),
     )

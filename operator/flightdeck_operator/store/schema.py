@@ -328,6 +328,42 @@ _OUTBOX_TABLES = (
     "ON notification_deliveries (finished_at_us) WHERE state <> 'pending'",
 )
 
+# OTLP staging (docs/opentelemetry.md): request bodies as received (decompressed), the traces they
+# carry and when each trace is due to become run events, and the traces already finalised (so
+# spans arriving late are counted instead of being mapped a second time).
+_OTLP_BATCHES = """
+CREATE TABLE otlp_batches (
+    batch_id TEXT PRIMARY KEY,
+    received_us BIGINT NOT NULL,
+    content_type TEXT NOT NULL,
+    body BLOB NOT NULL,
+    pending_traces BIGINT NOT NULL
+)"""
+_OTLP_TRACES = """
+CREATE TABLE otlp_traces (
+    trace_id TEXT PRIMARY KEY,
+    first_us BIGINT NOT NULL,
+    last_us BIGINT NOT NULL,
+    root_seen INTEGER NOT NULL,
+    spans BIGINT NOT NULL,
+    due_us BIGINT NOT NULL
+)"""
+_OTLP_TRACE_BATCHES = """
+CREATE TABLE otlp_trace_batches (
+    trace_id TEXT NOT NULL,
+    batch_id TEXT NOT NULL,
+    PRIMARY KEY (trace_id, batch_id)
+)"""
+_OTLP_FINALIZED = """
+CREATE TABLE otlp_finalized_traces (
+    trace_id TEXT PRIMARY KEY,
+    finalized_us BIGINT NOT NULL
+)"""
+_OTLP_INDEXES = (
+    "CREATE INDEX otlp_traces_due ON otlp_traces (due_us)",
+    "CREATE INDEX otlp_finalized_at ON otlp_finalized_traces (finalized_us)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -404,6 +440,24 @@ MIGRATIONS: tuple[Migration, ...] = (
         "notification outbox",
         sqlite=_OUTBOX_TABLES,
         postgresql=_OUTBOX_TABLES,
+    ),
+    Migration(
+        7,
+        "otlp span staging",
+        sqlite=(
+            _OTLP_BATCHES,
+            _OTLP_TRACES,
+            _OTLP_TRACE_BATCHES + " WITHOUT ROWID",
+            _OTLP_FINALIZED,
+            *_OTLP_INDEXES,
+        ),
+        postgresql=(
+            _OTLP_BATCHES.replace("BLOB", "BYTEA"),
+            _OTLP_TRACES,
+            _OTLP_TRACE_BATCHES,
+            _OTLP_FINALIZED,
+            *_OTLP_INDEXES,
+        ),
     ),
 )
 LATEST_SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -20,6 +20,7 @@ from flightdeck_operator.sidecar.routes import (
     ingest,
     reads,
     runs,
+    traces,
     webhooks,
 )
 
@@ -29,6 +30,7 @@ GROUPS: tuple[APIRouter, ...] = (
     runs.router,
     counters.router,
     ingest.router,
+    traces.router,
     actions.router,
     approvals.router,
     webhooks.router,
