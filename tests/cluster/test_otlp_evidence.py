@@ -19,7 +19,7 @@ from flightdeck_operator.localdev.processes import OperatorProcess
 from flightdeck_operator.store import open_store
 
 from .conftest import StartSidecar
-from .kube import AGENT, COST_BREACH, ENV, FIRST_PROMOTION, apply, quickstart, release
+from .kube import AGENT, COST_BREACH, ENV, FIRST_PROMOTION, apply, quickstart, release, stored_events
 from .otlp_clients import FAST_OTLP, agent_run, an_hour_ago_ns, exporting, resource, wait_for_runs
 from .sidecar_client import action_body, as_user
 
@@ -118,4 +118,4 @@ async def test_a_pydantic_ai_agent_counts_each_token_once(
 def stored_runs(store: str, release_id: str) -> tuple[RunEvent, ...]:
     now = dt.datetime.now(dt.UTC)
     with open_store(store) as opened:
-        return opened.query_events(release_id, ENV, now - dt.timedelta(days=7), now).events
+        return stored_events(opened, release_id, now - dt.timedelta(days=7), now)

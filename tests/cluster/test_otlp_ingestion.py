@@ -24,7 +24,7 @@ from flightdeck_operator.localdev.controlplane import ControlPlane
 from flightdeck_operator.store import open_store
 
 from .conftest import StartSidecar
-from .kube import AGENT, ENV, apply, release
+from .kube import AGENT, ENV, apply, release, stored_events
 from .otlp_clients import FAST_OTLP, agent_run, an_hour_ago_ns, resource, wait_for_runs
 from .sidecar_client import as_user
 
@@ -149,7 +149,7 @@ def test_a_trace_split_over_three_requests_in_reverse_order_is_one_run(
         assert api.get("/v1/otlp/status").json()["totals"]["runs_emitted"] == 1
     assert status["totals"]["spans_duplicate"] == 2
     with open_store(sidecar.store) as store:
-        [event] = store.query_events("rel-a", ENV, *window()).events
+        [event] = stored_events(store, "rel-a", *window())
     assert (event.usage.model.input_tokens, event.usage.model.output_tokens) == (600, 60)
 
 
@@ -203,7 +203,7 @@ def test_spans_accepted_before_a_crash_become_runs_after_the_restart_once(
     assert status["totals"]["spans_late"] == len(spans)
     assert status["staged_traces"] == 0
     with open_store(restarted.store) as store:
-        assert len(store.query_events("rel-a", ENV, *window()).events) == 3
+        assert len(stored_events(store, "rel-a", *window())) == 3
 
 
 def window() -> tuple[Any, Any]:

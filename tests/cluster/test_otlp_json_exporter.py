@@ -14,7 +14,7 @@ from flightdeck_operator.localdev.controlplane import ControlPlane
 from flightdeck_operator.store import open_store
 
 from .conftest import REPO_ROOT, StartSidecar
-from .kube import AGENT, ENV, apply, release
+from .kube import AGENT, ENV, apply, release, stored_events
 from .otlp_clients import FAST_OTLP, wait_for_runs
 from .sidecar_client import as_user
 
@@ -53,7 +53,7 @@ def test_the_json_exporter_with_old_attribute_names(
     assert status["totals"]["spans_rejected"] == {}
     now = dt.datetime.now(dt.UTC)
     with open_store(sidecar.store) as store:
-        events = store.query_events("legacy-v1", ENV, now - dt.timedelta(days=1), now).events
+        events = stored_events(store, "legacy-v1", now - dt.timedelta(days=1), now)
     assert len(events) == 3
     for event in events:
         model = event.usage.model

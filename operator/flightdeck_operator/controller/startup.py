@@ -65,6 +65,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
 
     store = await asyncio.to_thread(open_store, config.store)
     gateway = KubeGateway(load_api_client())
+    memo["gateway"] = gateway
     memo["config"] = config
     memo["store"] = store
     memo["controller"] = Controller(
@@ -163,3 +164,6 @@ async def close_store(memo: kopf.Memo, **_: Any) -> None:
     store = memo.get("store")
     if store is not None:
         await asyncio.to_thread(store.close)
+    gateway = memo.get("gateway")
+    if gateway is not None:  # its connection pool (an operator run in-process must not leak it)
+        await asyncio.to_thread(gateway.api_client.close)
