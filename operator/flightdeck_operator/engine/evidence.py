@@ -28,6 +28,7 @@ from .models import (
     as_utc,
 )
 from .policy import ClassifiedReason, confidence_label, evaluate_policy, resolve_thresholds
+from .statistics.moments import SideMoments
 
 # --- errors -----------------------------------------------------------------------------------------
 
@@ -170,6 +171,8 @@ class SideEvidence:
     aggregates: tuple[ModelAggregate, ...] = field(default=())
     tenant_id: str | None = None
     task_id: str | None = None
+    # Second moments and the latency histogram, for statistical gates only (None otherwise).
+    moments: SideMoments | None = None
 
     @property
     def runs(self) -> int:
@@ -320,6 +323,7 @@ class Diff:
     @property
     def summary(self) -> EvidenceSummary:
         return EvidenceSummary(
+            statistics=self.result.statistics,
             window=self.result.window,
             since=self.result.since,
             until=self.result.until,
@@ -369,6 +373,8 @@ def compute_diff(
     for_promotion: bool = False,
 ) -> Diff:
     """Assemble the reference diff from both sides' evidence. ``since``/``until`` come from the evidence.
+
+    The policy's ``statistical_gates`` are not evaluated here: see ``statistical_policy.gated_diff``.
 
     Raises ``CrossAgentError`` or ``PricingModelMissingError`` with the reference's messages.
     """
