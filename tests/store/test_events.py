@@ -20,10 +20,13 @@ from flightdeck_operator.engine.models import (
     RunEvent,
 )
 from flightdeck_operator.store import BUCKET_US, Store, StoreError, open_store, validate_events
+from flightdeck_operator.store.schema import MIGRATIONS
 from tests.factories import NOW, aggregate_events, event_dict, make_event
 from tests.store.conftest import Backend
 
 HOUR = dt.timedelta(hours=1)
+
+ALL_VERSIONS = [migration.version for migration in MIGRATIONS]
 
 
 def test_same_run_id_twice_is_stored_once(store: Store) -> None:
@@ -140,10 +143,10 @@ def test_evidence_spanning_many_hours_matches_per_event_sums(store: Store) -> No
 
 def test_migrations_are_versioned_and_rerun_is_a_no_op(backend: Backend) -> None:
     store = backend.store
-    assert store.applied_migrations() == [1, 2, 3]
+    assert store.applied_migrations() == ALL_VERSIONS
     assert store.migrate() == []
     with backend.open_another() as again:
-        assert again.applied_migrations() == [1, 2, 3]
+        assert again.applied_migrations() == ALL_VERSIONS
     backend.raw("INSERT INTO schema_migrations (version, name, applied_at_us) VALUES (99, 'future', 0)")
     with pytest.raises(StoreError, match=r"newer than this code"):
         open_store(backend.target)

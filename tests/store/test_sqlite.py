@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 from flightdeck_operator.store import SqliteStore, StoreError, open_store
+from flightdeck_operator.store.schema import MIGRATIONS
 from tests.factories import NOW, event_dict
+
+ALL_VERSIONS = [migration.version for migration in MIGRATIONS]
 
 
 def test_sqlite_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -23,7 +26,7 @@ def test_sqlite_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     with open_store(f"sqlite:///{tmp_path}/abs.db") as absolute:
         assert absolute.describe() == f"sqlite {tmp_path}/abs.db"
     with open_store(tmp_path / "plain.db") as plain:
-        assert plain.applied_migrations() == [1, 2, 3]
+        assert plain.applied_migrations() == ALL_VERSIONS
     for bad in ("sqlite::memory:", ":memory:", "sqlite:///"):
         with pytest.raises(StoreError):
             open_store(bad)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from flightdeck_operator.store.events import EventQueries
 from flightdeck_operator.store.ledger import LedgerQueries
+from flightdeck_operator.store.statistics import StatisticsQueries
 
 
-class Store(EventQueries, LedgerQueries):
+class Store(StatisticsQueries, LedgerQueries):
     """Backend-neutral store API. Use ``open_store``; close it (or use ``with``) when done."""

@@ -17,6 +17,7 @@ from flightdeck_operator.engine.models import (
     from_utc_micros,
     utc_micros,
 )
+from flightdeck_operator.engine.statistics.latency_bins import bin_of_integer
 from flightdeck_operator.store.schema import BUCKET_US, LEDGER_COLUMNS
 
 _dump_event = RunEvent.__pydantic_serializer__.to_json  # model_dump_json without the wrapper's overhead
@@ -72,9 +73,11 @@ def data_row(event: RunEventData, received_us: int) -> tuple[Any, ...]:
     )
 
 
-def bucket_deltas(rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """Sum ``_event_row`` rows into bucket upserts (same arithmetic as the PostgreSQL trigger)."""
+def bucket_deltas(rows: Iterable[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Sum ``event_row`` rows into bucket upserts and latency-bin upserts (the same arithmetic as
+    the PostgreSQL trigger). Products are summed as exact integers and sent as doubles."""
     sums: dict[tuple[Any, ...], list[int]] = {}
+    latencies: dict[tuple[Any, ...], int] = {}
     for (
         _run,
         release,
@@ -95,16 +98,31 @@ def bucket_deltas(rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         key = (release, env, ts_us - ts_us % BUCKET_US, agent, model, tenant, task)  # floor, as in SQL
         acc = sums.get(key)
         if acc is None:
-            acc = sums[key] = [0, 0, 0, 0, 0, 0, 0]
+            acc = sums[key] = [0] * 14
         acc[0] += 1
         acc[1] += tin
         acc[2] += tout
-        acc[3] += tcached
+        acc[8] += tin * tin
+        acc[9] += tout * tout
+        acc[11] += tin * tout
+        if tcached:
+            acc[3] += tcached
+            acc[10] += tcached * tcached
+            acc[12] += tin * tcached
+            acc[13] += tout * tcached
         if latency is not None:
             acc[4] += latency
             acc[5] += 1
+            acc[7] += latency * latency
+            latency_key = (key, latency)
+            latencies[latency_key] = latencies.get(latency_key, 0) + 1
         acc[6] += 1 - ok
-    return [(*key, *acc) for key, acc in sums.items()]
+    buckets = [(*key, *acc[:7], *map(float, acc[7:])) for key, acc in sums.items()]
+    bins: dict[tuple[Any, ...], int] = {}
+    for (key, latency), count in latencies.items():
+        bin_key = (*key, bin_of_integer(latency))
+        bins[bin_key] = bins.get(bin_key, 0) + count
+    return buckets, [(*key, count) for key, count in bins.items()]
 
 
 def aggregate_from_row(row: Sequence[Any]) -> ModelAggregate:
