@@ -105,7 +105,9 @@ def test_an_undersampled_candidate_is_inconclusive_with_runs_needed_and_eta() ->
     assert gate.runs_needed is not None
     needed = gate.runs_needed.candidate
     assert 30 < needed < 200  # sequential p95 needs about 107 runs without a slow one
-    assert gate.eta == NOW + dt.timedelta(hours=needed / 10)  # 60 runs in the 6h rate window
+    exact = NOW + dt.timedelta(hours=needed / 10)  # 60 runs in the 6h rate window
+    assert dt.timedelta(0) <= gate.eta - exact < dt.timedelta(minutes=1)
+    assert (gate.eta.second, gate.eta.microsecond) == (0, 0)
     [reason] = diff.reasons
     assert reason.kind is ReasonKind.INSUFFICIENT_EVIDENCE
     assert reason.text == (

@@ -119,6 +119,8 @@ def evaluate_statistical_gates(
         )
         if result.verdict is Verdict.PASS:
             when = None
+        elif when is not None:
+            when = _whole_minute_after(when)
         gate = GateReport.of(name, result, needed, when)
         reports.append(gate)
         if result.verdict is Verdict.FAIL:
@@ -195,6 +197,13 @@ def gated_diff(
     )
     result = diff.result.model_copy(update={"policy": verdict, "statistics": report})
     return Diff(result=result, reasons=reasons, baseline=diff.baseline, candidate=diff.candidate)
+
+
+def _whole_minute_after(when: dt.datetime) -> dt.datetime:
+    """ETAs are rough: rounded up to the minute, so a waiting request's status does not change on
+    every look just because the clock moved."""
+    rounded = when.replace(second=0, microsecond=0)
+    return rounded if rounded == when else rounded + dt.timedelta(minutes=1)
 
 
 # --- the reasons, in words ---------------------------------------------------------------------
