@@ -40,6 +40,20 @@ _BUCKET_COLUMNS = ", ".join(
 )
 
 
+def _filters(tenant_id: str | None, task_id: str | None) -> tuple[str, list[Any]]:
+    extra, params = "", []
+    for column, value in (("tenant_id", tenant_id), ("task_id", task_id)):
+        if value is not None:
+            extra += f" AND {column} = ?"
+            params.append(value)
+    return extra, params
+
+
+def _whole_hours(since_us: int, until_us: int) -> tuple[int, int]:
+    """The first and the end of the last whole bucket inside ``[since_us, until_us)``."""
+    return -(-since_us // BUCKET_US) * BUCKET_US, until_us // BUCKET_US * BUCKET_US
+
+
 def _parts(row: Sequence[Any]) -> tuple[ModelAggregate, ModelMoments]:
     """``agent, model``, the seven sums, then the seven moments (BUCKET_MOMENTS order)."""
     aggregate = aggregate_from_row(row)
@@ -87,7 +101,7 @@ class StatisticsQueries(EventQueries):
                 plain = stats
             else:
                 plain = [self._evidence(tx, r, environment, since, until, *filters) for r in releases]
-            recent = [self._evidence(tx, r, environment, rate_since, until, *filters).runs for r in releases]
+            recent = [self._run_count(tx, r, environment, rate_since, until, *filters) for r in releases]
         evidence = StatisticsEvidence(
             baseline=stats[0],
             candidate=stats[1],
@@ -95,6 +109,40 @@ class StatisticsQueries(EventQueries):
             candidate_recent_runs=recent[1],
         )
         return plain[0], plain[1], evidence
+
+    def _run_count(
+        self,
+        tx: Transaction,
+        release_id: str,
+        environment: str,
+        since: dt.datetime,
+        until: dt.datetime,
+        tenant_id: str | None,
+        task_id: str | None,
+    ) -> int:
+        """Runs in ``[since, until)``: the arrival rate behind an ETA (counts only, from the index)."""
+        since_us, until_us = utc_micros(since), utc_micros(until)
+        extra, extra_params = _filters(tenant_id, task_id)
+        full_from, full_to = _whole_hours(since_us, until_us)
+        runs = 0
+        ranges = [(since_us, until_us)]
+        if full_from < full_to:
+            row = tx.execute(
+                "SELECT CAST(COALESCE(SUM(runs), 0) AS BIGINT) FROM run_event_buckets WHERE release_id = ? "
+                f"AND environment = ? AND bucket_start_us >= ? AND bucket_start_us < ?{extra}",
+                [release_id, environment, full_from, full_to, *extra_params],
+            ).fetchone()
+            runs += int(row[0])
+            ranges = [(since_us, full_from), (full_to, until_us)]
+        for start, end in ranges:
+            if start < end:
+                row = tx.execute(
+                    "SELECT COUNT(*) FROM run_events WHERE release_id = ? AND environment = ? "
+                    f"AND ts_us >= ? AND ts_us < ?{extra}",
+                    [release_id, environment, start, end, *extra_params],
+                ).fetchone()
+                runs += int(row[0])
+        return runs
 
     def _moments(
         self,
@@ -107,17 +155,12 @@ class StatisticsQueries(EventQueries):
         task_id: str | None,
     ) -> SideEvidence:
         since_us, until_us = utc_micros(since), utc_micros(until)
-        extra, extra_params = "", []
-        for column, value in (("tenant_id", tenant_id), ("task_id", task_id)):
-            if value is not None:
-                extra += f" AND {column} = ?"
-                extra_params.append(value)
+        extra, extra_params = _filters(tenant_id, task_id)
         key = [release_id, environment]
         aggregates: list[ModelAggregate] = []
         moments: list[ModelMoments] = []
         histograms: list[Histogram] = []
-        full_from = -(-since_us // BUCKET_US) * BUCKET_US  # first whole hour inside the range
-        full_to = until_us // BUCKET_US * BUCKET_US
+        full_from, full_to = _whole_hours(since_us, until_us)
         raw_ranges = [(since_us, until_us)]
         if full_from < full_to:
             hours = (
