@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
+from operator import mul
 from typing import Any
 
 from flightdeck_operator.engine import ledger
@@ -75,54 +77,53 @@ def data_row(event: RunEventData, received_us: int) -> tuple[Any, ...]:
 
 def bucket_deltas(rows: Iterable[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """Sum ``event_row`` rows into bucket upserts and latency-bin upserts (the same arithmetic as
-    the PostgreSQL trigger). Products are summed as exact integers and sent as doubles."""
-    sums: dict[tuple[Any, ...], list[int]] = {}
-    latencies: dict[tuple[Any, ...], int] = {}
-    for (
-        _run,
-        release,
-        agent,
-        env,
-        tenant,
-        task,
-        ts_us,
-        _prov,
-        model,
-        tin,
-        tout,
-        tcached,
-        latency,
-        ok,
-        *_,
-    ) in rows:
-        key = (release, env, ts_us - ts_us % BUCKET_US, agent, model, tenant, task)  # floor, as in SQL
-        acc = sums.get(key)
-        if acc is None:
-            acc = sums[key] = [0] * 14
-        acc[0] += 1
-        acc[1] += tin
-        acc[2] += tout
-        acc[8] += tin * tin
-        acc[9] += tout * tout
-        acc[11] += tin * tout
-        if tcached:
-            acc[3] += tcached
-            acc[10] += tcached * tcached
-            acc[12] += tin * tcached
-            acc[13] += tout * tcached
-        if latency is not None:
-            acc[4] += latency
-            acc[5] += 1
-            acc[7] += latency * latency
-            latency_key = (key, latency)
-            latencies[latency_key] = latencies.get(latency_key, 0) + 1
-        acc[6] += 1 - ok
-    buckets = [(*key, *acc[:7], *map(float, acc[7:])) for key, acc in sums.items()]
-    bins: dict[tuple[Any, ...], int] = {}
-    for (key, latency), count in latencies.items():
-        bin_key = (*key, bin_of_integer(latency))
-        bins[bin_key] = bins.get(bin_key, 0) + count
-    return buckets, [(*key, count) for key, count in bins.items()]
+    the PostgreSQL trigger). Rows are grouped by bucket first, then each column is summed by
+    builtins (``sum``, ``map(mul, ...)``, ``Counter``): products are exact integers, sent as doubles.
+    This costs less per event than the per-row accumulation it replaced, moments included."""
+    groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
+    for row in rows:
+        ts_us = row[6]
+        # (release, environment, hour floor as in SQL, agent, model, tenant, task)
+        key = (row[1], row[3], ts_us - ts_us % BUCKET_US, row[2], row[8], row[4], row[5])
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [row]
+        else:
+            group.append(row)
+    buckets: list[tuple[Any, ...]] = []
+    bins: list[tuple[Any, ...]] = []
+    for key, group in groups.items():
+        tin = [r[9] for r in group]
+        tout = [r[10] for r in group]
+        tcached = [r[11] for r in group]
+        latencies = [r[12] for r in group if r[12] is not None]
+        runs = len(group)
+        cached = any(tcached)
+        buckets.append(
+            (
+                *key,
+                runs,
+                sum(tin),
+                sum(tout),
+                sum(tcached),
+                sum(latencies),
+                len(latencies),
+                runs - sum(r[13] for r in group),
+                float(sum(map(mul, latencies, latencies))),
+                float(sum(map(mul, tin, tin))),
+                float(sum(map(mul, tout, tout))),
+                float(sum(map(mul, tcached, tcached))) if cached else 0.0,
+                float(sum(map(mul, tin, tout))),
+                float(sum(map(mul, tin, tcached))) if cached else 0.0,
+                float(sum(map(mul, tout, tcached))) if cached else 0.0,
+            )
+        )
+        per_bin: dict[int, int] = {}
+        for latency, count in Counter(latencies).items():
+            index = bin_of_integer(latency)
+            per_bin[index] = per_bin.get(index, 0) + count
+        bins.extend((*key, index, count) for index, count in per_bin.items())
+    return buckets, bins
 
 
 def aggregate_from_row(row: Sequence[Any]) -> ModelAggregate:

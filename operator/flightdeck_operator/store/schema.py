@@ -10,9 +10,14 @@ column lists the queries share.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from flightdeck_operator.engine.statistics.latency_bins import INTEGER_BIN_INDEX, INTEGER_BIN_LARGEST
+from flightdeck_operator.engine.statistics.latency_bins import (
+    INTEGER_BIN_INDEX,
+    ZERO_BIN,
+    largest_integer_in_bin,
+)
 
 BUCKET_US = 3_600_000_000
 """Width of a pre-aggregated evidence bucket: one hour, in microseconds."""
@@ -218,17 +223,30 @@ _EVENT_MOMENTS = (  # per-event contributions, in BUCKET_MOMENTS order (NULL lat
     "CAST({e}.output_tokens AS DOUBLE PRECISION) * {e}.cached_input_tokens",
 )
 _BIN_KEY = f"{_BUCKET_KEY}, latency_bin"
-# The bin of an integer latency: the smallest bin whose largest integer is >= it (an exact integer
-# comparison against the same table the engine uses; DOUBLE logarithms could differ by platform).
-_LATENCY_BIN_OF = (
-    "(SELECT b.latency_bin FROM latency_bin_bounds b WHERE b.max_ms >= {ms} ORDER BY b.max_ms LIMIT 1)"
-)
-_LATENCY_BIN_BOUNDS = (
-    "CREATE TABLE latency_bin_bounds (max_ms BIGINT PRIMARY KEY, latency_bin SMALLINT NOT NULL)",
-    "INSERT INTO latency_bin_bounds (max_ms, latency_bin) VALUES "
+# Every bin a latency can fall in, with the integers it holds: ``above_ms < ms <= max_ms`` (empty
+# when equal). Looked up exactly by integer comparison, so SQL bins equal the engine's everywhere.
+_LIMITS_BINS = (ZERO_BIN, *range(-1, INTEGER_BIN_INDEX[-1] + 3))
+_LATENCY_BIN_LIMITS = (
+    "CREATE TABLE latency_bin_limits (latency_bin SMALLINT PRIMARY KEY, above_ms BIGINT NOT NULL, "
+    "max_ms BIGINT NOT NULL)",
+    "CREATE INDEX latency_bin_limits_max ON latency_bin_limits (max_ms)",
+    "INSERT INTO latency_bin_limits (latency_bin, above_ms, max_ms) VALUES "
     + ", ".join(
-        f"({top}, {index})" for top, index in zip(INTEGER_BIN_LARGEST, INTEGER_BIN_INDEX, strict=True)
+        f"({index}, {-1 if index == ZERO_BIN else largest_integer_in_bin(index - 1)}, "
+        f"{largest_integer_in_bin(index)})"
+        for index in _LIMITS_BINS
     ),
+)
+# Portable lookup (SQLite's backfill and delete trigger): the bin whose integers include ``ms``.
+_LATENCY_BIN_OF = (
+    "(SELECT b.latency_bin FROM latency_bin_limits b WHERE b.max_ms >= {ms} AND b.above_ms < {ms} LIMIT 1)"
+)
+# Fast lookup for PostgreSQL's statement trigger: the logarithm guesses the bin (off by at most one
+# near an edge), an equality join on the guess fetches its integer limits and they settle it.
+_BINS_PER_LN = 16 / math.log(2)
+_GUESSED_BIN = (
+    f"CASE WHEN {{e}}.latency_ms = 0 THEN {ZERO_BIN} ELSE CAST(CEIL(LN(CAST({{e}}.latency_ms AS "
+    f"DOUBLE PRECISION)) * {_BINS_PER_LN!r}) AS INTEGER) - 1 END"
 )
 _LATENCY_BINS_SQL = """
 CREATE TABLE run_event_latency_bins (
@@ -245,15 +263,27 @@ CREATE TABLE run_event_latency_bins (
 )"""
 
 
-def _binned(source: str, where: str = "") -> str:
-    """``(key..., latency_bin, runs)`` of the events in ``source``: grouped by exact latency first, so
-    each distinct value is looked up once."""
+def _binned(source: str) -> str:
+    """``(key..., latency_bin, runs)`` of the events in ``source``, by the portable lookup: grouped
+    by exact latency first, so each distinct value is looked up once."""
     return f"""
         SELECT release_id, environment, bucket_start_us, agent_id, model, tenant_id, task_id,
                {_LATENCY_BIN_OF.format(ms="g.latency_ms")} AS latency_bin, runs
         FROM (SELECT release_id, environment, {_bucket_of("ts_us")} AS bucket_start_us, agent_id, model,
                      tenant_id, task_id, latency_ms, COUNT(*) AS runs
-              FROM {source} WHERE latency_ms IS NOT NULL{where} GROUP BY 1, 2, 3, 4, 5, 6, 7, 8) g"""
+              FROM {source} WHERE latency_ms IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6, 7, 8) g"""
+
+
+def _binned_by_guess(source: str) -> str:
+    """``_binned`` by the fast lookup (PostgreSQL): one hash join, one grouping."""
+    return f"""
+        SELECT e.release_id, e.environment, {_bucket_of("e.ts_us")} AS bucket_start_us, e.agent_id,
+               e.model, e.tenant_id, e.task_id,
+               l.latency_bin + CASE WHEN e.latency_ms > l.max_ms THEN 1
+                                    WHEN e.latency_ms <= l.above_ms THEN -1 ELSE 0 END AS latency_bin,
+               COUNT(*) AS runs
+        FROM {source} e JOIN latency_bin_limits l ON l.latency_bin = {_GUESSED_BIN.format(e="e")}
+        WHERE e.latency_ms IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6, 7, 8"""
 
 
 def _statistics_columns() -> tuple[str, ...]:
@@ -277,6 +307,9 @@ WHERE {_SAME_BUCKET}"""
 _BINS_BACKFILL = f"""
 INSERT INTO run_event_latency_bins ({_BIN_KEY}, runs)
 SELECT {_BIN_KEY}, SUM(runs) FROM ({_binned("run_events")}) binned GROUP BY {_BIN_KEY}"""
+_PG_BINS_BACKFILL = f"""
+INSERT INTO run_event_latency_bins ({_BIN_KEY}, runs)
+SELECT {_BIN_KEY}, SUM(runs) FROM ({_binned_by_guess("run_events")}) binned GROUP BY {_BIN_KEY}"""
 
 
 def _sqlite_statistics_delete_trigger() -> str:
@@ -318,7 +351,7 @@ def _pg_statistics_functions() -> tuple[str, ...]:
             FROM {transition} GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7
             ON CONFLICT ({_BUCKET_KEY}) DO UPDATE SET {update};
             INSERT INTO run_event_latency_bins AS h ({_BIN_KEY}, runs)
-            SELECT {_BIN_KEY}, SUM(runs) FROM ({_binned(transition)}) binned
+            SELECT {_BIN_KEY}, SUM(runs) FROM ({_binned_by_guess(transition)}) binned
             GROUP BY {_BIN_KEY} ORDER BY {_BIN_KEY}
             ON CONFLICT ({_BIN_KEY}) DO UPDATE SET runs = h.runs {sign} EXCLUDED.runs"""
 
@@ -377,7 +410,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         4,
         "latency histogram and second moments for statistical gates",
         sqlite=(
-            *_LATENCY_BIN_BOUNDS,
+            *_LATENCY_BIN_LIMITS,
             *_statistics_columns(),
             _LATENCY_BINS_SQL + " WITHOUT ROWID",
             "DROP TRIGGER run_events_bucket_delete",
@@ -386,12 +419,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             _BINS_BACKFILL,
         ),
         postgresql=(
-            *_LATENCY_BIN_BOUNDS,
+            *_LATENCY_BIN_LIMITS,
             *_statistics_columns(),
             _LATENCY_BINS_SQL,
             *_pg_statistics_functions(),
             _MOMENTS_BACKFILL,
-            _BINS_BACKFILL,
+            _PG_BINS_BACKFILL,
         ),
     ),
 )
