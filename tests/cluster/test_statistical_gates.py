@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
 from flightdeck_operator.localdev.controlplane import ControlPlane
 from flightdeck_operator.localdev.processes import OperatorProcess, SidecarProcess
 
+from .conftest import REPO_ROOT
 from .kube import AGENT, ENV, apply, condition, get, ingest, policy, request, run_events, wait_decided
 from .sidecar_client import as_user
 from .test_gates import GATE, request_entries, start_with_base_promoted, wait_phase
@@ -174,3 +176,13 @@ def test_diff_over_http_and_the_cli_carry_the_statistics_block(
         "json",
     )
     assert json.loads(as_json.stdout)["statistics"]["gates"] == statistics["gates"]
+
+
+def test_the_statistical_gate_examples_are_accepted(
+    control_plane: ControlPlane, crds: Path, namespace: str
+) -> None:
+    applied = control_plane.kubectl(
+        "apply", "-n", namespace, "--dry-run=server", "-f", str(REPO_ROOT / "examples" / "statistical-gates")
+    )
+    assert applied.returncode == 0, applied.stderr
+    assert "promotionpolicy.flightdeck.dev/support-bot-statistical created (server dry run)" in applied.stdout
