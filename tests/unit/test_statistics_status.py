@@ -145,3 +145,26 @@ def test_the_approval_digest_covers_gate_verdicts_only_with_the_block() -> None:
     # Runs arriving do not make an approval stale while every verdict stays the same.
     more = decision_for(spread(1000, 500), gates=gates)
     assert decision_digest(more) == decision_digest(passing)
+
+
+def test_messages_stay_within_the_status_limit_with_every_gate_waiting() -> None:
+    every = StatisticalGates.model_validate(
+        {
+            "error_rate": {"max": 0.01, "max_increase": 0.001},
+            "latency": [{"quantile": q, "max_ms": 1500, "max_ratio": 1.05} for q in (0.5, 0.9, 0.95, 0.999)],
+            "cost_per_run": {"max_usd": 100.0, "max_ratio": 1.01},
+        }
+    )
+    decision = decision_for(spread(1000, 5), gates=every)
+    gates = decision.evidence.statistics.gates  # type: ignore[union-attr]
+    assert [g.verdict.value for g in gates] == ["Inconclusive"] * 12
+    message = waiting(decision)["message"]
+    assert 2000 < len(message) <= 4096  # status.message maxLength in the CRD
+    entry = seal(
+        ledger_record(
+            decision, request_uid="u", request_name="r", namespace="n", pointer="p", actor="a", reason="x"
+        ),
+        seq=123456,
+        prev_hash=GENESIS_HASH,
+    )
+    assert len(decided_message(entry)) <= 4096
