@@ -69,6 +69,7 @@ from flightdeck_operator.engine.models import EvidenceSummary, PromotionAction, 
 from flightdeck_operator.engine.windows import WindowState
 
 Status = dict[str, Any]
+MAX_STATUS_MESSAGE = 4096
 
 
 def ledger_record(
@@ -522,7 +523,8 @@ def _request_status(
 ) -> Status:
     status: Status = {
         "phase": phase.value,
-        "message": message,
+        # The CRD's maxLength; the reasons (up to twelve statistical gates) stay well below it.
+        "message": message[:MAX_STATUS_MESSAGE],
         "observedGeneration": generation,
         "conditions": update.apply(conditions, now, generation),
     }
