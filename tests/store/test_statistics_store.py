@@ -229,3 +229,20 @@ def test_deleting_events_keeps_moments_and_bins_right(backend: Backend) -> None:
     candidate, _ = statistics_of(backend.store, "rel_del", NOW - 6 * HOUR, NOW - 4 * HOUR)
     assert candidate.runs == 3
     assert_moments_close(candidate.moments, moments_of_events(kept))
+
+
+def test_a_decision_with_statistics_is_ledgered_and_verifies(store: Store) -> None:
+    from flightdeck_operator.controller.projection import ledger_record
+    from tests.unit.test_statistics_status import decision_for, spread
+
+    decision = decision_for(spread(1000, 20))
+    assert decision.evidence is not None
+    assert decision.evidence.statistics is not None
+    record = ledger_record(
+        decision, request_uid="uid-s", request_name="r", namespace="ns", pointer="p", actor="a", reason="go"
+    )
+    entry = store.append(record)
+    [again] = [e for e in store.list_ledger(limit=10) if e.seq == entry.seq]
+    assert again.evidence == entry.evidence
+    assert again.computed_hash() == entry.hash
+    assert store.verify_ledger().ok
