@@ -75,7 +75,7 @@ def test_moments_and_histogram_equal_per_event_computation(
     candidate, stats = statistics_of(store, release_id, since, until, tenant)
     expected = aggregate_events(events, since=since, until=until, tenant_id=tenant)
     assert candidate.aggregates == tuple(a for a in expected if a.runs)
-    assert stats.candidate is candidate
+    assert stats.candidate == candidate
     assert stats.candidate_recent_runs == candidate.runs
     assert_moments_close(
         candidate.moments, moments_of_events(events, since=since, until=until, tenant_id=tenant)
