@@ -195,6 +195,7 @@ class StatisticsQueries(EventQueries):
         recent: dict[str, int] = {}
         same = as_utc(statistics_since) == as_utc(since)
         with self._transaction(write=False, snapshot=True) as tx:
+            self._serial_plans(tx)
             for group in batches:
                 found = self._with_moments(tx, reads(statistics_since, group))
                 stats += found
