@@ -168,3 +168,21 @@ def test_messages_stay_within_the_status_limit_with_every_gate_waiting() -> None
         prev_hash=GENESIS_HASH,
     )
     assert len(decided_message(entry)) <= 4096
+
+
+def test_passing_gates_add_no_eta_to_a_wait_for_high_confidence() -> None:
+    gates = StatisticalGates.model_validate({"latency": [{"quantile": 0.5, "max_ms": 5000}]})
+    decision = decision_for(spread(1000, 400), gates=gates)
+    status = awaiting_evidence_status(
+        decision,
+        deadline=NOW + dt.timedelta(hours=6),
+        missing_baseline_runs=0,
+        missing_candidate_runs=100,
+        generation=1,
+        conditions=None,
+        now=NOW,
+    )
+    assert status["message"].startswith(
+        "Awaiting evidence until 2026-05-05T18:00:00Z: 100 more candidate runs needed ("
+    )
+    assert status["evidenceWait"]["gates"] == []

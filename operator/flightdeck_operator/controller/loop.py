@@ -239,6 +239,7 @@ class Controller:
         baseline_runs = evidence.baseline.runs if evidence is not None else 0
         candidate_runs = evidence.candidate.runs if evidence is not None else 0
         if policy.statistical_gates is not None and not policy.require_high_diff_confidence:
+            # The HIGH-confidence minimums do not apply: only what the gates need is missing.
             baseline_runs, candidate_runs = thresholds.min_baseline_runs, thresholds.min_candidate_runs
         status = awaiting_evidence_status(
             decision,

@@ -25,6 +25,9 @@ class StatisticsWait:
     gates: tuple[GateWait, ...]
 
     def arrival_text(self, deadline: dt.datetime) -> str:
+        """When the gates' runs are expected (nothing when every gate passes already)."""
+        if not self.gates:
+            return ""
         if self.eta is not None:
             late = " (after the deadline)" if self.eta > deadline else ""
             return f", expected by {self.eta.astimezone(dt.UTC):%Y-%m-%dT%H:%M:%SZ}{late}"
