@@ -323,7 +323,6 @@ class Diff:
     @property
     def summary(self) -> EvidenceSummary:
         return EvidenceSummary(
-            statistics=self.result.statistics,
             window=self.result.window,
             since=self.result.since,
             until=self.result.until,
@@ -331,6 +330,7 @@ class Diff:
             candidate=self.candidate,
             confidence=self.result.samples.confidence,
             confidence_reason=self.result.samples.confidence_reason,
+            statistics=self.result.statistics,
         )
 
 
