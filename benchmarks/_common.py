@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import math
+import random
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -16,6 +18,17 @@ from flightdeck_operator.store import Store, open_store
 
 NOW = dt.datetime(2026, 5, 5, 12, 0, tzinfo=dt.UTC)
 FIRST = NOW - dt.timedelta(days=6)
+
+
+def _lognormal_ms(count: int, median: float, sigma: float, seed: int) -> tuple[int, ...]:
+    draw = random.Random(seed)
+    return tuple(max(1, round(median * math.exp(sigma * draw.gauss(0.0, 1.0)))) for _ in range(count))
+
+
+# Run latencies and token counts vary as real runs do (a lognormal latency with median 1 s): about
+# 60-90 latency bins per hour, a few thousand distinct latencies. Deterministic, so every run of a
+# benchmark (and old code against new) loads the same events.
+LATENCIES_MS = _lognormal_ms(4096, 1000.0, 0.5, seed=16)
 
 
 def make_events(
@@ -39,8 +52,8 @@ def make_events(
             model=ModelUsage.model_construct(
                 provider="openai",
                 model="gpt-4.1-mini",
-                input_tokens=1000,
-                output_tokens=500,
+                input_tokens=700 + (i * 7919) % 600,
+                output_tokens=300 + (i * 104729) % 400,
                 cached_input_tokens=0,
             ),
             tools=[],
@@ -59,7 +72,7 @@ def make_events(
                 environment="local",
                 request=None,
                 metrics=RunMetrics.model_construct(
-                    latency_ms=1000 + i % 400, success=i % 50 != 0, error_type=None
+                    latency_ms=LATENCIES_MS[i % len(LATENCIES_MS)], success=i % 50 != 0, error_type=None
                 ),
                 usage=usage,
                 labels={},

@@ -21,12 +21,7 @@ from flightdeck_operator.api.v1alpha1 import (
     PromotionPolicySpec,
     ReleasePointerSpec,
 )
-from flightdeck_operator.engine.evidence import (
-    DiffSide,
-    EvidenceError,
-    compute_diff,
-    window_bounds,
-)
+from flightdeck_operator.engine.evidence import DiffSide, EvidenceError, window_bounds
 from flightdeck_operator.engine.models import (
     ConfidenceThresholds,
     DiffFilters,
@@ -35,6 +30,7 @@ from flightdeck_operator.engine.models import (
     ReleaseRef,
     default_policy,
 )
+from flightdeck_operator.engine.statistical_policy import gated_diff
 from flightdeck_operator.kube.errors import GatewayError
 from flightdeck_operator.kube.gateway import KubeGateway
 from flightdeck_operator.store import Store
@@ -168,21 +164,24 @@ def _compute_release_diff(
     baseline, candidate, tables = pair.baseline, pair.candidate, pair.tables
     since, until = window_bounds(request.window, now)
     environment = request.environment or default_environment
-    baseline_evidence, candidate_evidence = store.diff_evidence(
-        baseline.release_id,
-        candidate.release_id,
-        environment,
-        since,
-        until,
-        tenant_id=request.tenant_id,
-        task_id=request.task_id,
-    )
     policy = governing_policy(gateway, namespace, baseline.agent_id, environment)
+    sides = (baseline.release_id, candidate.release_id, environment, since, until)
+    tenant_id, task_id = request.tenant_id, request.task_id
+    statistics = None
+    if policy.statistical_gates is None:
+        baseline_evidence, candidate_evidence = store.diff_evidence(
+            *sides, tenant_id=tenant_id, task_id=task_id
+        )
+    else:  # a one-shot diff: the statistics cover the same window
+        rate_since = now - policy.statistical_gates.rate_window_duration
+        baseline_evidence, candidate_evidence, statistics = store.statistics_evidence(
+            *sides, statistics_since=since, rate_since=rate_since, tenant_id=tenant_id, task_id=task_id
+        )
 
     def versions(provider: str) -> Sequence[str]:
         return sorted(version for (p, version) in tables if p == provider)
 
-    diff = compute_diff(
+    diff = gated_diff(
         window=request.window,
         filters=DiffFilters(environment=environment, tenant_id=request.tenant_id, task_id=request.task_id),
         baseline=DiffSide(
@@ -200,5 +199,6 @@ def _compute_release_diff(
         policy=policy,
         evaluated_at=now,
         thresholds=thresholds,
+        statistics=statistics,
     )
     return diff.result

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 import click
 
 from flightdeck_operator.engine.models import DiffResult, PromotionAction
+from flightdeck_operator.engine.statistics.report import StatisticsReport
 
 if TYPE_CHECKING:
     from flightdeck_operator.actions.promotions import ActionInput, ActionResult, Requester
@@ -457,7 +458,34 @@ def diff_text(result: DiffResult, baseline: str, candidate: str) -> list[str]:
     lines += [f"HINT: {hint}" for hint in p.hints]
     lines.append(f"Policy: {'PASS' if result.policy.passed else 'FAIL'}")
     lines += [f"- {reason}" for reason in result.policy.reasons]
+    if result.statistics is not None:
+        lines += statistics_text(result.statistics)
     return lines
+
+
+def statistics_text(report: StatisticsReport) -> list[str]:
+    """The statistics block, one line per gate: verdict, estimate, bounds, n, runs needed, ETA."""
+    mode = "sequential" if report.sequential else "fixed horizon"
+    lines = [f"Statistical gates ({report.confidence * 100:g}% confidence, {mode}): {report.verdict.value}"]
+    for gate in report.gates:
+        n = f"{gate.n.candidate}" + ("" if gate.n.baseline is None else f"/{gate.n.baseline}")
+        line = (
+            f"- {gate.gate} {gate.verdict.value}: estimate {_g(gate.estimate)}, "
+            f"bounds [{_g(gate.lower)}, {_g(gate.upper)}], limit {gate.limit:g}, n {n}, {gate.method.value}"
+        )
+        needed = gate.runs_needed
+        if gate.verdict.value != "Pass":
+            if needed is None:
+                line += "; not expected to pass at the current estimates"
+            else:
+                line += f"; {needed.candidate} more candidate, {needed.baseline} more baseline runs"
+                line += f", ETA {gate.eta:%Y-%m-%dT%H:%M:%SZ}" if gate.eta is not None else ", no ETA"
+        lines.append(line)
+    return lines
+
+
+def _g(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6g}"
 
 
 @click.command()

@@ -125,6 +125,10 @@ class Controller:
             entry = result
         if entry.pointer_changed:
             self.pointers.sync_pointer(namespace, pointer, reason_if_drifted=None)
+        elif entry.evidence is not None and entry.evidence.statistics is not None:
+            # A move is announced on the pointer anyway; under statistical gates a block is too,
+            # naming the gates' verdict.
+            self.pointers.announce_blocked(namespace, pointer, entry)
         self.writer.project_request(namespace, request, entry)
         self._finish(namespace, request, view)
         return None
@@ -208,7 +212,7 @@ class Controller:
         if isinstance(spec, Failure):
             self._fail(namespace, pointer, request, spec, view)
             return None
-        assessed = self.assessor.assess(namespace, spec, view)
+        assessed = self.assessor.assess(namespace, spec, view, created=_created(request))
         if isinstance(assessed, Failure):
             if assessed.dependency and self._within_grace(request, now):
                 raise DependencyPending(assessed.message, delay=1.0)
@@ -257,10 +261,14 @@ class Controller:
         deadline: dt.datetime,
         now: dt.datetime,
     ) -> None:
-        thresholds = resolve_thresholds(plan.policy or default_policy(), self.thresholds)
+        policy = plan.policy or default_policy()
+        thresholds = resolve_thresholds(policy, self.thresholds)
         evidence = decision.evidence
         baseline_runs = evidence.baseline.runs if evidence is not None else 0
         candidate_runs = evidence.candidate.runs if evidence is not None else 0
+        if policy.statistical_gates is not None and not policy.require_high_diff_confidence:
+            # The HIGH-confidence minimums do not apply: only what the gates need is missing.
+            baseline_runs, candidate_runs = thresholds.min_baseline_runs, thresholds.min_candidate_runs
         status = awaiting_evidence_status(
             decision,
             deadline=deadline,

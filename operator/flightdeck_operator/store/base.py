@@ -93,6 +93,11 @@ class StoreBase(ABC):
     def _insert_rows(self, tx: Transaction, rows: list[tuple[Any, ...]]) -> int:
         """Insert ``_event_row`` rows, skipping known and repeated run_ids; returns how many were new."""
 
+    def _serial_plans(self, tx: Transaction) -> None:
+        """For the rest of ``tx``: no parallel plans. Small aggregates over index ranges pay more
+        for starting workers than they save (PostgreSQL; a no-op elsewhere)."""
+        del tx
+
     @abstractmethod
     def _json_text(self, path: tuple[str, ...]) -> str:
         """SQL expression reading a text field of ``event_json``."""

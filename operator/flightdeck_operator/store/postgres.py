@@ -82,6 +82,9 @@ class PostgresStore(Store):
         )
         return int(cursor.rowcount)
 
+    def _serial_plans(self, tx: Transaction) -> None:
+        tx.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+
     def _json_text(self, path: tuple[str, ...]) -> str:
         return f"(event_json::jsonb #>> '{{{','.join(path)}}}')"
 

@@ -10,7 +10,14 @@ column lists the queries share.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+from flightdeck_operator.engine.statistics.latency_bins import (
+    INTEGER_BIN_INDEX,
+    ZERO_BIN,
+    largest_integer_in_bin,
+)
 
 BUCKET_US = 3_600_000_000
 """Width of a pre-aggregated evidence bucket: one hour, in microseconds."""
@@ -148,13 +155,6 @@ def _sqlite_bucket_delete_trigger() -> str:
               AND bucket_start_us = {bucket_of("OLD.ts_us")} AND agent_id = OLD.agent_id
               AND model = OLD.model AND tenant_id = OLD.tenant_id AND task_id = OLD.task_id;
         END"""
-
-
-SQLITE_BUCKET_UPSERT = (
-    f"INSERT INTO run_event_buckets ({_BUCKET_KEY}, {', '.join(BUCKET_SUMS)}) "
-    f"VALUES ({', '.join('?' for _ in range(14))}) ON CONFLICT ({_BUCKET_KEY}) DO UPDATE SET "
-    + ", ".join(f"{c} = {c} + excluded.{c}" for c in BUCKET_SUMS)
-)
 
 
 def _pg_bucket_functions() -> tuple[str, ...]:
@@ -364,6 +364,169 @@ _OTLP_INDEXES = (
     "CREATE INDEX otlp_finalized_at ON otlp_finalized_traces (finalized_us)",
 )
 
+
+# --- statistical gates: second moments and the latency histogram (issue 16) -----------------------
+# Doubles, not integers: Σ tokens² overflows a BIGINT after ~9 M runs of 10⁶ tokens, and a double
+# is exact to 2⁵³ per term and loses about 1e-16 relative per addition.
+BUCKET_MOMENTS = (
+    "latency_ms_sq",
+    "input_tokens_sq",
+    "output_tokens_sq",
+    "cached_input_tokens_sq",
+    "input_output_tokens",
+    "input_cached_tokens",
+    "output_cached_tokens",
+)
+_EVENT_MOMENTS = (  # per-event contributions, in BUCKET_MOMENTS order (NULL latency adds 0)
+    "COALESCE(CAST({e}.latency_ms AS DOUBLE PRECISION) * {e}.latency_ms, 0)",
+    "CAST({e}.input_tokens AS DOUBLE PRECISION) * {e}.input_tokens",
+    "CAST({e}.output_tokens AS DOUBLE PRECISION) * {e}.output_tokens",
+    "CAST({e}.cached_input_tokens AS DOUBLE PRECISION) * {e}.cached_input_tokens",
+    "CAST({e}.input_tokens AS DOUBLE PRECISION) * {e}.output_tokens",
+    "CAST({e}.input_tokens AS DOUBLE PRECISION) * {e}.cached_input_tokens",
+    "CAST({e}.output_tokens AS DOUBLE PRECISION) * {e}.cached_input_tokens",
+)
+_BIN_KEY = f"{_BUCKET_KEY}, latency_bin"
+# Every bin a latency can fall in, with the integers it holds: ``above_ms < ms <= max_ms`` (empty
+# when equal). Looked up exactly by integer comparison, so SQL bins equal the engine's everywhere.
+_LIMITS_BINS = (ZERO_BIN, *range(-1, INTEGER_BIN_INDEX[-1] + 3))
+_LATENCY_BIN_LIMITS = (
+    "CREATE TABLE latency_bin_limits (latency_bin SMALLINT PRIMARY KEY, above_ms BIGINT NOT NULL, "
+    "max_ms BIGINT NOT NULL)",
+    "CREATE INDEX latency_bin_limits_max ON latency_bin_limits (max_ms)",
+    "INSERT INTO latency_bin_limits (latency_bin, above_ms, max_ms) VALUES "
+    + ", ".join(
+        f"({index}, {-1 if index == ZERO_BIN else largest_integer_in_bin(index - 1)}, "
+        f"{largest_integer_in_bin(index)})"
+        for index in _LIMITS_BINS
+    ),
+)
+# Portable lookup (SQLite's backfill and delete trigger): the bin whose integers include ``ms``.
+_LATENCY_BIN_OF = (
+    "(SELECT b.latency_bin FROM latency_bin_limits b WHERE b.max_ms >= {ms} AND b.above_ms < {ms} LIMIT 1)"
+)
+# Fast lookup for PostgreSQL's statement trigger: the logarithm guesses the bin (off by at most one
+# near an edge), an equality join on the guess fetches its integer limits and they settle it.
+_BINS_PER_LN = 16 / math.log(2)
+_GUESSED_BIN = (
+    f"CASE WHEN {{e}}.latency_ms = 0 THEN {ZERO_BIN} ELSE CAST(CEIL(LN(CAST({{e}}.latency_ms AS "
+    f"DOUBLE PRECISION)) * {_BINS_PER_LN!r}) AS INTEGER) - 1 END"
+)
+_LATENCY_BINS_SQL = """
+CREATE TABLE run_event_latency_bins (
+    release_id TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    bucket_start_us BIGINT NOT NULL,
+    agent_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    latency_bin SMALLINT NOT NULL,
+    runs BIGINT NOT NULL,
+    PRIMARY KEY (release_id, environment, bucket_start_us, agent_id, model, tenant_id, task_id, latency_bin)
+)"""
+
+
+def _binned(source: str) -> str:
+    """``(key..., latency_bin, runs)`` of the events in ``source``, by the portable lookup: grouped
+    by exact latency first, so each distinct value is looked up once."""
+    return f"""
+        SELECT release_id, environment, bucket_start_us, agent_id, model, tenant_id, task_id,
+               {_LATENCY_BIN_OF.format(ms="g.latency_ms")} AS latency_bin, runs
+        FROM (SELECT release_id, environment, {bucket_of("ts_us")} AS bucket_start_us, agent_id, model,
+                     tenant_id, task_id, latency_ms, COUNT(*) AS runs
+              FROM {source} WHERE latency_ms IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6, 7, 8) g"""
+
+
+def _binned_by_guess(source: str) -> str:
+    """``_binned`` by the fast lookup (PostgreSQL): one hash join, one grouping."""
+    return f"""
+        SELECT e.release_id, e.environment, {bucket_of("e.ts_us")} AS bucket_start_us, e.agent_id,
+               e.model, e.tenant_id, e.task_id,
+               l.latency_bin + CASE WHEN e.latency_ms > l.max_ms THEN 1
+                                    WHEN e.latency_ms <= l.above_ms THEN -1 ELSE 0 END AS latency_bin,
+               COUNT(*) AS runs
+        FROM {source} e JOIN latency_bin_limits l ON l.latency_bin = {_GUESSED_BIN.format(e="e")}
+        WHERE e.latency_ms IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6, 7, 8"""
+
+
+def _statistics_columns() -> tuple[str, ...]:
+    return tuple(
+        f"ALTER TABLE run_event_buckets ADD COLUMN {column} DOUBLE PRECISION NOT NULL DEFAULT 0"
+        for column in BUCKET_MOMENTS
+    )
+
+
+_MOMENT_SUMS = ", ".join(
+    f"SUM({expression.format(e='run_events')}) AS {column}"
+    for column, expression in zip(BUCKET_MOMENTS, _EVENT_MOMENTS, strict=True)
+)
+_SAME_BUCKET = " AND ".join(f"run_event_buckets.{k} = s.{k}" for k in _BUCKET_KEY.split(", "))
+_MOMENTS_BACKFILL = f"""
+UPDATE run_event_buckets SET {", ".join(f"{c} = s.{c}" for c in BUCKET_MOMENTS)}
+FROM (SELECT release_id, environment, {bucket_of("ts_us")} AS bucket_start_us, agent_id, model, tenant_id,
+             task_id, {_MOMENT_SUMS}
+      FROM run_events GROUP BY 1, 2, 3, 4, 5, 6, 7) AS s
+WHERE {_SAME_BUCKET}"""
+_BINS_BACKFILL = f"""
+INSERT INTO run_event_latency_bins ({_BIN_KEY}, runs)
+SELECT {_BIN_KEY}, SUM(runs) FROM ({_binned("run_events")}) binned GROUP BY {_BIN_KEY}"""
+_PG_BINS_BACKFILL = f"""
+INSERT INTO run_event_latency_bins ({_BIN_KEY}, runs)
+SELECT {_BIN_KEY}, SUM(runs) FROM ({_binned_by_guess("run_events")}) binned GROUP BY {_BIN_KEY}"""
+
+
+def _sqlite_statistics_delete_trigger() -> str:
+    subtract = ", ".join(
+        f"{c} = {c} - ({s.format(e='OLD')})"
+        for c, s in zip(BUCKET_SUMS + BUCKET_MOMENTS, _EVENT_SUMS + _EVENT_MOMENTS, strict=True)
+    )
+    same_key = (
+        f"release_id = OLD.release_id AND environment = OLD.environment AND bucket_start_us = "
+        f"{bucket_of('OLD.ts_us')} AND agent_id = OLD.agent_id AND model = OLD.model "
+        "AND tenant_id = OLD.tenant_id AND task_id = OLD.task_id"
+    )
+    return f"""CREATE TRIGGER run_events_bucket_delete AFTER DELETE ON run_events BEGIN
+            UPDATE run_event_buckets SET {subtract} WHERE {same_key};
+            UPDATE run_event_latency_bins SET runs = runs - 1
+            WHERE {same_key} AND latency_bin = {_LATENCY_BIN_OF.format(ms="OLD.latency_ms")};
+        END"""
+
+
+def _pg_statistics_functions() -> tuple[str, ...]:
+    def statement(transition: str, sign: str) -> str:
+        columns = BUCKET_SUMS + BUCKET_MOMENTS
+        sums = ", ".join(
+            [
+                "COUNT(*)",
+                "SUM(input_tokens)",
+                "SUM(output_tokens)",
+                "SUM(cached_input_tokens)",
+                "COALESCE(SUM(latency_ms), 0)",
+                "COUNT(latency_ms)",
+                "COUNT(*) - SUM(success)",
+                *(f"SUM({e.format(e=transition)})" for e in _EVENT_MOMENTS),
+            ]
+        )
+        update = ", ".join(f"{c} = b.{c} {sign} EXCLUDED.{c}" for c in columns)
+        return f"""
+            INSERT INTO run_event_buckets AS b ({_BUCKET_KEY}, {", ".join(columns)})
+            SELECT release_id, environment, {bucket_of("ts_us")}, agent_id, model, tenant_id, task_id, {sums}
+            FROM {transition} GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7
+            ON CONFLICT ({_BUCKET_KEY}) DO UPDATE SET {update};
+            INSERT INTO run_event_latency_bins AS h ({_BIN_KEY}, runs)
+            SELECT {_BIN_KEY}, SUM(runs) FROM ({_binned_by_guess(transition)}) binned
+            GROUP BY {_BIN_KEY} ORDER BY {_BIN_KEY}
+            ON CONFLICT ({_BIN_KEY}) DO UPDATE SET runs = h.runs {sign} EXCLUDED.runs"""
+
+    return (
+        f"""CREATE OR REPLACE FUNCTION run_events_bucket_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN {statement("inserted_events", "+")}; RETURN NULL; END $$""",
+        f"""CREATE OR REPLACE FUNCTION run_events_bucket_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN {statement("deleted_events", "-")}; RETURN NULL; END $$""",
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -459,8 +622,39 @@ MIGRATIONS: tuple[Migration, ...] = (
             *_OTLP_INDEXES,
         ),
     ),
+    Migration(
+        8,
+        "latency histogram and second moments for statistical gates",
+        sqlite=(
+            *_LATENCY_BIN_LIMITS,
+            *_statistics_columns(),
+            _LATENCY_BINS_SQL + " WITHOUT ROWID",
+            "DROP TRIGGER run_events_bucket_delete",
+            _sqlite_statistics_delete_trigger(),
+            _MOMENTS_BACKFILL,
+            _BINS_BACKFILL,
+        ),
+        postgresql=(
+            *_LATENCY_BIN_LIMITS,
+            *_statistics_columns(),
+            _LATENCY_BINS_SQL,
+            *_pg_statistics_functions(),
+            _MOMENTS_BACKFILL,
+            _PG_BINS_BACKFILL,
+        ),
+    ),
 )
 LATEST_SCHEMA_VERSION = MIGRATIONS[-1].version
+
+SQLITE_BUCKET_UPSERT = (
+    f"INSERT INTO run_event_buckets ({_BUCKET_KEY}, {', '.join(BUCKET_SUMS + BUCKET_MOMENTS)}) "
+    f"VALUES ({', '.join('?' for _ in range(21))}) ON CONFLICT ({_BUCKET_KEY}) DO UPDATE SET "
+    + ", ".join(f"{c} = {c} + excluded.{c}" for c in BUCKET_SUMS + BUCKET_MOMENTS)
+)
+SQLITE_LATENCY_BIN_UPSERT = (
+    f"INSERT INTO run_event_latency_bins ({_BIN_KEY}, runs) VALUES ({', '.join('?' for _ in range(9))}) "
+    f"ON CONFLICT ({_BIN_KEY}) DO UPDATE SET runs = runs + excluded.runs"
+)
 
 EVENT_COLUMNS = (
     "run_id",

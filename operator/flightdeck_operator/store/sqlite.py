@@ -16,7 +16,12 @@ from typing import Any, Literal
 from flightdeck_operator.store.base import StoreError, Transaction
 from flightdeck_operator.store.interface import Store
 from flightdeck_operator.store.rows import bucket_deltas
-from flightdeck_operator.store.schema import INSERT_EVENT_SQL, SQLITE_BUCKET_UPSERT, SQLITE_COUNT_INSERTED
+from flightdeck_operator.store.schema import (
+    INSERT_EVENT_SQL,
+    SQLITE_BUCKET_UPSERT,
+    SQLITE_COUNT_INSERTED,
+    SQLITE_LATENCY_BIN_UPSERT,
+)
 
 _SQLITE_IN_CHUNK = 500  # bound parameters per "run_id IN (...)" lookup
 _CHECKPOINT_INTERVAL_S = 1.0  # background WAL checkpoint at least this often ...
@@ -157,7 +162,9 @@ class SqliteStore(Store):
             if inserted != len(rows):  # cannot happen under the write lock; never let buckets drift
                 raise StoreError(f"expected to insert {len(rows)} run events, inserted {inserted}")
         tx.execute("RELEASE insert_events")
-        tx.executemany(SQLITE_BUCKET_UPSERT, bucket_deltas(rows))
+        buckets, latency_bins = bucket_deltas(rows)
+        tx.executemany(SQLITE_BUCKET_UPSERT, buckets)
+        tx.executemany(SQLITE_LATENCY_BIN_UPSERT, latency_bins)
         tx.execute(SQLITE_COUNT_INSERTED, [inserted])
         return inserted
 
