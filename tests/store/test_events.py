@@ -29,7 +29,6 @@ ALL_MIGRATIONS = [migration.version for migration in MIGRATIONS]
 HOUR = dt.timedelta(hours=1)
 
 
-
 def test_same_run_id_twice_is_stored_once(store: Store) -> None:
     raw = event_dict(run_id="run-dup")
     assert store.ingest([raw]) == 1

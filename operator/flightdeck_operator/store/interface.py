@@ -10,5 +10,7 @@ from flightdeck_operator.store.series import SeriesQueries
 from flightdeck_operator.store.statistics import StatisticsQueries
 
 
-class Store(StatisticsQueries, ForensicsQueries, LedgerQueries, NotificationQueries, OtlpQueries, SeriesQueries):
+class Store(
+    StatisticsQueries, ForensicsQueries, LedgerQueries, NotificationQueries, OtlpQueries, SeriesQueries
+):
     """Backend-neutral store API. Use ``open_store``; close it (or use ``with``) when done."""
