@@ -266,3 +266,39 @@ def test_dashboard_responses_carry_a_strict_content_security_policy(
         assert answer.status_code == 200, asset
         weights[asset] = len(answer.content)
     assert sum(weights.values()) < 500_000, weights
+
+
+def test_compare_shows_the_statistical_gates(
+    control_plane: ControlPlane,
+    namespace: str,
+    operator: OperatorProcess,
+    sidecar: SidecarProcess,
+    browser: Browser,  # noqa: F811
+) -> None:
+    from .test_gates import start_with_base_promoted
+    from .test_statistical_gates import events, gated_policy
+
+    start_with_base_promoted(control_plane, namespace, operator)
+    ingest(operator.store, events("support-base", 200, 1000))
+    ingest(operator.store, events("support-cand", 200, 1100))
+    apply(
+        control_plane,
+        namespace,
+        gated_policy(sequential=False, errorRate={"maxIncrease": 0.02}, costPerRun={"maxUsd": 10}),
+    )
+    grant_reader(control_plane, namespace, "alice")
+    wait_for(lambda: can(control_plane, namespace, "alice", "list", "promotionrequests"), what="RBAC")
+    tab = open_tab(browser, token=control_plane.identity("alice").token)
+    page = tab.page
+    query = "baseline=support-base&candidate=support-cand&window=7d&environment=local"
+    visit(page, f"{sidecar.url}/ui/compare?{query}", "[data-testid=statistics] tr[data-gate]")
+    block = page.locator("[data-testid=statistics]")
+    assert "fixed horizon" in block.inner_text()
+    gates = page.locator("[data-testid=statistics] tr[data-gate]")
+    assert [gates.nth(i).get_attribute("data-gate") for i in range(gates.count())] == [
+        "errorRate.maxIncrease",
+        "costPerRun.maxUsd",
+    ]
+    assert "Pass" in gates.nth(0).inner_text()
+    screenshot(page, "compare-statistics")
+    assert tab.errors == []

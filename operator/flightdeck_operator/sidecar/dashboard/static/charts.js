@@ -18,11 +18,13 @@
     const data = await response.json();
     container.dataset.baselinePoints = String(data.baseline.points.length);
     container.dataset.candidatePoints = String(data.candidate.points.length);
-    const hours = [
+    const seen = [
       ...new Set([...data.baseline.points, ...data.candidate.points].map((p) => Date.parse(p.hour) / 1000)),
     ].sort((a, b) => a - b);
-    note.textContent = hours.length
-      ? `${hours.length} hour(s) with runs in ${data.window}, environment ${data.environment}; policy ${data.limits.policy_id}.`
+    // An hour of margin on each side: a single hour still gets an axis, and the limit a line.
+    const hours = seen.length ? [seen[0] - 3600, ...seen, seen[seen.length - 1] + 3600] : [];
+    note.textContent = seen.length
+      ? `${seen.length} hour(s) with runs in ${data.window}, environment ${data.environment}; policy ${data.limits.policy_id}.`
       : `No runs of either release in ${data.window}.`;
     for (const element of container.querySelectorAll(".chart")) {
       const metric = element.dataset.metric;
