@@ -4,16 +4,24 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+# The OTLP/HTTP JSON exporter's test client: its pins conflict with the protobuf exporter's.
+JSON_VENV := .venv-otlp-json
+JSON_REQUIREMENTS := tests/otlp_json_client/requirements.txt
+JSON_STAMP := $(JSON_VENV)/.installed-$(shell sha256sum $(JSON_REQUIREMENTS) | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-unit test-store test-cluster test-package lint format control-plane image venv bench clean
+.PHONY: demo sandbox browser test test-unit test-store test-cluster test-package lint format control-plane image venv bench clean
 
 ## demo: build (or reuse) the local control plane and run the demo on it
 demo: venv control-plane
 	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/flightdeck-operator dev
 
+## sandbox: the demo, then everything keeps running (control plane, operator, sidecar, dashboard)
+sandbox: venv control-plane
+	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/flightdeck-operator dev --keep
+
 ## test: install everything, build the control plane if missing, run every tier
-test: venv control-plane
+test: venv control-plane browser
 	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: venv
@@ -25,7 +33,7 @@ test-store: venv
 test-package: venv
 	$(BIN)/pytest -m package $(PYTEST_ARGS)
 
-test-cluster: venv control-plane
+test-cluster: venv control-plane browser
 	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/pytest -m cluster $(PYTEST_ARGS)
 
 ## lint: ruff (lint + format check), mypy strict on the package, and the rooms' import contracts
@@ -39,6 +47,10 @@ format: venv
 	$(BIN)/ruff format operator tests benchmarks
 	$(BIN)/ruff check --fix operator tests benchmarks
 
+## browser: Debian's Chromium for the dashboard's tests (installed once; Playwright drives it)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
 ## control-plane: build kube-apiserver, kubectl, etcd and helm from Go modules (cached by version)
 control-plane:
 	hack/build-control-plane.sh >/dev/null
@@ -47,13 +59,18 @@ control-plane:
 image:
 	hack/build-image.sh
 
-venv: $(STAMP)
+venv: $(STAMP) $(JSON_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
+
+$(JSON_STAMP): $(JSON_REQUIREMENTS)
+	test -x $(JSON_VENV)/bin/python || $(PYTHON) -m venv $(JSON_VENV)
+	$(JSON_VENV)/bin/pip install --quiet -r $(JSON_REQUIREMENTS)
+	rm -f $(JSON_VENV)/.installed-* && touch $@
 
 ## bench: every benchmark (decisions and http start the local control plane)
 bench: venv control-plane
@@ -69,4 +86,4 @@ bench: venv control-plane
 	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/python benchmarks/sidecar_scale.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(JSON_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import math
+import random
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from flightdeck_operator.engine.models import ModelUsage, RunEvent, RunMetrics, RunUsage
 from flightdeck_operator.localdev.postgres import temporary_postgres
@@ -15,6 +18,17 @@ from flightdeck_operator.store import Store, open_store
 
 NOW = dt.datetime(2026, 5, 5, 12, 0, tzinfo=dt.UTC)
 FIRST = NOW - dt.timedelta(days=6)
+
+
+def _lognormal_ms(count: int, median: float, sigma: float, seed: int) -> tuple[int, ...]:
+    draw = random.Random(seed)
+    return tuple(max(1, round(median * math.exp(sigma * draw.gauss(0.0, 1.0)))) for _ in range(count))
+
+
+# Run latencies and token counts vary as real runs do (a lognormal latency with median 1 s): about
+# 60-90 latency bins per hour, a few thousand distinct latencies. Deterministic, so every run of a
+# benchmark (and old code against new) loads the same events.
+LATENCIES_MS = _lognormal_ms(4096, 1000.0, 0.5, seed=16)
 
 
 def make_events(
@@ -38,8 +52,8 @@ def make_events(
             model=ModelUsage.model_construct(
                 provider="openai",
                 model="gpt-4.1-mini",
-                input_tokens=1000,
-                output_tokens=500,
+                input_tokens=700 + (i * 7919) % 600,
+                output_tokens=300 + (i * 104729) % 400,
                 cached_input_tokens=0,
             ),
             tools=[],
@@ -58,13 +72,47 @@ def make_events(
                 environment="local",
                 request=None,
                 metrics=RunMetrics.model_construct(
-                    latency_ms=1000 + i % 400, success=i % 50 != 0, error_type=None
+                    latency_ms=LATENCIES_MS[i % len(LATENCIES_MS)], success=i % 50 != 0, error_type=None
                 ),
                 usage=usage,
                 labels={},
             )
         )
     return events
+
+
+def kube_object(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """A FlightDeck custom object, as ``kubectl apply`` takes it."""
+    return {"apiVersion": "flightdeck.dev/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec}
+
+
+def reference_event(
+    i: int, *, timestamp: dt.datetime, release_id: str, agent_id: str = "agent-ref"
+) -> dict[str, Any]:
+    """Run event ``i`` as a client posts it, of the reference benchmark's size: about 690 bytes as
+    JSON (request ids, a tool and labels), the size the WAL and disk figures are measured with."""
+    return {
+        "timestamp": timestamp.isoformat(),
+        "agent_id": agent_id,
+        "release_id": release_id,
+        "run_id": f"{release_id}-run-{i:010d}",
+        "tenant_id": "tenant-a",
+        "task_id": "support-triage",
+        "environment": "local",
+        "request": {"session_id": f"session-{i // 10:012d}", "trace_id": f"{i:032x}", "span_id": f"{i:016x}"},
+        "metrics": {"latency_ms": 900 + i % 200, "success": i % 50 != 0},
+        "usage": {
+            "model": {
+                "provider": "openai",
+                "model": "gpt-4.1-mini",
+                "input_tokens": 1000 + i % 700,
+                "output_tokens": 500 + i % 300,
+                "cached_input_tokens": 200,
+            },
+            "tools": [{"tool_name": "knowledge_base_search", "invocations": 2, "cost_units": 0.25}],
+        },
+        "labels": {"region": "eu-west-1", "customer_tier": "enterprise"},
+    }
 
 
 @contextlib.contextmanager

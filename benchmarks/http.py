@@ -9,11 +9,17 @@ processes (``--auth kubernetes``, a real bearer token, SQLite store):
 - ingestion: run events per second through ``POST /v1/events`` in batches of 1,000 (one client,
   one keep-alive connection, bodies encoded before the clock starts), best and median of 3 passes
   over fresh events; then the same batches again (all duplicates);
+- OTLP ingestion: the same runs as traces (4 spans per run, 512-span protobuf requests as the
+  Python exporter sends them) through ``POST /v1/traces``, in runs per second from the first
+  request until the last run event is stored (settle time 1 s, included), and the rate at which
+  requests were answered; 503s are retried after Retry-After, as the exporter does;
 - promote round trip (HTTP request to answer, i.e. create the PromotionRequest, the operator's
   decision, the watch seeing it): p50/p99 for passing promotes (alternating two releases under a
   permissive policy) and for blocked ones (409, the quickstart's cost breach);
 - the reference (``flightdeck-ai`` from PyPI, installed into a throwaway virtualenv under /tmp):
-  ``flightdeck init`` + ``flightdeck serve``, and the same ingestion batches posted to it.
+  ``flightdeck init`` + ``flightdeck serve``, and the same ingestion batches posted to it, its
+  passes interleaved with the sidecar's (sidecar events, reference events, sidecar traces), so a
+  change in the machine's load during the run falls on both sides alike.
 
 Prints its figures and ends with one JSON line.
 """
@@ -24,34 +30,40 @@ import sys
 from pathlib import Path
 
 # This file is named http.py, which would shadow the standard library's ``http`` package for
-# everything imported below (run as a script, its folder is sys.path[0]); drop that folder.
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
+# everything imported below (run as a script, its folder is sys.path[0]): keep that folder last.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE] + [str(_HERE)]
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import datetime as dt  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
-import shutil  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-import urllib.error  # noqa: E402
-import urllib.request  # noqa: E402
 from typing import Any, Final  # noqa: E402
 
 import httpx  # noqa: E402
 import yaml  # noqa: E402
 
+from _common import kube_object  # noqa: E402
+from _otlp import trace_bodies  # noqa: E402
+from _reference import Reference, ReferenceUnavailable, reference_server  # noqa: E402
 from flightdeck_operator.localdev.controlplane import ControlPlane  # noqa: E402
-from flightdeck_operator.localdev.processes import OperatorProcess, SidecarProcess, free_port  # noqa: E402
+from flightdeck_operator.localdev.processes import OperatorProcess, SidecarProcess  # noqa: E402
 
 REPO: Final = Path(__file__).resolve().parents[1]
 NAMESPACE: Final = "bench"
 BATCH: Final = 1000
 PASSES: Final = 3
-REFERENCE_PACKAGE: Final = "flightdeck-ai"
-REFERENCE_START_TIMEOUT_S: Final = 60.0
+INGEST_AGENT: Final = "agent-ingest"
+# The sidecar's OTLP settings in this benchmark: a trace becomes run events 1 s after its run
+# span arrived (default 10 s: a latency, not a rate), and a full staging area is retried after 1 s.
+OTLP_ENV: Final = {
+    "FLIGHTDECK_OTLP_SETTLE_SECONDS": "1",
+    "FLIGHTDECK_OTLP_FINALIZE_INTERVAL_SECONDS": "0.25",
+    "FLIGHTDECK_OTLP_RETRY_AFTER_SECONDS": "1",
+}
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -95,20 +107,14 @@ def event_bodies(count: int, tag: str) -> list[bytes]:
 def kube_objects() -> list[dict[str, Any]]:
     """Two agents: one whose promotes pass, one whose candidate is always blocked (cost 5 > 4)."""
 
-    def obj(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "apiVersion": "flightdeck.dev/v1alpha1",
-            "kind": kind,
-            "metadata": {"name": name},
-            "spec": spec,
-        }
-
     def table(name: str, rates: tuple[float, float]) -> dict[str, Any]:
         entry = {"model": "gpt-4.1-mini", "inputUsdPer1kTokens": rates[0], "outputUsdPer1kTokens": rates[1]}
-        return obj("PricingTable", name, {"provider": "openai", "pricingVersion": name, "entries": [entry]})
+        return kube_object(
+            "PricingTable", name, {"provider": "openai", "pricingVersion": name, "entries": [entry]}
+        )
 
     def release(name: str, agent: str, pricing: str) -> dict[str, Any]:
-        return obj(
+        return kube_object(
             "AgentRelease",
             name,
             {
@@ -128,9 +134,11 @@ def kube_objects() -> list[dict[str, Any]]:
             "minLowRuns": 1,
             "requireHighDiffConfidence": False,
         }
-        return obj("PromotionPolicy", name, spec)
+        return kube_object("PromotionPolicy", name, spec)
 
+    otlp_releases = [release(f"ingest-otlp{i}", INGEST_AGENT, "baseline-pricing") for i in range(PASSES)]
     return [
+        *otlp_releases,
         table("baseline-pricing", (1.0, 2.0)),
         table("candidate-pricing", (3.0, 4.0)),
         gate("permissive", 10.0),
@@ -139,12 +147,12 @@ def kube_objects() -> list[dict[str, Any]]:
         release("pass-b", "agent-pass", "candidate-pricing"),
         release("block-base", "agent-block", "baseline-pricing"),
         release("block-cand", "agent-block", "candidate-pricing"),
-        obj(
+        kube_object(
             "ReleasePointer",
             "pass-local",
             {"agentId": "agent-pass", "environment": "local", "policyRef": {"name": "permissive"}},
         ),
-        obj(
+        kube_object(
             "ReleasePointer",
             "block-local",
             {"agentId": "agent-block", "environment": "local", "policyRef": {"name": "strict"}},
@@ -202,23 +210,76 @@ def ingest_rate(url: str, bodies: list[bytes], headers: dict[str, str]) -> tuple
     return events / elapsed, inserted
 
 
-def ingestion(url: str, headers: dict[str, str], events: int, label: str) -> dict[str, Any]:
-    rates = []
-    for attempt in range(PASSES):
-        bodies = event_bodies(events, f"{label}{attempt}")
-        rate, inserted = ingest_rate(url, bodies, headers)
-        if inserted != events:
-            raise RuntimeError(f"{label}: expected {events} new events, the server inserted {inserted}")
-        rates.append(rate)
-    duplicate_rate, again = ingest_rate(url, bodies, headers)
+def events_pass(url: str, headers: dict[str, str], events: int, label: str) -> tuple[float, list[bytes]]:
+    """One pass of fresh events; returns the rate and the bodies (for the duplicates pass)."""
+    bodies = event_bodies(events, label)
+    rate, inserted = ingest_rate(url, bodies, headers)
+    if inserted != events:
+        raise RuntimeError(f"{label}: expected {events} new events, the server inserted {inserted}")
+    return rate, bodies
+
+
+def duplicates_rate(url: str, headers: dict[str, str], bodies: list[bytes], label: str) -> float:
+    rate, again = ingest_rate(url, bodies, headers)
     if again != 0:
         raise RuntimeError(f"{label}: duplicates were inserted again ({again})")
+    return rate
+
+
+def events_summary(events: int, rates: list[float], duplicates: float) -> dict[str, Any]:
     return {
         "events_per_pass": events,
         "batch": BATCH,
         "best_events_per_s": round(max(rates)),
         "median_events_per_s": round(statistics.median(rates)),
-        "duplicates_events_per_s": round(duplicate_rate),
+        "duplicates_events_per_s": round(duplicates),
+    }
+
+
+def otlp_rate(url: str, bodies: list[bytes], headers: dict[str, str], runs: int) -> dict[str, Any]:
+    """Runs per second through POST /v1/traces: until answered, and until stored as run events."""
+    retries = 0
+    with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
+
+        def emitted() -> int:
+            return int(http.get("/v1/otlp/status").json()["totals"]["runs_emitted"])
+
+        before = emitted()
+        started = time.perf_counter()
+        for body in bodies:
+            while True:
+                response = http.post(
+                    "/v1/traces", content=body, headers={"Content-Type": "application/x-protobuf"}
+                )
+                if response.status_code == 503:  # staging full: the exporter waits Retry-After
+                    retries += 1
+                    time.sleep(float(response.headers["retry-after"]))
+                    continue
+                response.raise_for_status()
+                if response.content:
+                    raise RuntimeError(f"partial success: {response.content!r}")
+                break
+        answered = time.perf_counter()
+        while emitted() - before < runs:
+            time.sleep(0.05)
+        stored = time.perf_counter()
+    return {
+        "answered_runs_per_s": runs / (answered - started),
+        "stored_runs_per_s": runs / (stored - started),
+        "retries": retries,
+    }
+
+
+def otlp_summary(runs: int, requests: int, passes: list[dict[str, Any]]) -> dict[str, Any]:
+    stored = [p["stored_runs_per_s"] for p in passes]
+    return {
+        "runs_per_pass": runs,
+        "spans_per_run": 4,
+        "requests_per_pass": requests,
+        "best_runs_per_s": round(max(stored)),
+        "median_runs_per_s": round(statistics.median(stored)),
+        "median_answered_runs_per_s": round(statistics.median(p["answered_runs_per_s"] for p in passes)),
+        "retries_503": sum(p["retries"] for p in passes),
     }
 
 
@@ -251,73 +312,6 @@ def promotions(url: str, headers: dict[str, str], count: int) -> dict[str, Any]:
     return {"passing": passing, "blocked": blocked}
 
 
-# --- the reference ----------------------------------------------------------------------------------
-
-
-def reference_ingestion(events: int) -> dict[str, Any]:
-    """``flightdeck-ai`` in a throwaway virtualenv: init, serve, and the same batches."""
-    root = Path(tempfile.mkdtemp(prefix="flightdeck-reference-", dir="/tmp"))
-    server: subprocess.Popen[bytes] | None = None
-    try:
-        venv = root / "venv"
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
-        install = subprocess.run(
-            [str(venv / "bin" / "pip"), "install", "--quiet", REFERENCE_PACKAGE],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if install.returncode != 0:
-            return {"skipped": f"pip install {REFERENCE_PACKAGE} failed: {install.stderr.strip()[-500:]}"}
-        version = subprocess.run(
-            [
-                str(venv / "bin" / "python"),
-                "-c",
-                "import importlib.metadata as m; print(m.version('flightdeck-ai'))",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        workspace = root / "workspace"
-        workspace.mkdir()
-        subprocess.run(
-            [str(venv / "bin" / "flightdeck"), "init"], cwd=workspace, check=True, capture_output=True
-        )
-        port = free_port()
-        env = {key: value for key, value in os.environ.items() if key != "FLIGHTDECK_LOCAL_API_TOKEN"}
-        log = (root / "serve.log").open("wb")
-        server = subprocess.Popen(
-            [str(venv / "bin" / "flightdeck"), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=workspace,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-        log.close()
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + REFERENCE_START_TIMEOUT_S
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2):
-                    break
-            except (urllib.error.URLError, OSError):
-                if time.monotonic() > deadline or server.poll() is not None:
-                    return {
-                        "skipped": f"flightdeck serve did not start: {(root / 'serve.log').read_text()[-500:]}"
-                    }
-                time.sleep(0.2)
-        result = ingestion(url, {}, events, "reference")
-        result["version"] = version
-        return result
-    finally:
-        if server is not None and server.poll() is None:
-            server.terminate()
-            server.wait(timeout=30)
-        shutil.rmtree(root, ignore_errors=True)
-
-
 # --- main -------------------------------------------------------------------------------------------
 
 
@@ -330,55 +324,106 @@ def main() -> None:
     args = parser.parse_args()
     events, promotes = (20_000, 20) if args.quick else (200_000, 100)
 
-    with tempfile.TemporaryDirectory() as work, ControlPlane() as cp:
+    with contextlib.ExitStack() as stack:
+        work = stack.enter_context(tempfile.TemporaryDirectory())
+        reference: Reference | None = None
+        skipped = "--skip-reference"
+        if not args.skip_reference:
+            try:
+                reference = stack.enter_context(reference_server())
+            except ReferenceUnavailable as error:
+                skipped = str(error)
+        cp = stack.enter_context(ControlPlane())
         cp.kubectl("apply", "-f", str(REPO / "crds"))
         cp.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
         cp.kubectl("create", "namespace", NAMESPACE)
         cp.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump_all(kube_objects()))
         store = str(Path(work) / "flightdeck.db")
         headers = {"Authorization": f"Bearer {cp.identity('admin').token}"}
-        operator = OperatorProcess(
-            kubeconfig=cp.kubeconfig(),
-            store=store,
-            log_path=Path(work) / "operator.log",
-            namespaces=(NAMESPACE,),
-        )
-        sidecar = SidecarProcess(
-            kubeconfig=cp.kubeconfig(), store=store, namespace=NAMESPACE, log_path=Path(work) / "sidecar.log"
-        )
-        with operator, sidecar:
-            ours = ingestion(sidecar.url, headers, events, "sidecar")
-            print(
-                f"sidecar POST /v1/events, batches of {BATCH}: best {ours['best_events_per_s']:,} events/s, "
-                f"median {ours['median_events_per_s']:,} events/s ({PASSES} x {events:,} events); "
-                f"duplicates {ours['duplicates_events_per_s']:,} events/s"
+        stack.enter_context(
+            OperatorProcess(
+                kubeconfig=cp.kubeconfig(),
+                store=store,
+                log_path=Path(work) / "operator.log",
+                namespaces=(NAMESPACE,),
             )
-            round_trip = promotions(sidecar.url, headers, promotes)
-            for kind in ("passing", "blocked"):
-                figures = round_trip[kind]
-                print(
-                    f"promote round trip, {kind} ({figures['requests']} sequential): p50 {figures['p50_ms']} ms, "
-                    f"p99 {figures['p99_ms']} ms, mean {figures['mean_ms']} ms"
-                )
+        )
+        sidecar = stack.enter_context(
+            SidecarProcess(
+                kubeconfig=cp.kubeconfig(),
+                store=store,
+                namespace=NAMESPACE,
+                log_path=Path(work) / "sidecar.log",
+                extra_env=OTLP_ENV,
+            )
+        )
+        # Passes interleaved (sidecar events, reference events, sidecar traces), so that a change in
+        # the machine's load during the run falls on both sides alike.
+        our_rates: list[float] = []
+        reference_rates: list[float] = []
+        otlp_passes: list[dict[str, Any]] = []
+        requests = 0
+        for attempt in range(PASSES):
+            rate, our_bodies = events_pass(sidecar.url, headers, events, f"sidecar{attempt}")
+            our_rates.append(rate)
+            if reference is not None:
+                rate, reference_bodies = events_pass(reference.url, {}, events, f"reference{attempt}")
+                reference_rates.append(rate)
+            traces = trace_bodies(events, f"otlp{attempt}", agent=INGEST_AGENT, environment="local")
+            requests = len(traces)
+            otlp_passes.append(otlp_rate(sidecar.url, traces, headers, events))
+        ours = events_summary(events, our_rates, duplicates_rate(sidecar.url, headers, our_bodies, "sidecar"))
+        otlp = otlp_summary(events, requests, otlp_passes)
+        reference_result: dict[str, Any] = {"skipped": skipped}
+        if reference is not None:
+            duplicates = duplicates_rate(reference.url, {}, reference_bodies, "reference")
+            reference_result = {
+                **events_summary(events, reference_rates, duplicates),
+                "version": reference.version,
+            }
+        round_trip = promotions(sidecar.url, headers, promotes)
 
-    if args.skip_reference:
-        reference: dict[str, Any] = {"skipped": "--skip-reference"}
-    else:
-        reference = reference_ingestion(events)
-    if "skipped" in reference:
-        print(f"reference not measured: {reference['skipped']}")
+    print(
+        f"sidecar POST /v1/events, batches of {BATCH}: best {ours['best_events_per_s']:,} events/s, "
+        f"median {ours['median_events_per_s']:,} events/s ({PASSES} x {events:,} events); "
+        f"duplicates {ours['duplicates_events_per_s']:,} events/s"
+    )
+    print(
+        f"sidecar POST /v1/traces, {otlp['requests_per_pass']} requests of 512 spans per pass: "
+        f"best {otlp['best_runs_per_s']:,} runs/s, median {otlp['median_runs_per_s']:,} runs/s "
+        f"stored as run events ({PASSES} x {events:,} runs, settle 1 s included); answered at "
+        f"{otlp['median_answered_runs_per_s']:,} runs/s (median); 503 retries: {otlp['retries_503']}"
+    )
+    for kind in ("passing", "blocked"):
+        figures = round_trip[kind]
+        print(
+            f"promote round trip, {kind} ({figures['requests']} sequential): p50 {figures['p50_ms']} ms, "
+            f"p99 {figures['p99_ms']} ms, mean {figures['mean_ms']} ms"
+        )
+    if "skipped" in reference_result:
+        print(f"reference not measured: {reference_result['skipped']}")
     else:
         print(
-            f"reference flightdeck-ai {reference['version']} POST /v1/events, batches of {BATCH}: "
-            f"best {reference['best_events_per_s']:,} events/s, median {reference['median_events_per_s']:,} events/s"
+            f"reference flightdeck-ai {reference_result['version']} POST /v1/events, batches of {BATCH}: "
+            f"best {reference_result['best_events_per_s']:,} events/s, "
+            f"median {reference_result['median_events_per_s']:,} events/s"
         )
-        ratio = ours["median_events_per_s"] / reference["median_events_per_s"]
-        reference["sidecar_median_over_reference_median"] = round(ratio, 2)
+        ratio = ours["median_events_per_s"] / reference_result["median_events_per_s"]
+        reference_result["sidecar_median_over_reference_median"] = round(ratio, 2)
         print(f"sidecar / reference (medians): {ratio:.1f}x")
+        otlp_ratio = otlp["median_runs_per_s"] / reference_result["median_events_per_s"]
+        reference_result["otlp_runs_median_over_reference_median"] = round(otlp_ratio, 2)
+        print(f"sidecar OTLP runs / reference JSON events (medians): {otlp_ratio:.2f}x")
 
     print(
         json.dumps(
-            {"benchmark": "http", "ingest": ours, "promote": round_trip, "reference_ingest": reference}
+            {
+                "benchmark": "http",
+                "ingest": ours,
+                "otlp_ingest": otlp,
+                "promote": round_trip,
+                "reference_ingest": reference_result,
+            }
         )
     )
 

@@ -9,6 +9,8 @@ from typing import Any
 
 from flightdeck_operator.engine.evidence import ModelAggregate
 from flightdeck_operator.engine.models import RunEvent, utc_micros
+from flightdeck_operator.engine.statistics import TokenMoments, histogram_of
+from flightdeck_operator.engine.statistics.moments import ModelMoments, SideMoments
 
 NOW = dt.datetime(2026, 5, 5, 12, 0, tzinfo=dt.UTC)
 _run_ids = itertools.count(1)
@@ -88,3 +90,35 @@ def aggregate_events(
         ModelAggregate(agent, model, *acc)  # type: ignore[arg-type]
         for (agent, model), acc in sorted(groups.items())
     )
+
+
+def moments_of_events(
+    events: Iterable[RunEvent],
+    *,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    tenant_id: str | None = None,
+) -> SideMoments:
+    """The per-event oracle for the store's second moments and latency histogram: token products
+    summed one run at a time, latencies binned with the logarithmic ``bin_of`` (not the table)."""
+    tokens: dict[tuple[str, str], TokenMoments] = {}
+    latency_sq: dict[tuple[str, str], float] = {}
+    latencies: list[int] = []
+    for event in events:
+        ts = utc_micros(event.timestamp)
+        if (since is not None and ts < utc_micros(since)) or (until is not None and ts >= utc_micros(until)):
+            continue
+        if tenant_id is not None and event.tenant_id != tenant_id:
+            continue
+        key = (event.agent_id, event.usage.model.model)
+        usage, latency = event.usage.model, event.metrics.latency_ms
+        run = TokenMoments.of_run(usage.input_tokens, usage.output_tokens, usage.cached_input_tokens)
+        tokens[key] = tokens[key] + run if key in tokens else run
+        latency_sq[key] = latency_sq.get(key, 0.0) + (0.0 if latency is None else float(latency) ** 2)
+        if latency is not None:
+            latencies.append(latency)
+    models = tuple(
+        ModelMoments(agent, model, tokens[agent, model], latency_sq[agent, model])
+        for agent, model in sorted(tokens)
+    )
+    return SideMoments(models=models, latency_bins=histogram_of(latencies))

@@ -1,5 +1,6 @@
 -- Argo CD health check for FlightDeck objects (flightdeck.dev/v1alpha1: PromotionRequest,
--- ReleasePointer, AgentRelease, PricingTable, PromotionPolicy, PromotionApproval).
+-- ReleasePointer, AgentRelease, PricingTable, PromotionPolicy, PromotionApproval,
+-- NotificationSubscription).
 --
 -- The CRD status is in kstatus format: Ready, Reconciling and Stalled conditions
 -- (metav1.Condition) plus status.observedGeneration. This script reads them in kstatus' order,

@@ -129,6 +129,43 @@ class OperatorSettings(BaseSettings):
         gt=0,
         description="Most deletes per second (each is a fresh read plus a preconditioned delete).",
     )
+    # Notifications (docs/notifications.md): the outbox is polled, receivers are retried with a
+    # doubling delay between notification_retry_base_seconds and notification_max_backoff_seconds.
+    notifications_enabled: bool = Field(
+        default=True,
+        description=(
+            "Deliver NotificationSubscriptions (reads their signing Secrets); false: none is planned or sent."
+        ),
+    )
+    notification_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often the ledger is read for new deliveries and due ones are sent.",
+    )
+    notification_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Time a receiver has to answer one delivery (the reference's 5 s)."
+    )
+    notification_retry_base_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="Delay after the first failed attempt; doubled after each further failure.",
+    )
+    notification_max_backoff_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "Longest delay between attempts: a receiver back after an outage gets its backlog within "
+            "this long."
+        ),
+    )
+    notification_concurrency: int = Field(
+        default=16, ge=1, description="Subscriptions delivered to at the same time (one connection each)."
+    )
+    notification_history_days: float = Field(
+        default=7.0,
+        gt=0,
+        description="How long delivered and expired deliveries are kept (the counters stay).",
+    )
     # The admission webhook (docs/security.md). Lists from the environment are JSON arrays, e.g.
     # FLIGHTDECK_WEBHOOK_HOSTS='["flightdeck-webhook.flightdeck.svc"]'.
     webhook_port: int | None = Field(
@@ -224,6 +261,14 @@ class SidecarSettings(BaseSettings):
         default="local",
         description="Environment a diff uses when the body names none (the reference's default_environment).",
     )
+    local_identity: bool = Field(
+        default=False,
+        description=(
+            "The process acts with its user's own kubeconfig identity (``flightdeck-operator "
+            "dashboard``): with --auth none on loopback, approvals are attributed by the API server "
+            "to that identity. Never for a shared sidecar, whose identity is its ServiceAccount."
+        ),
+    )
     min_candidate_runs: int = Field(
         default=500, ge=0, description="Default candidate sample for HIGH confidence (as the operator)."
     )
@@ -233,6 +278,69 @@ class SidecarSettings(BaseSettings):
     min_low_runs: int = Field(default=50, ge=0, description="Default LOW floor (as the operator).")
     keep_alive_seconds: float = Field(
         default=5.0, gt=0, description="Idle keep-alive connections are closed after this long."
+    )
+    # OTLP/HTTP trace ingestion (POST /v1/traces, docs/opentelemetry.md).
+    otlp_enabled: bool = Field(default=True, description="Serve POST /v1/traces (OTLP/HTTP).")
+    otlp_max_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Largest OTLP body once decompressed (413 above it; gzip bombs stop there).",
+    )
+    otlp_settle_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "A trace whose root span has arrived is turned into run events once no new span of it "
+            "arrived for this long (children are exported before their parents, other services later)."
+        ),
+    )
+    otlp_max_trace_wait_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="A trace is finalised with what has arrived this long after its first span.",
+    )
+    otlp_max_staged_traces: int = Field(
+        default=50_000,
+        ge=1,
+        description="Traces waiting to be finalised; beyond this POST /v1/traces answers 503 + Retry-After.",
+    )
+    otlp_max_spans_per_trace: int = Field(
+        default=10_000, ge=1, description="Spans staged per trace; more are rejected (too_many_spans)."
+    )
+    otlp_run_operations: tuple[str, ...] = Field(
+        default=("invoke_agent", "invoke_workflow", "handle_conversation_turn"),
+        min_length=1,
+        description="gen_ai.operation.name values whose outermost span is an agent run.",
+    )
+    otlp_root_fallback: bool = Field(
+        default=True, description="A trace with model calls but no agent span: its root span is the run."
+    )
+    otlp_release_attribute: str = Field(
+        default="flightdeck.release.id",
+        min_length=1,
+        description="Span or resource attribute naming the AgentRelease a run measures.",
+    )
+    otlp_version_fallback: bool = Field(
+        default=True,
+        description="Without the release attribute, match service.version to the agent's AgentReleases.",
+    )
+    otlp_default_environment: str | None = Field(
+        default=None,
+        description="Environment of runs without deployment.environment.name; unset: they are rejected.",
+    )
+    otlp_finalize_interval_seconds: float = Field(
+        default=1.0, gt=0, description="How often staged traces are checked for being due."
+    )
+    otlp_retry_after_seconds: int = Field(
+        default=5, ge=1, description="Retry-After of a 503 when staging is full or the store is busy."
+    )
+    otlp_late_span_memory_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How long finalised trace ids are remembered, so late spans are counted, not re-staged.",
+    )
+    otlp_release_refresh_seconds: float = Field(
+        default=10.0, gt=0, description="How long the list of AgentReleases used for mapping is reused."
     )
     graceful_shutdown_seconds: float | None = Field(
         default=None,

@@ -96,6 +96,10 @@ TEST_TIMINGS = {
     "FLIGHTDECK_LEASE_DURATION_SECONDS": "8",
     "FLIGHTDECK_RENEW_DEADLINE_SECONDS": "6",
     "FLIGHTDECK_RETRY_PERIOD_SECONDS": "1",
+    # Notifications: the outbox is read 5 times a second, failed deliveries retried within a second.
+    "FLIGHTDECK_NOTIFICATION_POLL_SECONDS": "0.2",
+    "FLIGHTDECK_NOTIFICATION_RETRY_BASE_SECONDS": "0.2",
+    "FLIGHTDECK_NOTIFICATION_MAX_BACKOFF_SECONDS": "1",
 }
 
 
@@ -164,16 +168,19 @@ def start_sidecar(
     control_plane: ControlPlane, crds: Path, namespace: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[StartSidecar]:
     """Start real ``flightdeck-operator sidecar`` processes (admin kubeconfig: the sidecar's own
-    identity); ``start(*flags, store=..., namespace=...)``. All are stopped after the test."""
+    identity); ``start(*flags, store=..., namespace=..., env=...)``. All are stopped after the test."""
     started: list[SidecarProcess] = []
 
-    def start(*args: str, store: str | None = None, namespace: str = namespace) -> SidecarProcess:
+    def start(
+        *args: str, store: str | None = None, namespace: str = namespace, env: dict[str, str] | None = None
+    ) -> SidecarProcess:
         process = SidecarProcess(
             kubeconfig=control_plane.kubeconfig("admin"),
             store=store or str(tmp_path / "flightdeck.db"),
             namespace=namespace,
             log_path=tmp_path / f"sidecar-{len(started)}.log",
             args=args,
+            extra_env=env or {},
         )
         started.append(process)
         process.start()

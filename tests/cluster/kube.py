@@ -13,8 +13,10 @@ from typing import Any, TypeVar
 
 import yaml
 
+from flightdeck_operator.engine.models import RunEvent
 from flightdeck_operator.localdev.controlplane import ControlPlane
-from flightdeck_operator.store import open_store
+from flightdeck_operator.store import Store, open_store
+from flightdeck_operator.store.forensics import RunFilters
 
 T = TypeVar("T")
 
@@ -227,3 +229,11 @@ def doctor(cp: ControlPlane, store: str, namespace: str) -> subprocess.Completed
         text=True,
         check=False,
     )
+
+
+def stored_events(
+    store: Store, release_id: str, since: dt.datetime, until: dt.datetime, *, environment: str = ENV
+) -> tuple[RunEvent, ...]:
+    """A release's stored run events in ``[since, until)``, newest first (the forensics read)."""
+    page = store.run_page(RunFilters(release_id, environment, since, until), limit=500)
+    return tuple(RunEvent.model_validate_json(text) for text in page.events_json)

@@ -93,6 +93,7 @@ VARIANTS: dict[str, list[str]] = {
         "sidecar.enabled=false",
     ],
     "webhook-off": ["--set", "webhook.enabled=false"],
+    "notifications-off": ["--set", "notifications.enabled=false"],
     "webhook-ignore": ["--set", "webhook.failurePolicy=Ignore", "--set", "webhook.port=10443"],
     "existing-claim-digest": [
         "--set",
@@ -305,6 +306,47 @@ def test_disabling_the_webhook_drops_everything_it_needs(
     assert "authorization.k8s.io" in groups
 
 
+def secret_rules(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    roles = by_kind(documents, "ClusterRole") + by_kind(documents, "Role")
+    return [rule for role in roles for rule in role["rules"] if "secrets" in rule["resources"]]
+
+
+def test_notifications_reach_receivers_but_never_the_metadata_range(
+    control_plane: ControlPlane, kube_version: str
+) -> None:
+    documents = render(control_plane, kube_version, "flightdeck")
+    assert sorted(tuple(rule["verbs"]) for rule in secret_rules(documents)) == [("create",), ("get",)]
+    (policy,) = by_kind(documents, "NetworkPolicy")
+    [receivers] = [
+        rule for rule in policy["spec"]["egress"] if any(p["port"] == 80 for p in rule.get("ports", ()))
+    ]
+    assert receivers["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]}}]
+    (deployment,) = by_kind(documents, "Deployment")
+    env = {
+        item["name"]: item.get("value")
+        for item in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert (env["FLIGHTDECK_NOTIFICATIONS_ENABLED"], env["FLIGHTDECK_NOTIFICATION_MAX_BACKOFF_SECONDS"]) == (
+        "true",
+        "300",
+    )
+
+
+def test_disabling_notifications_drops_secret_access(control_plane: ControlPlane, kube_version: str) -> None:
+    documents = render(control_plane, kube_version, "flightdeck", *VARIANTS["notifications-off"])
+    assert secret_rules(documents) == []
+    (policy,) = by_kind(documents, "NetworkPolicy")
+    assert not [
+        rule for rule in policy["spec"]["egress"] if any(p["port"] == 80 for p in rule.get("ports", ()))
+    ]
+    (deployment,) = by_kind(documents, "Deployment")
+    env = {
+        item["name"]: item.get("value")
+        for item in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["FLIGHTDECK_NOTIFICATIONS_ENABLED"] == "false"
+
+
 def test_postgresql_url_comes_from_a_secret(control_plane: ControlPlane, kube_version: str) -> None:
     documents = render(control_plane, kube_version, "flightdeck", *VARIANTS["postgresql"])
     assert not by_kind(documents, "PersistentVolumeClaim")
@@ -515,6 +557,7 @@ def test_helm_install_creates_the_release(control_plane: ControlPlane, installed
                 "releasepointers",
                 "promotionrequests",
                 "promotionapprovals",
+                "notificationsubscriptions",
             ],
             ["get", "list", "watch"],
         ),
@@ -527,10 +570,12 @@ def test_helm_install_creates_the_release(control_plane: ControlPlane, installed
                 "releasepointers/status",
                 "promotionrequests/status",
                 "promotionapprovals/status",
+                "notificationsubscriptions/status",
             ],
             ["update", "patch"],
         ),
         (["promotionrequests"], ["delete"]),  # retention
+        (["secrets"], ["get"]),
         (["events"], ["create"]),
     ]
     for kind, name in [
@@ -687,6 +732,13 @@ def test_cluster_wide_rbac(control_plane: ControlPlane, crds: Path, namespace: s
             ("create", "leases.coordination.k8s.io", "-n", namespace),
             ("get", f"leases.coordination.k8s.io/{FULLNAME}", "-n", namespace),
             ("update", f"leases.coordination.k8s.io/{FULLNAME}", "-n", namespace),
+            # Notifications: a subscription's signing key by name; the webhook API in its namespace.
+            ("get", "secrets", "-n", "default"),
+            ("watch", "notificationsubscriptions.flightdeck.dev", "-A"),
+            ("patch", "notificationsubscriptions.flightdeck.dev", "--subresource=status", "-n", "default"),
+            ("create", "notificationsubscriptions.flightdeck.dev", "-n", namespace),
+            ("delete", "notificationsubscriptions.flightdeck.dev", "-n", namespace),
+            ("create", "secrets", "-n", namespace),
         ]
         denied = [
             ("patch", "mutatingwebhookconfigurations.admissionregistration.k8s.io/someone-elses"),
@@ -694,7 +746,13 @@ def test_cluster_wide_rbac(control_plane: ControlPlane, crds: Path, namespace: s
             ("delete", f"mutatingwebhookconfigurations.admissionregistration.k8s.io/{configuration}"),
             ("create", "promotionrequests.flightdeck.dev", "-n", "default"),
             ("list", "namespaces"),  # kopf needs namespaces only when given a namespace list
-            ("get", "secrets", "-A"),
+            ("list", "secrets", "-A"),
+            ("watch", "secrets", "-A"),
+            ("create", "secrets", "-n", "default"),
+            ("update", "secrets", "-n", namespace),
+            ("delete", "secrets", "-n", namespace),
+            ("create", "notificationsubscriptions.flightdeck.dev", "-n", "default"),
+            ("patch", "notificationsubscriptions.flightdeck.dev", "-n", namespace),  # only its status
             ("list", "configmaps", "-n", namespace),
             ("create", "pods", "-n", namespace),
             ("delete", "agentreleases.flightdeck.dev", "-n", "default"),

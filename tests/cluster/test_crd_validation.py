@@ -61,3 +61,14 @@ def test_examples_apply_cleanly(control_plane: ControlPlane, crds: Path, namespa
         "apply", "-n", namespace, "--server-side", "--dry-run=server", "-f", str(REPO_ROOT / "examples")
     )
     assert server_side.returncode == 0
+
+
+def test_notification_examples_apply_cleanly(control_plane: ControlPlane, crds: Path, namespace: str) -> None:
+    applied = control_plane.kubectl(
+        "apply", "-n", namespace, "-f", str(REPO_ROOT / "examples" / "notifications")
+    ).stdout.splitlines()
+    assert applied == [
+        "secret/chatops-hook-key created",
+        "notificationsubscription.flightdeck.dev/chatops created",
+        "notificationsubscription.flightdeck.dev/approvers created",
+    ]

@@ -95,6 +95,12 @@ def test_wheel_contents(wheel: Path) -> None:
         "flightdeck_operator/api/v1alpha1/__init__.py",
         "flightdeck_operator/engine/decide.py",
         "flightdeck_operator/store/sqlite.py",
+        # The dashboard's assets ride in the wheel: no build step, no CDN at run time.
+        "flightdeck_operator/sidecar/dashboard/templates/base.html",
+        "flightdeck_operator/sidecar/dashboard/static/app.js",
+        "flightdeck_operator/sidecar/dashboard/static/vendor/htmx.min.js",
+        "flightdeck_operator/sidecar/dashboard/static/vendor/uPlot.iife.min.js",
+        "flightdeck_operator/sidecar/dashboard/static/vendor/LICENSE.uplot.txt",
     } <= names
     assert not [name for name in names if name.startswith(("tests/", "charts/", "operator/"))]
     assert "flightdeck-operator = flightdeck_operator.cli.main:main" in entry_points
@@ -137,5 +143,5 @@ def test_entrypoint_commands(installed: Path, argv: tuple[str, ...], expected: s
 def test_every_command_is_listed(installed: Path) -> None:
     listed = run(installed / "flightdeck-operator", "--help", env=clean_env(installed)).stdout
     commands = [line.split()[0] for line in listed.split("Commands:", 1)[1].splitlines() if line.strip()]
-    for command in ("run", "sidecar", "doctor", "dev", "release", "pricing", "policy"):
+    for command in ("run", "sidecar", "doctor", "dev", "dashboard", "release", "pricing", "policy"):
         assert command in commands, listed

@@ -19,10 +19,12 @@ from flightdeck_operator.engine.models import (
     PricingTable,
     RunEvent,
 )
-from flightdeck_operator.store import BUCKET_US, Store, StoreError, open_store, validate_events
+from flightdeck_operator.store import BUCKET_US, RunFilters, Store, StoreError, open_store, validate_events
 from flightdeck_operator.store.schema import MIGRATIONS
 from tests.factories import NOW, aggregate_events, event_dict, make_event
 from tests.store.conftest import Backend
+
+ALL_MIGRATIONS = [migration.version for migration in MIGRATIONS]
 
 HOUR = dt.timedelta(hours=1)
 
@@ -107,19 +109,6 @@ def test_evidence_filters_release_environment_tenant_and_task(store: Store) -> N
     assert store.count_events(environment="prod") == 1
 
 
-def test_query_events_pages_newest_first_and_filters_trace(store: Store) -> None:
-    raws = [event_dict(timestamp=NOW - dt.timedelta(minutes=m), run_id=f"r{m}") for m in range(1, 6)]
-    raws[0]["request"] = {"trace_id": "trace-1"}
-    store.ingest(raws)
-    page = store.query_events("rel_base", "local", NOW - HOUR, NOW, offset=1, limit=2)
-    assert page.matched_total == 5
-    assert [e.run_id for e in page.events] == ["r2", "r3"]
-    assert page.truncated is True
-    traced = store.query_events("rel_base", "local", NOW - HOUR, NOW, trace_id=" trace-1 ")
-    assert [e.run_id for e in traced.events] == ["r1"]
-    assert traced.events[0] == RunEvent.model_validate(raws[0])
-
-
 def test_evidence_spanning_many_hours_matches_per_event_sums(store: Store) -> None:
     # Exercises whole-hour buckets plus both ragged edges.
     start = NOW - dt.timedelta(hours=30)
@@ -141,12 +130,10 @@ def test_evidence_spanning_many_hours_matches_per_event_sums(store: Store) -> No
 
 def test_migrations_are_versioned_and_rerun_is_a_no_op(backend: Backend) -> None:
     store = backend.store
-    every = [migration.version for migration in MIGRATIONS]
-    assert every == list(range(1, len(every) + 1))
-    assert store.applied_migrations() == every
+    assert store.applied_migrations() == ALL_MIGRATIONS
     assert store.migrate() == []
     with backend.open_another() as again:
-        assert again.applied_migrations() == every
+        assert again.applied_migrations() == ALL_MIGRATIONS
     backend.raw("INSERT INTO schema_migrations (version, name, applied_at_us) VALUES (99, 'future', 0)")
     with pytest.raises(StoreError, match=r"newer than this code"):
         open_store(backend.target)
@@ -298,7 +285,11 @@ def test_insert_event_data_stores_what_insert_events_stores(backend: Backend) ->
             assert backend.store.insert_event_data(data[:1], received_at=NOW) == 0
         rows = backend.raw("SELECT * FROM run_events WHERE release_id = ? ORDER BY run_id", [release])
         buckets = backend.raw("SELECT * FROM run_event_buckets WHERE release_id = ?", [release])
-        page = backend.store.query_events(release, "local", NOW - 10**5 * HOUR, NOW + HOUR)
-        assert {e.run_id for e in page.events} == {f"{release}-x", f"{release}-y"}
+        page = backend.store.run_page(RunFilters(release, "local", NOW - 10**5 * HOUR, NOW + HOUR))
+        assert {RunEvent.model_validate_json(e).run_id for e in page.events_json} == {
+            f"{release}-x",
+            f"{release}-y",
+        }
+        assert [row[-3:] for row in rows] == [(None, None, None), ("t", None, None)]  # request ids
         stored.append(json.loads(json.dumps([rows, buckets]).replace(release, "REL")))
     assert stored[0] == stored[1]

@@ -12,7 +12,10 @@ import pytest
 
 from flightdeck_operator.store import SqliteStore, StoreError, open_store
 from flightdeck_operator.store.schema import MIGRATIONS
+from flightdeck_operator.store.sqlite import WAL_LIMIT_BYTES
 from tests.factories import NOW, event_dict
+
+ALL_MIGRATIONS = [migration.version for migration in MIGRATIONS]
 
 
 def test_sqlite_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -24,7 +27,7 @@ def test_sqlite_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     with open_store(f"sqlite:///{tmp_path}/abs.db") as absolute:
         assert absolute.describe() == f"sqlite {tmp_path}/abs.db"
     with open_store(tmp_path / "plain.db") as plain:
-        assert plain.applied_migrations() == [m.version for m in MIGRATIONS]
+        assert plain.applied_migrations() == ALL_MIGRATIONS
     for bad in ("sqlite::memory:", ":memory:", "sqlite:///"):
         with pytest.raises(StoreError):
             open_store(bad)
@@ -37,6 +40,7 @@ def test_wal_and_pragmas(tmp_path: Path) -> None:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert connection.execute("PRAGMA busy_timeout").fetchone()[0] == 1234
         assert connection.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        assert connection.execute("PRAGMA journal_size_limit").fetchone()[0] == WAL_LIMIT_BYTES
 
 
 def test_background_checkpointer_copies_the_wal_and_stops_on_close(tmp_path: Path) -> None:

@@ -252,7 +252,7 @@ def schema_errors(value: Any, schema: Mapping[str, Any], path: str = "") -> list
         if len(value) < schema.get("minItems", 0):
             errors.append(f"{where} in body should have at least {schema['minItems']} items")
         if "maxItems" in schema and len(value) > schema["maxItems"]:
-            errors.append(f"{where}: more than {schema['maxItems']} items")
+            errors.append(f"{where}: Too many: {len(value)}: must have at most {schema['maxItems']} items")
         keys = schema.get("x-kubernetes-list-map-keys")
         if schema.get("x-kubernetes-list-type") == "map" and keys:
             seen = [tuple(item.get(k) for k in keys) for item in value if isinstance(item, dict)]

@@ -36,6 +36,7 @@ PARTS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
     "ReleasePointer": (api.ReleasePointerSpec, api.ReleasePointerStatus),
     "PromotionRequest": (api.PromotionRequestSpec, api.PromotionRequestStatus),
     "PromotionApproval": (api.PromotionApprovalSpec, api.PromotionApprovalStatus),
+    "NotificationSubscription": (api.NotificationSubscriptionSpec, api.NotificationSubscriptionStatus),
 }
 KINDS = [model.KIND for model in api.RESOURCES]
 CRDS = load_crds()
@@ -289,3 +290,27 @@ def test_docs_cover_every_rule_reason_and_name() -> None:
         assert f"`{model.INFO.short_names[0]}`" in doc
         for column in served_version(CRDS[model.KIND])["additionalPrinterColumns"]:
             assert column["name"] in doc
+
+
+def test_statistical_gate_rules_mirror_the_models() -> None:
+    from flightdeck_operator.api.v1alpha1 import statistics_types as stats
+
+    base = "spec.statisticalGates"
+    assert _rule("PromotionPolicy", f"{base}.confidence") == [
+        ("self > 0.5 && self < 1.0", stats.CONFIDENCE_MESSAGE)
+    ]
+    assert _rule("PromotionPolicy", f"{base}.power") == [("self >= 0.5 && self < 1.0", stats.POWER_MESSAGE)]
+    assert _rule("PromotionPolicy", f"{base}.latency[].quantile") == [
+        ("self > 0.0 && self < 1.0", stats.QUANTILE_MESSAGE)
+    ]
+    assert _rule("PromotionPolicy", f"{base}.latency[]") == [
+        ("has(self.maxMs) || has(self.maxRatio)", stats.LATENCY_LIMIT_MESSAGE)
+    ]
+    assert _rule("PromotionPolicy", f"{base}.latency") == [
+        ("self.all(a, self.exists_one(b, b.quantile == a.quantile))", stats.UNIQUE_QUANTILES_MESSAGE)
+    ]
+    for path in (f"{base}.latency[].maxRatio", f"{base}.costPerRun.maxRatio"):
+        assert _rule("PromotionPolicy", path) == [("self > 0.0", stats.RATIO_MESSAGE)]
+    gates = openapi_schema(CRDS["PromotionPolicy"])["properties"]["spec"]["properties"]["statisticalGates"]
+    assert gates["properties"]["latency"]["maxItems"] == stats.MAX_LATENCY_QUANTILES
+    assert "default" not in gates  # absent means the policy as before

@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from flightdeck_operator.api import v1alpha1 as api
-from tests.unit.crd_schema_tools import load_crds, load_examples, openapi_schema, schema_errors
+from tests.unit.crd_schema_tools import (
+    EXAMPLES_DIR,
+    load_crds,
+    load_examples,
+    load_yaml_documents,
+    openapi_schema,
+    schema_errors,
+)
 
 EXAMPLES = load_examples()
 OBJECTS = [api.parse_resource(doc) for _, doc in EXAMPLES]
@@ -96,3 +103,48 @@ def test_gate_examples_are_valid_objects() -> None:
         if isinstance(resource, api.PromotionRequest):
             assert resource.spec.pointer in names
             assert resource.spec.release in of(api.AgentRelease)
+
+
+NOTIFICATIONS_DIR = GATES_DIR.parent / "notifications"
+
+
+def test_notification_examples_are_valid_objects() -> None:
+    from tests.unit.crd_schema_tools import load_yaml_documents
+
+    crds = load_crds()
+    documents = [
+        doc for path in sorted(NOTIFICATIONS_DIR.glob("*.yaml")) for doc in load_yaml_documents(path)
+    ]
+    assert Counter(doc["kind"] for doc in documents) == {"Secret": 1, "NotificationSubscription": 2}
+    secrets = {doc["metadata"]["name"] for doc in documents if doc["kind"] == "Secret"}
+    for doc in documents:
+        assert "namespace" not in doc["metadata"]
+        if doc["kind"] != "NotificationSubscription":
+            continue
+        assert schema_errors(doc, openapi_schema(crds[doc["kind"]])) == []
+        resource = api.parse_resource(doc)  # includes the URL refusals
+        assert isinstance(resource, api.NotificationSubscription)
+        assert resource.spec.secret_ref.name in secrets
+
+
+STATISTICAL = sorted((EXAMPLES_DIR / "statistical-gates").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", STATISTICAL, ids=[p.name for p in STATISTICAL])
+def test_statistical_gate_examples_are_valid(path: Path) -> None:
+    from flightdeck_operator.api.to_engine import engine_policy
+
+    for doc in load_yaml_documents(path):
+        assert schema_errors(doc, openapi_schema(load_crds()[doc["kind"]])) == []
+        obj = api.parse_resource(doc)
+        if isinstance(obj, api.PromotionPolicy):
+            gates = engine_policy(obj.metadata.name, obj.spec).statistical_gates
+            assert gates is not None
+            assert [name for name, _ in gates.gates()] == [
+                "errorRate.max",
+                "errorRate.maxIncrease",
+                "latency.p95.maxMs",
+                "latency.p95.maxRatio",
+                "latency.p99.maxMs",
+                "costPerRun.maxRatio",
+            ]

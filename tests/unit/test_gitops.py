@@ -13,6 +13,11 @@ import yaml
 from lupa import lua51
 
 from flightdeck_operator.api.conditions import ApprovalPhase, Reason, dependency_missing, ready, stalled
+from flightdeck_operator.controller.notification_status import (
+    Blocker,
+    indexed_subscription,
+    subscription_status,
+)
 from flightdeck_operator.controller.projection import (
     approval_status,
     dry_run_status,
@@ -33,6 +38,7 @@ from flightdeck_operator.engine.models import (
     PromotionAction,
     ReleaseRef,
 )
+from flightdeck_operator.store.notifications import SubscriptionState
 from tests.health_checks import (
     ARGOCD_CM,
     FLUX_KUSTOMIZATION,
@@ -52,6 +58,7 @@ KINDS = (
     "PricingTable",
     "PromotionPolicy",
     "PromotionApproval",
+    "NotificationSubscription",
 )
 
 T0 = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
@@ -389,7 +396,69 @@ CASES: list[tuple[str, str, Callable[[], dict[str, Any] | None], int, str, str]]
         "Healthy",
         "Recorded: ",
     ),
+    (
+        "subscription-delivering",
+        "NotificationSubscription",
+        lambda: subscription(),
+        1,
+        "Healthy",
+        "Delivering: ",
+    ),
+    (
+        "subscription-failing",
+        "NotificationSubscription",
+        lambda: subscription(failures=3),
+        1,
+        "Progressing",
+        "DeliveryFailing: 3 attempt(s)",
+    ),
+    (
+        "subscription-without-secret",
+        "NotificationSubscription",
+        lambda: subscription(blocker=Blocker(Reason.SECRET_NOT_FOUND, "Secret missing")),
+        1,
+        "Progressing",
+        "SecretNotFound: ",
+    ),
+    (
+        "subscription-invalid",
+        "NotificationSubscription",
+        lambda: subscription(url="http://2852039166/"),
+        1,
+        "Degraded",
+        "InvalidSpec: url",
+    ),
 ]
+
+
+def subscription(
+    *, failures: int = 0, blocker: Blocker | None = None, url: str = "https://hooks.example.com/"
+) -> dict[str, Any]:
+    """A NotificationSubscription's status as the notifier writes it."""
+    indexed = indexed_subscription(
+        "agents",
+        "hooks",
+        "uid-1",
+        {"creationTimestamp": "2026-11-25T12:00:00Z", "generation": 1},
+        {"url": url, "events": ["promote.succeeded"], "secretRef": {"name": "hooks-key"}},
+        {},
+    )
+    state = SubscriptionState(
+        uid="uid-1",
+        namespace="agents",
+        name="hooks",
+        cursor_seq=7,
+        next_attempt_at=T1 if failures else None,
+        consecutive_failures=failures,
+        delivered_total=4,
+        failed_attempts_total=failures,
+        expired_total=0,
+        last_success_at=T0,
+        last_failure_at=T1 if failures else None,
+        last_error="HTTP 503" if failures else None,
+        backlog=failures,
+    )
+    return subscription_status(indexed, state, blocker, now=T1)
 
 
 def resource(kind: str, status: Mapping[str, Any] | None, generation: int) -> dict[str, Any]:

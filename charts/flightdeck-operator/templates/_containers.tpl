@@ -27,6 +27,10 @@
       value: {{ .Values.operator.minBaselineRuns | quote }}
     - name: FLIGHTDECK_MIN_LOW_RUNS
       value: {{ .Values.operator.minLowRuns | quote }}
+    - name: FLIGHTDECK_NOTIFICATIONS_ENABLED
+      value: {{ .Values.notifications.enabled | quote }}
+    - name: FLIGHTDECK_NOTIFICATION_MAX_BACKOFF_SECONDS
+      value: {{ .Values.notifications.maxBackoffSeconds | quote }}
     # Leader election: the Lease in the release's namespace, this pod's name in the holder identity.
     - name: FLIGHTDECK_LEADER_ELECTION
       value: {{ .Values.operator.leaderElection.enabled | quote }}

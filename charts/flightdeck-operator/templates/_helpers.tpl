@@ -85,6 +85,7 @@ app.kubernetes.io/part-of: flightdeck
     - releasepointers
     - promotionrequests
     - promotionapprovals
+    - notificationsubscriptions
   verbs: [get, list, watch]
 # Framework: kopf records the last handled spec in an annotation of the kinds with create and
 # update handlers. Pointers and requests are handled from raw watch events: never written (only
@@ -102,6 +103,7 @@ app.kubernetes.io/part-of: flightdeck
     - releasepointers/status
     - promotionrequests/status
     - promotionapprovals/status
+    - notificationsubscriptions/status
   verbs: [update, patch]
 {{- if .Values.retention.enabled }}
 # Application: retention deletes decided PromotionRequests once due (their decisions stay in the
@@ -109,6 +111,14 @@ app.kubernetes.io/part-of: flightdeck
 - apiGroups: [flightdeck.dev]
   resources: [promotionrequests]
   verbs: [delete]
+{{- end }}
+{{- if .Values.notifications.enabled }}
+# Application (operator): the HMAC key of a NotificationSubscription, read by the name its
+# secretRef gives. get only: the operator never lists or watches Secrets, so it cannot discover
+# any it is not pointed at (RBAC cannot narrow get to the referenced names).
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
 {{- end }}
 # Framework: kopf posts an Event when a handler fails. Application: the operator posts an Event
 # per decision and per pointer move or repair (kubectl describe shows them).

@@ -4,7 +4,8 @@ An approval is bound to a request's UID and to the *decision digest* shown in th
 ``status.approval``. The digest covers what an approver signs off on: the action, the target and
 baseline releases, the policy (by value) and the evidence's verdict (passed, confidence). It does
 not cover raw run counts, which grow with every run: approvals stay valid while runs accumulate and
-go stale when the policy changes, the pointer moves or the evidence changes the verdict.
+go stale when the policy changes, the pointer moves or the evidence changes the verdict (under
+statistical gates: any gate's verdict).
 
 Each approval is judged once, when the operator first sees it, and the judgement is ledgered; the
 quorum is then counted from the ledger (the truth), not from objects that could be edited.
@@ -40,6 +41,9 @@ def decision_digest(decision: Decision, gate: ApprovalPolicy | None = None) -> s
         "passed": decision.passed,
         "confidence": confidence,
     }
+    statistics = decision.evidence.statistics if decision.evidence is not None else None
+    if statistics is not None:  # only with statisticalGates, so other digests stay as they were
+        payload["statistics"] = {gate.gate: gate.verdict.value for gate in statistics.gates}
     return sha256_hex(canonical_json(payload))
 
 

@@ -172,6 +172,18 @@ class Reason(StrEnum):
     # Another PricingTable in the namespace has the same (provider, pricingVersion).
     DUPLICATE_PRICING_TABLE = "DuplicatePricingTable"
 
+    # --- NotificationSubscription ---
+    # Ready=True: the signing Secret resolves and the receiver took the last delivery (or none was due).
+    DELIVERING = "Delivering"
+    # Ready=False, Reconciling=True: the last attempt failed (non-2xx, timeout, refused); retried
+    # with backoff until retryFor passes, nothing is dropped before.
+    DELIVERY_FAILING = "DeliveryFailing"
+    # Ready=False, Reconciling=True: spec.secretRef names no Secret, or one without that key (it may
+    # be applied next); deliveries wait for it.
+    SECRET_NOT_FOUND = "SecretNotFound"
+    # Ready=True: spec.suspend; deliveries are planned (nothing is lost) but not sent until resumed.
+    SUSPENDED = "Suspended"
+
 
 class Phase(StrEnum):
     """PromotionRequest ``status.phase``: for humans and printer columns; conditions are the API."""

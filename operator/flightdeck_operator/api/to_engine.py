@@ -7,7 +7,9 @@ what they read from the API server through these functions before deciding anyth
 from __future__ import annotations
 
 from flightdeck_operator.api.v1alpha1 import AgentReleaseSpec, PricingTableSpec, PromotionPolicySpec
+from flightdeck_operator.api.v1alpha1.statistics_types import StatisticalGatesSpec
 from flightdeck_operator.engine.models import Policy, PricingEntry, PricingTable, ReleaseRef
+from flightdeck_operator.engine.statistics.config import StatisticalGates
 
 
 def release_ref(name: str, spec: AgentReleaseSpec) -> ReleaseRef:
@@ -30,7 +32,13 @@ def engine_policy(name: str, spec: PromotionPolicySpec) -> Policy:
         min_baseline_runs=spec.min_baseline_runs,
         min_low_runs=spec.min_low_runs,
         require_high_diff_confidence=spec.require_high_diff_confidence,
+        statistical_gates=None if spec.statistical_gates is None else engine_gates(spec.statistical_gates),
     )
+
+
+def engine_gates(spec: StatisticalGatesSpec) -> StatisticalGates:
+    """The block in the engine's terms (snake_case; the same fields and defaults)."""
+    return StatisticalGates.model_validate(spec.model_dump(mode="python", by_alias=False, exclude_none=True))
 
 
 def engine_pricing(spec: PricingTableSpec) -> PricingTable:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 import click
 
 from flightdeck_operator.engine.models import DiffResult, PromotionAction
+from flightdeck_operator.engine.statistics.report import StatisticsReport
 
 if TYPE_CHECKING:
     from flightdeck_operator.actions.promotions import ActionInput, ActionResult, Requester
@@ -50,7 +51,7 @@ def cli_actor() -> str:
     return os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
 
 
-def _gateway(kubeconfig: str | None) -> KubeGateway:
+def cluster_gateway(kubeconfig: str | None) -> KubeGateway:
     from flightdeck_operator.kube.errors import KubeconfigError
     from flightdeck_operator.kube.gateway import KubeGateway, load_api_client
 
@@ -60,7 +61,7 @@ def _gateway(kubeconfig: str | None) -> KubeGateway:
         fail(f"no usable kubeconfig ({error}); pass --kubeconfig or set $KUBECONFIG")
 
 
-def _namespace(namespace: str | None, kubeconfig: str | None) -> str:
+def target_namespace(namespace: str | None, kubeconfig: str | None) -> str:
     from flightdeck_operator.kube.gateway import default_namespace
 
     return namespace or default_namespace(kubeconfig)
@@ -222,11 +223,11 @@ def _action_command(action: PromotionAction) -> click.Command:
         action_input, requester = _action_input(
             action, release_id, environment, window, reason, actor or cli_actor()
         )
-        gateway = _gateway(kubeconfig)
+        gateway = cluster_gateway(kubeconfig)
         try:
             result = run_action(
                 gateway,
-                _namespace(namespace, kubeconfig),
+                target_namespace(namespace, kubeconfig),
                 action_input,
                 requester,
                 timeout=timeout,
@@ -289,11 +290,11 @@ def promote_request(
     action_input, requester = _action_input(
         PromotionAction.PROMOTE, release_id, environment, window, reason, actor or cli_actor()
     )
-    gateway = _gateway(kubeconfig)
+    gateway = cluster_gateway(kubeconfig)
     try:
         result = request_promotion(
             gateway,
-            _namespace(namespace, kubeconfig),
+            target_namespace(namespace, kubeconfig),
             action_input,
             requester,
             timeout=timeout,
@@ -337,14 +338,14 @@ def promote_confirm(
     from flightdeck_operator.actions.promotions import Requester
     from flightdeck_operator.store import StoreError, open_store
 
-    gateway = _gateway(kubeconfig)
+    gateway = cluster_gateway(kubeconfig)
     who = cli_actor()
     try:
         with contextlib.ExitStack() as stack:
             opened = stack.enter_context(open_store(store)) if store else None
             result = confirm_promotion(
                 gateway,
-                _namespace(namespace, kubeconfig),
+                target_namespace(namespace, kubeconfig),
                 request_id,
                 approval_reason,
                 # The API server names the approver (the webhook stamps the kubeconfig's user).
@@ -457,7 +458,34 @@ def diff_text(result: DiffResult, baseline: str, candidate: str) -> list[str]:
     lines += [f"HINT: {hint}" for hint in p.hints]
     lines.append(f"Policy: {'PASS' if result.policy.passed else 'FAIL'}")
     lines += [f"- {reason}" for reason in result.policy.reasons]
+    if result.statistics is not None:
+        lines += statistics_text(result.statistics)
     return lines
+
+
+def statistics_text(report: StatisticsReport) -> list[str]:
+    """The statistics block, one line per gate: verdict, estimate, bounds, n, runs needed, ETA."""
+    mode = "sequential" if report.sequential else "fixed horizon"
+    lines = [f"Statistical gates ({report.confidence * 100:g}% confidence, {mode}): {report.verdict.value}"]
+    for gate in report.gates:
+        n = f"{gate.n.candidate}" + ("" if gate.n.baseline is None else f"/{gate.n.baseline}")
+        line = (
+            f"- {gate.gate} {gate.verdict.value}: estimate {_g(gate.estimate)}, "
+            f"bounds [{_g(gate.lower)}, {_g(gate.upper)}], limit {gate.limit:g}, n {n}, {gate.method.value}"
+        )
+        needed = gate.runs_needed
+        if gate.verdict.value != "Pass":
+            if needed is None:
+                line += "; not expected to pass at the current estimates"
+            else:
+                line += f"; {needed.candidate} more candidate, {needed.baseline} more baseline runs"
+                line += f", ETA {gate.eta:%Y-%m-%dT%H:%M:%SZ}" if gate.eta is not None else ", no ETA"
+        lines.append(line)
+    return lines
+
+
+def _g(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6g}"
 
 
 @click.command()
@@ -493,13 +521,13 @@ def diff(
     from flightdeck_operator.store import StoreError, open_store
 
     defaults = SidecarSettings()  # thresholds and default environment, as the sidecar's
-    gateway = _gateway(kubeconfig)
+    gateway = cluster_gateway(kubeconfig)
     try:
         with open_store(store) as opened:
             result = compute_release_diff(
                 opened,
                 gateway,
-                _namespace(namespace, kubeconfig),
+                target_namespace(namespace, kubeconfig),
                 DiffInput(
                     baseline_release_id=baseline,
                     candidate_release_id=candidate,

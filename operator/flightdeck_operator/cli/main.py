@@ -90,10 +90,16 @@ def doctor(store: str, kubeconfig: str | None, namespaces: tuple[str, ...]) -> N
     show_default=True,
     help="Repository root (for charts/ and examples/).",
 )
-def dev(bin_dir: str | None, repo: str) -> None:
-    """Run the demo on an embedded local control plane, then stop everything cleanly.
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="Keep the control plane, operator, sidecar and dashboard running after the demo (Ctrl-C stops).",
+)
+def dev(bin_dir: str | None, repo: str, keep: bool) -> None:
+    """Run the demo on an embedded local control plane, then stop everything cleanly (or, with
+    --keep, leave a sandbox running to look around in).
 
-    Builds nothing itself: `make demo` builds or reuses the control-plane binaries first.
+    Builds nothing itself: `make demo` and `make sandbox` build or reuse the control-plane binaries first.
     """
     from flightdeck_operator.localdev.demo import DemoError, run_demo
 
@@ -106,7 +112,11 @@ def dev(bin_dir: str | None, repo: str) -> None:
     try:
         step("Starting etcd and kube-apiserver on loopback")
         run_demo(
-            Path(repo).resolve(), bin_dir=None if bin_dir is None else Path(bin_dir), say=step, show=show
+            Path(repo).resolve(),
+            bin_dir=None if bin_dir is None else Path(bin_dir),
+            say=step,
+            show=show,
+            keep=keep,
         )
     except (ControlPlaneError, DemoError) as error:
         click.echo(f"Error: {error}", err=True)
@@ -123,6 +133,16 @@ register_resource_tools(main)
 from flightdeck_operator.cli.commands import register as register_action_commands  # noqa: E402
 
 register_action_commands(main)
+
+# The web dashboard on loopback, as the caller's kubeconfig identity.
+from flightdeck_operator.cli.dashboard import dashboard  # noqa: E402
+
+main.add_command(dashboard)
+
+# runs list / runs export (the HTTP API's forensics code paths).
+from flightdeck_operator.cli.runs import runs  # noqa: E402
+
+main.add_command(runs)
 
 if __name__ == "__main__":
     main()

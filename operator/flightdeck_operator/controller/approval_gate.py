@@ -21,12 +21,13 @@ from flightdeck_operator.api.approvals import (
 )
 from flightdeck_operator.api.conditions import ApprovalPhase, Reason
 from flightdeck_operator.api.v1alpha1 import ApprovalPolicy, PromotionApprovalSpec, PromotionRequestSpec
+from flightdeck_operator.controller.notable_records import approval_requested_record
 from flightdeck_operator.controller.pending import PendingRequest, Waiting
 from flightdeck_operator.controller.projection import approval_record, awaiting_approval_status
 from flightdeck_operator.controller.status_writer import StatusWriter
 from flightdeck_operator.controller.view import ApprovalObject, NamespaceView
 from flightdeck_operator.engine.decide import Decision
-from flightdeck_operator.engine.ledger import LedgerEntry, LedgerKind, LedgerRecord
+from flightdeck_operator.engine.ledger import LedgerEntry, LedgerKind, LedgerRecord, approval_requested_key
 from flightdeck_operator.store import Store
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,8 @@ class ApprovalGate:
         stale = self._mark_stale(namespace, objects, entries, digest, now)
         if decision.passed and len(accepted) >= gate.min_approvals:
             return accepted
+        if decision.passed:
+            self._announce(namespace, pointer, request, decision, gate, spec, digest)
         status = awaiting_approval_status(
             decision,
             digest=digest,
@@ -78,6 +81,34 @@ class ApprovalGate:
         )
         self.writer.write_waiting(namespace, request, status, Reason.AWAITING_APPROVAL)
         return Waiting(self.recheck_seconds)
+
+    def _announce(
+        self,
+        namespace: str,
+        pointer: str,
+        request: PendingRequest,
+        decision: Decision,
+        gate: ApprovalPolicy,
+        spec: PromotionRequestSpec,
+        digest: str,
+    ) -> None:
+        """Ledger (once per decision digest) that the request awaits approvals: approval.requested."""
+        if self.store.ledger_entry_for_key(approval_requested_key(request.uid, digest)) is not None:
+            return
+        actor = spec.actor or (spec.requested_by.username if spec.requested_by else "unknown")
+        self.store.append(
+            approval_requested_record(
+                namespace,
+                pointer,
+                request,
+                decision,
+                gate,
+                digest,
+                actor=actor,
+                reason=spec.reason,
+                window=spec.window,
+            )
+        )
 
     def _judge(
         self,

@@ -38,10 +38,16 @@ class Assessor:
         return plan.policy_spec.approval
 
     def assess(
-        self, namespace: str, spec: PromotionRequestSpec, view: NamespaceView
+        self,
+        namespace: str,
+        spec: PromotionRequestSpec,
+        view: NamespaceView,
+        *,
+        created: dt.datetime | None = None,
     ) -> tuple[Plan, Decision] | Failure:
         """Resolve and decide ``spec`` without writing anything (store reads only): the shared core
-        of a decision and of the admission webhook's dry-run prediction."""
+        of a decision and of the admission webhook's dry-run prediction. ``created``: the request's
+        creation, where statistical gates anchor its evidence (None: not created yet, now)."""
         now = self.clock()
         last_move, pointer_seq = self.store.pointer_head(namespace, spec.pointer)
         plan = resolve(spec, view, last_move)
@@ -49,7 +55,7 @@ class Assessor:
             return plan
         plan = replace(plan, pointer_seq=pointer_seq)
         try:
-            decision = self.decide(plan, now)
+            decision = self.decide(plan, now, created=created)
         except InvalidWindowError as error:
             return Failure(Reason.INVALID_WINDOW, str(error))
         except PricingModelMissingError as error:
@@ -63,26 +69,36 @@ class Assessor:
         override = spec.override.reason if spec.override is not None else None
         return plan, apply_promotion_window(decision, state, override_reason=override)
 
-    def decide(self, plan: Plan, now: dt.datetime) -> Decision:
+    def decide(self, plan: Plan, now: dt.datetime, *, created: dt.datetime | None = None) -> Decision:
         comparison = None
         if plan.current_release_id is not None:
             assert plan.baseline
             assert plan.baseline_pricing
             assert plan.candidate_pricing
             since, until = window_bounds(plan.request.window, now)
-            baseline_evidence, candidate_evidence = self.store.diff_evidence(
-                plan.current_release_id,
-                plan.request.target.release_id,
-                plan.request.environment,
-                since,
-                until,
-            )
+            releases = (plan.current_release_id, plan.request.target.release_id, plan.request.environment)
+            gates = plan.policy.statistical_gates if plan.policy is not None else None
+            statistics = None
+            if gates is None:
+                baseline_evidence, candidate_evidence = self.store.diff_evidence(*releases, since, until)
+            else:
+                # Anchored at the request's creation: while it waits, evidence only accumulates, which
+                # is what keeps the confidence sequences valid however often it is looked at.
+                anchor = min(created or now, now)
+                baseline_evidence, candidate_evidence, statistics = self.store.statistics_evidence(
+                    *releases,
+                    since,
+                    until,
+                    statistics_since=window_bounds(plan.request.window, anchor)[0],
+                    rate_since=now - gates.rate_window_duration,
+                )
             comparison = Comparison(
                 baseline=plan.baseline,
                 baseline_pricing=plan.baseline_pricing,
                 candidate_pricing=plan.candidate_pricing,
                 baseline_evidence=baseline_evidence,
                 candidate_evidence=candidate_evidence,
+                statistics=statistics,
             )
         return decide(
             plan.request,

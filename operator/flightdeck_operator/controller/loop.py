@@ -21,12 +21,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from flightdeck_operator.api.conditions import Phase, Reason
+from flightdeck_operator.api.conditions import Phase, Reason, phase_for
 from flightdeck_operator.api.replay import request_spec_digest
 from flightdeck_operator.api.v1alpha1 import ConcurrencyPolicy, PromotionPolicySpec
 from flightdeck_operator.controller.approval_gate import ApprovalGate
 from flightdeck_operator.controller.assessment import Assessor
 from flightdeck_operator.controller.errors import DependencyPending
+from flightdeck_operator.controller.notable_records import failure_record
 from flightdeck_operator.controller.pending import PendingRequest, Waiting
 from flightdeck_operator.controller.pointers import PointerProjector
 from flightdeck_operator.controller.projection import awaiting_evidence_status, decided_message, ledger_record
@@ -34,7 +35,7 @@ from flightdeck_operator.controller.resolve import Failure, Plan, parse_request_
 from flightdeck_operator.controller.status_writer import StatusWriter
 from flightdeck_operator.controller.view import NamespaceView
 from flightdeck_operator.engine.decide import Decision
-from flightdeck_operator.engine.ledger import LedgerEntry
+from flightdeck_operator.engine.ledger import LedgerEntry, request_failed_key
 from flightdeck_operator.engine.models import ConfidenceThresholds, default_policy
 from flightdeck_operator.engine.policy import resolve_thresholds
 from flightdeck_operator.engine.windows import parse_duration
@@ -117,6 +118,13 @@ class Controller:
                 self.writer.project_request(namespace, request, earlier, replay=True)
                 self._finish(namespace, request, view)
                 return None
+            failed = self.store.ledger_entry_for_key(request_failed_key(request.uid))
+            if failed is not None:  # failed before a crash, status not written yet
+                details = failed.details or {}
+                failure = Failure(Reason(str(details.get("failure_reason"))), str(details.get("message")))
+                self.writer.fail(namespace, request, failure, self.clock())
+                self._finish(namespace, request, view)
+                return None
             result = self._evaluate(namespace, pointer, request, view)
             if isinstance(result, Waiting):
                 return result.recheck_in
@@ -126,6 +134,10 @@ class Controller:
             entry = result
         if entry.pointer_changed:
             self.pointers.sync_pointer(namespace, pointer, reason_if_drifted=None)
+        elif entry.evidence is not None and entry.evidence.statistics is not None:
+            # A move is announced on the pointer anyway; under statistical gates a block is too,
+            # naming the gates' verdict.
+            self.pointers.announce_blocked(namespace, pointer, entry)
         self.writer.project_request(namespace, request, entry)
         self._finish(namespace, request, view)
         return None
@@ -186,9 +198,28 @@ class Controller:
             f"Request {undecided.name} for ReleasePointer {pointer!r} is still undecided "
             f"({undecided.phase or 'Pending'}); concurrencyPolicy Forbid allows one at a time"
         )
-        self.writer.fail(namespace, request, Failure(Reason.CONCURRENCY_FORBIDDEN, message), self.clock())
+        self._fail(namespace, pointer, request, Failure(Reason.CONCURRENCY_FORBIDDEN, message), view)
         self._finish(namespace, request, view)
         return True
+
+    def _fail(
+        self, namespace: str, pointer: str, request: PendingRequest, failure: Failure, view: NamespaceView
+    ) -> None:
+        """End the request Failed. Not a decision, but recorded first (``request-failed``) so that
+        it is notified; dry runs record nothing, as ever."""
+        now = self.clock()
+        if not request.dry_run and phase_for(failure.reason) is Phase.FAILED:
+            entry = self.store.append(
+                failure_record(namespace, pointer, request, failure, view.pointers.get(pointer), now)
+            )
+            log.info(
+                "Ledgered the failure of %s/%s as seq %d (%s)",
+                namespace,
+                request.name,
+                entry.seq,
+                failure.reason.value,
+            )
+        self.writer.fail(namespace, request, failure, now)
 
     def _evaluate(
         self, namespace: str, pointer: str, request: PendingRequest, view: NamespaceView
@@ -196,13 +227,13 @@ class Controller:
         now = self.clock()
         spec = parse_request_spec(request.spec)
         if isinstance(spec, Failure):
-            self.writer.fail(namespace, request, spec, now)
+            self._fail(namespace, pointer, request, spec, view)
             return None
-        assessed = self.assessor.assess(namespace, spec, view)
+        assessed = self.assessor.assess(namespace, spec, view, created=_created(request))
         if isinstance(assessed, Failure):
             if assessed.dependency and self._within_grace(request, now):
                 raise DependencyPending(assessed.message, delay=1.0)
-            self.writer.fail(namespace, request, assessed, now)
+            self._fail(namespace, pointer, request, assessed, view)
             return None
         plan, decision = assessed
         if spec.dry_run:
@@ -231,6 +262,7 @@ class Controller:
             requested_by=spec.requested_by,
             approvals=approvals,
             spec_digest=request_spec_digest(spec),
+            window=spec.window,
         )
         # The commit point. PointerMoved (the pointer's history moved since the plan was read: only
         # another writer can do that) propagates, and the drain evaluates the request again.
@@ -249,10 +281,14 @@ class Controller:
         deadline: dt.datetime,
         now: dt.datetime,
     ) -> None:
-        thresholds = resolve_thresholds(plan.policy or default_policy(), self.thresholds)
+        policy = plan.policy or default_policy()
+        thresholds = resolve_thresholds(policy, self.thresholds)
         evidence = decision.evidence
         baseline_runs = evidence.baseline.runs if evidence is not None else 0
         candidate_runs = evidence.candidate.runs if evidence is not None else 0
+        if policy.statistical_gates is not None and not policy.require_high_diff_confidence:
+            # The HIGH-confidence minimums do not apply: only what the gates need is missing.
+            baseline_runs, candidate_runs = thresholds.min_baseline_runs, thresholds.min_candidate_runs
         status = awaiting_evidence_status(
             decision,
             deadline=deadline,

@@ -8,7 +8,12 @@ handlers and runs kopf alone (tests that need no election).
 from __future__ import annotations
 
 from flightdeck_operator.config import OperatorSettings
-from flightdeck_operator.controller import handlers, indexes, startup  # noqa: F401  (registers them with kopf)
+from flightdeck_operator.controller import (  # noqa: F401  (registers them with kopf)
+    handlers,
+    indexes,
+    notification_handlers,
+    startup,
+)
 from flightdeck_operator.controller.supervisor import supervise
 
 

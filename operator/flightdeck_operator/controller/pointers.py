@@ -150,6 +150,23 @@ class PointerProjector:
             updated, kind=RELEASE_POINTER.kind, event_type=event_type, reason=reason, message=message
         )
 
+    def announce_blocked(self, namespace: str, pointer: str, entry: LedgerEntry) -> None:
+        """A warning Event on the pointer for a blocked decision (it does not move the pointer, so
+        nothing else would tell someone watching the pointer)."""
+        body = self._bodies.get((namespace, pointer))
+        if body is None:
+            try:
+                body = self.gateway.get(RELEASE_POINTER.plural, namespace, pointer)
+            except NotFound:
+                return
+        self.gateway.post_event(
+            body,
+            kind=RELEASE_POINTER.kind,
+            event_type="Warning",
+            reason=outcome_reason(entry).value,
+            message=decided_message(entry),
+        )
+
     def retire(
         self,
         namespace: str,

@@ -53,6 +53,11 @@ from flightdeck_operator.api.v1alpha1 import (
     PolicyResult as PolicyResultStatus,
 )
 from flightdeck_operator.controller.pointer_health import PointerProblem
+from flightdeck_operator.controller.statistics_status import (
+    statistics_outcome,
+    statistics_wait,
+    verdict_phrase,
+)
 from flightdeck_operator.engine.decide import Decision, blocked_message
 from flightdeck_operator.engine.ledger import (
     LedgerEntry,
@@ -66,6 +71,7 @@ from flightdeck_operator.engine.models import EvidenceSummary, PromotionAction, 
 from flightdeck_operator.engine.windows import WindowState
 
 Status = dict[str, Any]
+MAX_STATUS_MESSAGE = 4096
 
 
 def ledger_record(
@@ -80,6 +86,7 @@ def ledger_record(
     requested_by: UserIdentity | None = None,
     approvals: Sequence[LedgerEntry] = (),
     spec_digest: str | None = None,
+    window: str | None = None,
 ) -> LedgerRecord:
     """The ledger record of an evaluated promote or rollback (passed or blocked).
 
@@ -95,6 +102,8 @@ def ledger_record(
     }
     if requested_by is not None:
         details["requested_by"] = requested_by.username
+    if window is not None:  # as requested (notifications carry it, as the reference's do)
+        details["window"] = window
     if decision.window_closed is not None:
         details["promotion_window"] = _window_details(decision.window_closed)
     if decision.blocked_by_window:
@@ -234,13 +243,15 @@ def outcome_reason(entry: LedgerEntry) -> Reason:
 def decided_message(entry: LedgerEntry) -> str:
     """Condition/Event text, worded like the reference CLI."""
     target = f"{entry.agent_id}/{entry.environment}"
+    # Under statistical gates the message names their verdict (so do the Events that carry it).
+    seq = f"ledger seq {entry.seq}{verdict_phrase(entry.evidence.statistics if entry.evidence else None)}"
     if entry.pointer_changed and entry.kind is LedgerKind.PROMOTE:
-        return f"Promoted {entry.release_id} for {target} (ledger seq {entry.seq})"
+        return f"Promoted {entry.release_id} for {target} ({seq})"
     if entry.pointer_changed:
-        return f"Rolled back to {entry.release_id} for {target} (ledger seq {entry.seq})"
+        return f"Rolled back to {entry.release_id} for {target} ({seq})"
     action = PromotionAction.PROMOTE if entry.kind is LedgerKind.PROMOTE else PromotionAction.ROLLBACK
     reasons = "; ".join(entry.policy_result.reasons) if entry.policy_result else ""
-    return f"{blocked_message(action)} {reasons} (ledger seq {entry.seq})".replace("  ", " ")
+    return f"{blocked_message(action)} {reasons} ({seq})".replace("  ", " ")
 
 
 def _summary(rollup: Rollup) -> RunSummary:
@@ -263,6 +274,7 @@ def _evidence(summary: EvidenceSummary | None) -> Evidence | None:
         candidate=_summary(summary.candidate),
         confidence=summary.confidence.value,
         confidence_reason=summary.confidence_reason,
+        statistics=None if summary.statistics is None else statistics_outcome(summary.statistics),
     )
 
 
@@ -387,15 +399,26 @@ def awaiting_evidence_status(
     conditions: Sequence[Mapping[str, Any]] | None,
     now: dt.datetime,
 ) -> Status:
-    """Undecided: only sample-size confidence fails and spec.waitForEvidence has time left."""
+    """Undecided: only sample-size confidence (or Inconclusive statistical gates) fails and
+    spec.waitForEvidence has time left. Statistical gates add per gate the runs still needed and an
+    ETA; the runs missing are then the most any reason needs."""
+    report = decision.evidence.statistics if decision.evidence is not None else None
+    wait_for = statistics_wait(report) if report is not None else None
+    if wait_for is not None:
+        missing_candidate_runs = max(missing_candidate_runs, wait_for.missing_candidate_runs)
+        missing_baseline_runs = max(missing_baseline_runs, wait_for.missing_baseline_runs)
     missing = []
     if missing_candidate_runs:
         missing.append(f"{missing_candidate_runs} more candidate runs")
     if missing_baseline_runs:
         missing.append(f"{missing_baseline_runs} more baseline runs")
     needs = " and ".join(missing) if missing else "a higher confidence"
+    if wait_for is not None and missing:
+        needs += " needed" + wait_for.arrival_text(deadline)
+    else:
+        needs += " needed"
     message = (
-        f"Awaiting evidence until {to_wire_time(deadline)}: {needs} needed "
+        f"Awaiting evidence until {to_wire_time(deadline)}: {needs} "
         f"({'; '.join(decision.policy_result.reasons) if decision.policy_result else ''})"
     )
     wait = EvidenceWait(
@@ -403,7 +426,13 @@ def awaiting_evidence_status(
         missing_baseline_runs=missing_baseline_runs,
         missing_candidate_runs=missing_candidate_runs,
         last_evaluated_at=now,
+        eta=None if wait_for is None else wait_for.eta,
+        gates=None if wait_for is None else list(wait_for.gates),
     )
+    wire = to_wire(wait)
+    if wait_for is not None:
+        # A merge patch keeps keys it leaves out: an ETA that is gone must be sent as null.
+        wire.setdefault("eta", None)
     return _waiting_status(
         Phase.AWAITING_EVIDENCE,
         Reason.AWAITING_EVIDENCE,
@@ -411,7 +440,7 @@ def awaiting_evidence_status(
         generation,
         conditions,
         now,
-        evidence_wait=to_wire(wait),
+        evidence_wait=wire,
     )
 
 
@@ -508,7 +537,8 @@ def _request_status(
 ) -> Status:
     status: Status = {
         "phase": phase.value,
-        "message": message,
+        # The CRD's maxLength; the reasons (up to twelve statistical gates) stay well below it.
+        "message": message[:MAX_STATUS_MESSAGE],
         "observedGeneration": generation,
         "conditions": update.apply(conditions, now, generation),
     }

@@ -8,6 +8,7 @@ which it owns across leadership; run without it (``kopf run -m ...``) the handle
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 from collections import defaultdict
@@ -24,6 +25,8 @@ from flightdeck_operator.config import OperatorSettings
 from flightdeck_operator.controller.handlers import sweep_pointers
 from flightdeck_operator.controller.indexes import indexes_of, view_of
 from flightdeck_operator.controller.loop import Controller
+from flightdeck_operator.controller.notification_handlers import SUBSCRIPTIONS_INDEX
+from flightdeck_operator.controller.notifier import Notifier
 from flightdeck_operator.controller.records import ChangeRecorder
 from flightdeck_operator.controller.retention import RetentionCollector, collect_garbage, defaults_of
 from flightdeck_operator.engine.models import ConfidenceThresholds
@@ -32,8 +35,8 @@ from flightdeck_operator.store import Store, open_store
 
 log = logging.getLogger(__name__)
 
-# kopf watches our six kinds plus CRDs and namespaces (cluster-wide discovery).
-WATCHED_RESOURCES = 8
+# kopf watches our seven kinds plus CRDs and namespaces (cluster-wide discovery).
+WATCHED_RESOURCES = 9
 # Connections for everything that is not a watch stream: patches, Events, listings.
 API_CONNECTIONS = 24
 Index = Mapping[Any, Any]
@@ -64,7 +67,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
             open_store, config.store, sqlite_cache_kib=config.sqlite_cache_mib * 1024
         )
         memo["owns_store"] = True
-    gateway = memo.get("gateway") or KubeGateway(load_api_client())
+    gateway: KubeGateway | None = memo.get("gateway")
+    if gateway is None:
+        gateway = KubeGateway(load_api_client())
+        memo["gateway"] = gateway
+        memo["owns_gateway"] = True
     memo["config"] = config
     memo["store"] = store
     memo["controller"] = Controller(
@@ -81,6 +88,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     memo["sweeper"] = asyncio.create_task(
         sweep_pointers(memo, indexes_of(kwargs), config.pointer_resync_seconds)
     )
+    if config.notifications_enabled:
+        # Notifications: the outbox's pump, apart from the decisions (docs/notifications.md).
+        memo["notifier"] = Notifier(store=store, gateway=gateway, settings=config)
+        memo["notifier_task"] = asyncio.create_task(memo["notifier"].run(kwargs[SUBSCRIPTIONS_INDEX]))
     if config.retention_enabled:
         metrics = memo.get("metrics")
         collector = RetentionCollector(
@@ -145,13 +156,20 @@ async def login(
 
 @kopf.on.cleanup()
 async def close_store(memo: kopf.Memo, **_: Any) -> None:
-    for background in ("sweeper", "retention"):
-        task = memo.get(background)
+    for task_name in ("sweeper", "retention", "notifier_task"):
+        task = memo.get(task_name)
         if task is not None:
             task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     # Scheduled re-examinations (waiting requests, retries) must not start on a closed store.
     for _due, task in list((memo.get("retries") or {}).values()):
         task.cancel()
     store = memo.get("store")
     if store is not None and memo.get("owns_store"):
         await asyncio.to_thread(store.close)
+    gateway = memo.get("gateway")
+    if gateway is not None and memo.get(
+        "owns_gateway"
+    ):  # its connection pool (an operator run in-process must not leak it)
+        await asyncio.to_thread(gateway.api_client.close)

@@ -29,7 +29,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
-from .evidence import DiffSide, SideEvidence, compute_diff
+from .evidence import DiffSide, SideEvidence
 from .models import (
     ActionOutcome,
     ConfidenceThresholds,
@@ -45,6 +45,7 @@ from .models import (
     default_policy,
 )
 from .policy import ClassifiedReason, ReasonKind, evaluate_policy
+from .statistical_policy import StatisticsEvidence, gated_diff
 from .windows import WindowState
 
 __all__ = [
@@ -107,6 +108,9 @@ class Comparison:
     candidate_evidence: SideEvidence
     baseline_other_pricing_versions: Sequence[str] = ()
     candidate_other_pricing_versions: Sequence[str] = ()
+    # Needed only when the policy has statisticalGates: evidence with moments over the statistics
+    # range (anchored at the request's creation) and the recent arrivals.
+    statistics: StatisticsEvidence | None = None
 
 
 class Decision(BaseModel):
@@ -223,7 +227,7 @@ def decide(
     if comparison is None:
         raise ValueError("a promoted release exists: decide() needs a Comparison (see needs_comparison)")
     _check_comparison(request, current_release_id, comparison)
-    diff = compute_diff(
+    diff = gated_diff(
         window=request.window,
         filters=DiffFilters(environment=request.environment),
         baseline=DiffSide(
@@ -242,6 +246,7 @@ def decide(
         evaluated_at=now,
         thresholds=thresholds,
         for_promotion=True,
+        statistics=comparison.statistics,
     )
     passed = diff.result.policy.passed
     return Decision(

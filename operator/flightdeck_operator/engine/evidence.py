@@ -28,6 +28,7 @@ from .models import (
     as_utc,
 )
 from .policy import ClassifiedReason, confidence_label, evaluate_policy, resolve_thresholds
+from .statistics.moments import SideMoments
 
 # --- errors -----------------------------------------------------------------------------------------
 
@@ -170,6 +171,8 @@ class SideEvidence:
     aggregates: tuple[ModelAggregate, ...] = field(default=())
     tenant_id: str | None = None
     task_id: str | None = None
+    # Second moments and the latency histogram, for statistical gates only (None otherwise).
+    moments: SideMoments | None = None
 
     @property
     def runs(self) -> int:
@@ -327,6 +330,7 @@ class Diff:
             candidate=self.candidate,
             confidence=self.result.samples.confidence,
             confidence_reason=self.result.samples.confidence_reason,
+            statistics=self.result.statistics,
         )
 
 
@@ -369,6 +373,8 @@ def compute_diff(
     for_promotion: bool = False,
 ) -> Diff:
     """Assemble the reference diff from both sides' evidence. ``since``/``until`` come from the evidence.
+
+    The policy's ``statistical_gates`` are not evaluated here: see ``statistical_policy.gated_diff``.
 
     Raises ``CrossAgentError`` or ``PricingModelMissingError`` with the reference's messages.
     """

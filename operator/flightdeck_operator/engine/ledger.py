@@ -54,6 +54,12 @@ class LedgerKind(StrEnum):
     # A ReleasePointer with history was deleted: its history ends here; a pointer re-created with
     # the same name starts a fresh one.
     POINTER_RETIRED = "pointer-retired"
+    # A request now awaits approval of one decision (digest): recorded once per request and digest,
+    # so that approvers can be told (the notification event approval.requested).
+    APPROVAL_REQUESTED = "approval-requested"
+    # A request that could not be evaluated (unknown release, nothing to roll back, ...) and ended
+    # Failed: not a decision (no pointer moved, no policy ran), recorded so that it can be notified.
+    REQUEST_FAILED = "request-failed"
 
 
 def action_id_for(request_uid: str) -> str:
@@ -71,6 +77,16 @@ def retirement_key(namespace: str, pointer: str, last_move_seq: int) -> str:
     """Idempotency key of a pointer's retirement: one per pointer incarnation (named by its last
     move), whether the operator saw the delete or its sweep found the pointer gone later."""
     return f"pointer-retired:{namespace}/{pointer}:{last_move_seq}"
+
+
+def approval_requested_key(request_uid: str, digest: str) -> str:
+    """One ``approval-requested`` entry per request and decision digest."""
+    return f"approval-requested:{request_uid}@{digest}"
+
+
+def request_failed_key(request_uid: str) -> str:
+    """One ``request-failed`` entry per request (a failed request is never evaluated again)."""
+    return f"request-failed:{request_uid}"
 
 
 def change_key(kind: LedgerKind, object_uid: str, generation: int) -> str:
@@ -190,8 +206,13 @@ def verify(entries: Sequence[LedgerEntry]) -> ChainVerification:
     breaks seq order or the next row's ``prev_hash``. Rewriting the whole chain from some row to the
     end is not detectable from the rows alone; compare the head hash with one recorded elsewhere.
     """
-    prev_hash = GENESIS_HASH
-    for position, entry in enumerate(entries, start=1):
+    return verify_after(entries, seq=0, prev_hash=GENESIS_HASH)
+
+
+def verify_after(entries: Sequence[LedgerEntry], *, seq: int, prev_hash: str) -> ChainVerification:
+    """``verify`` for the entries that follow an already verified ``seq`` whose hash is ``prev_hash``
+    (a chain checked piece by piece as it grows). ``entries`` counts the new entries only."""
+    for position, entry in enumerate(entries, start=seq + 1):
         if entry.seq != position:
             bad_seq = min(entry.seq, position)
             problem = (
@@ -214,4 +235,4 @@ def verify(entries: Sequence[LedgerEntry]) -> ChainVerification:
                 False, len(entries), entry.seq, f"seq {entry.seq}: hash does not match its content (edited)"
             )
         prev_hash = entry.hash
-    return ChainVerification(True, len(entries), head_hash=None if not entries else prev_hash)
+    return ChainVerification(True, len(entries), head_hash=prev_hash if entries or seq else None)

@@ -24,6 +24,9 @@ from pydantic import (
 )
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
+from .statistics.config import StatisticalGates
+from .statistics.report import StatisticsReport
+
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _ONE_MICROSECOND = dt.timedelta(microseconds=1)
 
@@ -59,6 +62,11 @@ UtcDatetime = Annotated[dt.datetime, AfterValidator(as_utc)]
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True)
+
+
+def _is_none(value: object) -> bool:
+    """Opt-in fields added after the reference are left out of dumps while unset (byte-identical JSON)."""
+    return value is None
 
 
 class PromotionAction(StrEnum):
@@ -286,6 +294,9 @@ class Policy(_Frozen):
     min_baseline_runs: NonNegativeInt | None = None
     min_low_runs: NonNegativeInt | None = None
     require_high_diff_confidence: bool = True
+    # Opt-in (issue 16). Left out of every dump while unset, so a policy without it keeps its digest
+    # (and the approvals bound to it) byte for byte.
+    statistical_gates: StatisticalGates | None = Field(default=None, exclude_if=_is_none)
 
 
 def default_policy() -> Policy:
@@ -390,6 +401,8 @@ class DiffResult(_Frozen):
     samples: DiffSamples
     metrics: DiffMetrics
     policy: PolicyResult
+    # Only when the policy has statisticalGates (absent otherwise: the reference's JSON).
+    statistics: StatisticsReport | None = Field(default=None, exclude_if=_is_none)
 
     # The reference prints since/until with isoformat() ("+00:00"), unlike evaluated_at ("Z").
     @field_serializer("since", "until")
@@ -407,6 +420,8 @@ class EvidenceSummary(_Frozen):
     candidate: Rollup
     confidence: Confidence
     confidence_reason: str | None
+    # Only when the policy has statisticalGates.
+    statistics: StatisticsReport | None = Field(default=None, exclude_if=_is_none)
 
 
 class ActionOutcome(_Frozen):

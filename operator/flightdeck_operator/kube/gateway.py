@@ -286,6 +286,22 @@ class KubeGateway:
         finally:
             stream.stop()
 
+    # -- secrets (notification signing keys) -----------------------------------------------------
+
+    def create_secret(self, namespace: str, body: Mapping[str, Any]) -> Body:
+        """Create a core/v1 Secret; returns its metadata only (the data never leaves this call)."""
+        created = api_call(self.core.create_namespaced_secret, namespace, dict(body))
+        return {"metadata": self.api_client.sanitize_for_serialization(created.metadata)}
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str | None:
+        """One key of a Secret, decoded as UTF-8; None when the Secret or the key is missing."""
+        try:
+            secret = api_call(self.core.read_namespaced_secret, name, namespace)
+        except NotFound:
+            return None
+        encoded = (secret.data or {}).get(key)
+        return None if encoded is None else base64.b64decode(encoded).decode("utf-8")
+
     # -- events ----------------------------------------------------------------------------
 
     def post_event(
@@ -334,6 +350,15 @@ class KubeGateway:
             groups=tuple(user.groups or ()),
             extra={key: tuple(values or ()) for key, values in (user.extra or {}).items()},
         )
+
+    def whoami(self) -> str:
+        """SelfSubjectReview: the username this client authenticates as."""
+        review = api_call(
+            client.AuthenticationV1Api(self.api_client).create_self_subject_review,
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+        )
+        user = review.status.user_info if review.status is not None else None
+        return str(user.username) if user is not None and user.username else "unknown"
 
     def review_access(
         self, user: ReviewedUser, *, namespace: str, verb: str, group: str, resource: str

@@ -3,14 +3,16 @@
 Starts etcd and kube-apiserver, installs the Helm chart (CRDs, RBAC, ServiceAccount; there is no
 kubelet, so its Deployment never gets pods and the operator and sidecar run here as local
 processes, as ``kopf run`` is used in development), loads the examples, sends synthetic evidence
-over HTTP, promotes with kubectl, is blocked over HTTP (409), previews that promotion with
+over HTTP (the baseline's as run events, the candidate's as OpenTelemetry traces), promotes with kubectl, is blocked over HTTP (409), previews that promotion with
 ``kubectl apply --dry-run=server``, has alice request a canary promotion that bob (not alice)
-approves, and ends with the pointer, ``kubectl get flightdeck`` and ``doctor``. Everything it
+approves, shows the notifications a local webhook receiver got (signatures checked), and ends with
+the pointer, ``kubectl get flightdeck`` and ``doctor``. Everything it
 starts is stopped at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import subprocess
@@ -26,7 +28,15 @@ import httpx
 import yaml
 
 from flightdeck_operator.localdev.controlplane import ControlPlane
+from flightdeck_operator.localdev.demo_notifications import (
+    NotificationsMissing,
+    notifications_received,
+    subscribe,
+)
+from flightdeck_operator.localdev.demo_traces import trace_requests
 from flightdeck_operator.localdev.processes import OperatorProcess, SidecarProcess
+from flightdeck_operator.localdev.sandbox import hold
+from flightdeck_operator.localdev.webhook_receiver import WebhookReceiver
 
 NAMESPACE = "demo"
 RELEASE_NAMESPACE = "flightdeck-system"
@@ -34,6 +44,8 @@ BASELINE, CANDIDATE = "support-bot-1-4-0", "support-bot-1-5-0"
 SETUP_EXAMPLES = ("00-pricing-tables.yaml", "10-releases.yaml", "20-policy.yaml", "30-pointer.yaml")
 CALLER = "alice"  # a non-admin identity of the local control plane, granted promote rights below
 APPROVER = "bob"  # another one, who approves what alice requests
+# Traces become run events 2 s after their run span arrived (default 10 s), so the demo waits less.
+DEMO_OTLP = {"FLIGHTDECK_OTLP_SETTLE_SECONDS": "2", "FLIGHTDECK_OTLP_FINALIZE_INTERVAL_SECONDS": "0.5"}
 
 
 class DemoError(RuntimeError):
@@ -64,14 +76,21 @@ def synthetic_events(
 
 
 def run_demo(
-    repo: Path, *, bin_dir: Path | None, say: Callable[[str], None], show: Callable[[str], None]
+    repo: Path,
+    *,
+    bin_dir: Path | None,
+    say: Callable[[str], None],
+    show: Callable[[str], None],
+    keep: bool = False,
 ) -> None:
+    """The demo; ``keep``: leave everything running afterwards (the sandbox) until Ctrl-C."""
     charts, examples = repo / "charts" / "flightdeck-operator", repo / "examples"
     if not charts.is_dir() or not examples.is_dir():
         raise DemoError(f"run the demo from the repository root ({charts} or {examples} not found)")
     with (
         tempfile.TemporaryDirectory(prefix="flightdeck-demo-") as work_dir,
         ControlPlane(bin_dir=bin_dir) as cp,
+        contextlib.ExitStack() as stack,
     ):
         work = Path(work_dir)
         version = json.loads(cp.kubectl("version", "-o", "json").stdout)["serverVersion"]["gitVersion"]
@@ -118,28 +137,34 @@ def run_demo(
                 webhook_delegates=("admin",),
             ) as operator,
             SidecarProcess(
-                kubeconfig=cp.kubeconfig(), store=store, namespace=NAMESPACE, log_path=work / "sidecar.log"
+                kubeconfig=cp.kubeconfig(),
+                store=store,
+                namespace=NAMESPACE,
+                log_path=work / "sidecar.log",
+                extra_env=DEMO_OTLP,
             ) as sidecar,
         ):
             show(f"operator live at {operator.liveness_url}; sidecar at {sidecar.url}")
             say("Applying examples: pricing tables, two releases, a policy, a pointer")
             for name in SETUP_EXAMPLES:
                 show(cp.kubectl("apply", "-n", NAMESPACE, "-f", str(examples / name)).stdout.strip())
+            receiver = stack.enter_context(WebhookReceiver())
+            try:
+                subscribe(cp, sidecar.url, receiver, say, show)
+            except NotificationsMissing as error:
+                raise DemoError(str(error)) from None
 
             token = cp.identity(CALLER).token
             http = httpx.Client(
                 base_url=sidecar.url, headers={"Authorization": f"Bearer {token}"}, timeout=60
             )
-            say(f"Sending synthetic run events over HTTP as {CALLER!r} (POST /v1/events)")
-            batches = (
-                synthetic_events(BASELINE, "gpt-4o-mini", "openai", 600, failures=6),
-                synthetic_events(CANDIDATE, "claude-3-5-haiku-20241022", "anthropic", 600, failures=48),
-            )
-            for batch in batches:
-                answer = http.post("/v1/events", json={"events": batch})
-                show(f"{answer.status_code} {answer.text}")
-                if answer.status_code != 200:
-                    raise DemoError(f"ingest failed: {answer.status_code} {answer.text}")
+            say(f"Sending {BASELINE}'s runs as run events over HTTP as {CALLER!r} (POST /v1/events)")
+            events = synthetic_events(BASELINE, "gpt-4o-mini", "openai", 600, failures=6)
+            answer = http.post("/v1/events", json={"events": events})
+            show(f"{answer.status_code} {answer.text}")
+            if answer.status_code != 200:
+                raise DemoError(f"ingest failed: {answer.status_code} {answer.text}")
+            send_traces(http, say, show)
 
             say(f"Promoting {BASELINE} with kubectl (the first promotion of this pointer)")
             show(
@@ -189,6 +214,10 @@ def run_demo(
             show((preview.stderr + preview.stdout).strip())
 
             gates(cp, say, show)
+            try:
+                notifications_received(cp, receiver, say, show)
+            except NotificationsMissing as error:
+                raise DemoError(str(error)) from None
             say("kubectl get flightdeck")
             show(cp.kubectl("get", "flightdeck", "-n", NAMESPACE).stdout.rstrip())
             say("flightdeck-operator doctor")
@@ -212,8 +241,21 @@ def run_demo(
             show((doctor.stdout + doctor.stderr).rstrip())
             if doctor.returncode != 0:
                 raise DemoError("doctor found problems")
-            say("Stopping the sidecar, the operator and the control plane")
             http.close()
+            if keep:
+                hold(
+                    cp,
+                    namespace=NAMESPACE,
+                    store=store,
+                    work=work,
+                    operator=operator,
+                    sidecar=sidecar,
+                    users=(CALLER, APPROVER),
+                    say=say,
+                    show=show,
+                )
+            else:
+                say("Stopping the sidecar, the operator and the control plane")
 
 
 CANARY_POLICY = {
@@ -234,6 +276,35 @@ CANARY_REQUEST = {
     "metadata": {"name": "canary-1-4-0"},
     "spec": {"pointer": "support-bot-canary", "release": BASELINE, "reason": "First canary"},
 }
+
+
+def send_traces(http: httpx.Client, say: Callable[[str], None], show: Callable[[str], None]) -> None:
+    """The candidate's runs as OpenTelemetry traces (POST /v1/traces), and wait for their run events."""
+    say(
+        f"Sending {CANDIDATE}'s runs as OpenTelemetry GenAI traces (POST /v1/traces, OTLP/HTTP "
+        "protobuf, 3 spans per run), as its instrumented service would export them"
+    )
+    bodies = trace_requests(
+        CANDIDATE, "claude-3-5-haiku-20241022", "anthropic", 600, 48, environment="production"
+    )
+    for body in bodies:
+        answer = http.post("/v1/traces", content=body, headers={"Content-Type": "application/x-protobuf"})
+        if answer.status_code != 200 or answer.content:
+            raise DemoError(f"OTLP export failed: {answer.status_code} {answer.content!r}")
+    show(f"{len(bodies)} requests answered 200 (no partial success: no span rejected)")
+    deadline = time.monotonic() + 60
+    while True:
+        status = http.get("/v1/otlp/status").json()
+        if status["totals"]["runs_emitted"] >= 600:
+            break
+        if time.monotonic() > deadline:
+            raise DemoError(f"the traces did not become run events: {status}")
+        time.sleep(0.5)
+    totals = status["totals"]
+    show(
+        f"GET /v1/otlp/status: {totals['spans_accepted']} spans accepted, {totals['runs_emitted']} runs "
+        f"emitted once each trace settled ({status['settle_seconds']} s), {status['staged_traces']} staged"
+    )
 
 
 def gates(cp: ControlPlane, say: Callable[[str], None], show: Callable[[str], None]) -> None:
@@ -304,7 +375,8 @@ def _approve(cp: ControlPlane, user: str, reason: str) -> subprocess.CompletedPr
 
 def grant_promoter(cp: ControlPlane, user: str) -> None:
     """RBAC for a promoter: create PromotionRequests (promote/rollback) and PromotionApprovals,
-    create run events (ingest) and read both kinds, in the demo namespace only."""
+    create run events (ingest), and read every FlightDeck kind (what the dashboard shows), in the
+    demo namespace only."""
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
@@ -314,7 +386,12 @@ def grant_promoter(cp: ControlPlane, user: str) -> None:
                 "apiGroups": ["flightdeck.dev"],
                 "resources": ["promotionrequests", "promotionapprovals", "runevents"],
                 "verbs": ["create", "get", "list", "watch"],
-            }
+            },
+            {
+                "apiGroups": ["flightdeck.dev"],
+                "resources": ["agentreleases", "pricingtables", "promotionpolicies", "releasepointers"],
+                "verbs": ["get", "list", "watch"],
+            },
         ],
     }
     binding = {

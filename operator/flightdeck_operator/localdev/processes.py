@@ -474,3 +474,23 @@ class SidecarProcess(_ChildProcess):
             str(self.kubeconfig),
             *self.args,
         ]
+
+
+@dataclass
+class DashboardProcess(SidecarProcess):
+    """``flightdeck-operator dashboard`` (loopback, no token, the kubeconfig's identity)."""
+
+    what = "the dashboard"
+
+    def _argv(self) -> list[str]:
+        return [
+            "dashboard",
+            "--port",
+            str(self.port),
+            "--store",
+            self.store,
+            "--namespace",
+            self.namespace,
+            "--kubeconfig",
+            str(self.kubeconfig),
+        ]

@@ -4,7 +4,7 @@
 - ``mapping``: the spans of one trace to ``RunEventData`` (what ``POST /v1/events`` stores), with
   the spans that cannot become evidence counted by reason (``rejections``).
 
-See docs/otlp-mapping-notes.md for the mapping table and the attribute aliases.
+See docs/opentelemetry.md for the mapping table, the attribute aliases and the rejections.
 
 May import: the engine (run-event shapes). Pure: no HTTP, database or cluster library; the
 sidecar serves it and the store stages its spans.

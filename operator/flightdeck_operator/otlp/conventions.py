@@ -128,13 +128,17 @@ def span_or_resource_value(span: SpanRecord, keys: Iterable[str]) -> AttributeVa
     return None
 
 
+_NUMBERS: Final = (int, float)  # a tuple: isinstance with a union object is several times slower
+
+
 def as_text(value: AttributeValue) -> str | None:
     """A scalar as non-empty text (numbers and booleans too: ``service.version`` may be a number)."""
+    if isinstance(value, str):  # by far the most frequent: first
+        return value.strip() or None
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str | int | float):
-        text = str(value).strip()
-        return text or None
+    if isinstance(value, _NUMBERS):
+        return str(value).strip() or None
     return None
 
 
@@ -167,28 +171,55 @@ def token_attribute(span: SpanRecord, keys: Iterable[str]) -> int | None:
 # --- span roles -------------------------------------------------------------------------------------
 
 
+class SpanFacts:
+    """What the conventions make of one span's own attributes, worked out once (``facts``)."""
+
+    __slots__ = ("explicit_run", "has_model", "has_usage", "openinference", "operation", "traceloop")
+
+    def __init__(self, span: SpanRecord) -> None:
+        attributes = span.attributes
+        value = attributes.get(OPERATION)
+        self.operation = value.strip().lower() if isinstance(value, str) else None
+        self.explicit_run = is_true(attributes.get(EXPLICIT_RUN_MARKER))
+        value = attributes.get(OPENINFERENCE_KIND)
+        self.openinference = value.upper() if isinstance(value, str) else None
+        value = attributes.get(TRACELOOP_KIND)
+        self.traceloop = value.lower() if isinstance(value, str) else None
+        self.has_usage = (
+            token_attribute(span, INPUT_TOKEN_KEYS) is not None
+            or token_attribute(span, OUTPUT_TOKEN_KEYS) is not None
+        )
+        self.has_model = (
+            span_value(span, (*REQUEST_MODEL_KEYS, *RESPONSE_MODEL_KEYS, *OPENINFERENCE_MODEL_KEYS))
+            is not None
+        )
+
+
+def facts(span: SpanRecord) -> SpanFacts:
+    found: SpanFacts | None = span.facts
+    if found is None:
+        found = SpanFacts(span)
+        object.__setattr__(span, "facts", found)  # a cache on a frozen record
+    return found
+
+
 def operation(span: SpanRecord) -> str | None:
-    value = span.attributes.get(OPERATION)
-    return value.strip().lower() if isinstance(value, str) else None
+    return facts(span).operation
 
 
 def is_run_candidate(span: SpanRecord, run_operations: frozenset[str]) -> bool:
     """Explicit marker, a run operation, or an OpenInference / OpenLLMetry agent kind."""
-    if is_true(span.attributes.get(EXPLICIT_RUN_MARKER)):
-        return True
-    if operation(span) in run_operations:
-        return True
-    openinference = span.attributes.get(OPENINFERENCE_KIND)
-    if isinstance(openinference, str) and openinference.upper() in OPENINFERENCE_RUN_KINDS:
-        return True
-    traceloop = span.attributes.get(TRACELOOP_KIND)
-    return isinstance(traceloop, str) and traceloop.lower() in TRACELOOP_RUN_KINDS
+    known = facts(span)
+    return (
+        known.explicit_run
+        or known.operation in run_operations
+        or known.openinference in OPENINFERENCE_RUN_KINDS
+        or known.traceloop in TRACELOOP_RUN_KINDS
+    )
 
 
 def has_usage(span: SpanRecord) -> bool:
-    return token_attribute(span, INPUT_TOKEN_KEYS) is not None or (
-        token_attribute(span, OUTPUT_TOKEN_KEYS) is not None
-    )
+    return facts(span).has_usage
 
 
 def is_inference(span: SpanRecord, run_operations: frozenset[str]) -> bool:
@@ -196,21 +227,17 @@ def is_inference(span: SpanRecord, run_operations: frozenset[str]) -> bool:
     name at all, a span with a model and usage (as Phoenix infers it). Run candidates never are."""
     if is_run_candidate(span, run_operations):
         return False
-    name = operation(span)
-    if name is not None:
-        return name in INFERENCE_OPERATIONS
-    openinference = span.attributes.get(OPENINFERENCE_KIND)
-    if isinstance(openinference, str):
-        return openinference.upper() in OPENINFERENCE_INFERENCE_KINDS
-    model = span_value(span, (*REQUEST_MODEL_KEYS, *RESPONSE_MODEL_KEYS, *OPENINFERENCE_MODEL_KEYS))
-    return model is not None and has_usage(span)
+    known = facts(span)
+    if known.operation is not None:
+        return known.operation in INFERENCE_OPERATIONS
+    if known.openinference is not None:
+        return known.openinference in OPENINFERENCE_INFERENCE_KINDS
+    return known.has_model and known.has_usage
 
 
 def is_tool_call(span: SpanRecord) -> bool:
-    if operation(span) == TOOL_OPERATION:
-        return True
-    openinference = span.attributes.get(OPENINFERENCE_KIND)
-    return isinstance(openinference, str) and openinference.upper() in OPENINFERENCE_TOOL_KINDS
+    known = facts(span)
+    return known.operation == TOOL_OPERATION or known.openinference in OPENINFERENCE_TOOL_KINDS
 
 
 def tool_name(span: SpanRecord) -> str:

@@ -10,7 +10,7 @@ Two entry points, both pure:
   ``TraceNotReady``, since the run span (a parent) is exported after its children. Whether more
   spans may still come is for the caller's settle timer to decide; ``final=True`` maps what is there.
 
-The mapping table, aliases and rejection reasons are in docs/otlp-mapping-notes.md.
+The mapping table, aliases and rejection reasons are in docs/opentelemetry.md.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ class RejectionReason(StrEnum):
     NO_ENVIRONMENT = "no_environment"  # no deployment.environment(.name) and no default
     INVALID_TIMES = "invalid_times"  # the run span has no end time, or ends before it starts
     INVALID_EVENT = "invalid_event"  # the run event breaks a RunEvent bound (e.g. a huge latency)
+    TOO_MANY_SPANS = "too_many_spans"  # staging the span would pass the per-trace span cap
 
 
 _EXPLANATIONS: Final = {
@@ -37,6 +38,7 @@ _EXPLANATIONS: Final = {
     RejectionReason.NO_ENVIRONMENT: "no environment",
     RejectionReason.INVALID_TIMES: "invalid start/end time",
     RejectionReason.INVALID_EVENT: "not a valid run event",
+    RejectionReason.TOO_MANY_SPANS: "too many spans in one trace",
 }
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 AttributeValue: TypeAlias = (
     "str | bool | int | float | bytes | tuple[AttributeValue, ...] | Mapping[str, AttributeValue] | None"
@@ -66,20 +66,35 @@ class SpanRecord:
     # From the span's flags (OTLP 1.1+): True when the parent lives in another process, None when
     # the sender did not say.
     parent_is_remote: bool | None = None
+    # What the conventions make of the attributes (``conventions.facts``), worked out once per
+    # span on first use: a span is classified many times while a trace is mapped.
+    facts: Any = field(default=None, init=False, repr=False, compare=False)
+    # ``id_problem``'s answer ("" when the ids are fine), worked out once: screening and mapping
+    # both ask.
+    checked_ids: str | None = field(default=None, init=False, repr=False, compare=False)
 
 
 TRACE_ID_HEX_LENGTH = 32
 SPAN_ID_HEX_LENGTH = 16
-_HEX_DIGITS = frozenset("0123456789abcdef")
+_HEX = "0123456789abcdef"
 
 
 def _is_hex_id(value: str, length: int) -> bool:
-    # All zeros is the W3C/OTLP "invalid" id.
-    return len(value) == length and _HEX_DIGITS.issuperset(value) and value.strip("0") != ""
+    # All zeros is the W3C/OTLP "invalid" id. strip() leaves something exactly when a character
+    # is not a lower-case hex digit (or, with "0", when it is not all zeros).
+    return len(value) == length and not value.strip(_HEX) and value.strip("0") != ""
 
 
 def id_problem(span: SpanRecord) -> str | None:
     """Why the span's ids are unusable, or None when they are fine."""
+    checked = span.checked_ids
+    if checked is None:
+        checked = _id_problem(span) or ""
+        object.__setattr__(span, "checked_ids", checked)  # a cache on a frozen record
+    return checked or None
+
+
+def _id_problem(span: SpanRecord) -> str | None:
     if not _is_hex_id(span.trace_id, TRACE_ID_HEX_LENGTH):
         return f"trace id {span.trace_id[:40]!r} is not 32 hex digits (16 non-zero bytes)"
     if not _is_hex_id(span.span_id, SPAN_ID_HEX_LENGTH):

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Final
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,6 +23,7 @@ from flightdeck_operator import __version__
 from flightdeck_operator.actions.errors import ActionError
 from flightdeck_operator.actions.promotions import retry_after_seconds
 from flightdeck_operator.config import AuthMode, SidecarSettings
+from flightdeck_operator.kube.errors import GatewayError
 from flightdeck_operator.kube.gateway import KubeGateway
 from flightdeck_operator.sidecar.auth import (
     Authenticator,
@@ -29,7 +31,10 @@ from flightdeck_operator.sidecar.auth import (
     NoAuth,
     StaticTokenAuth,
 )
+from flightdeck_operator.sidecar.dashboard import routes as dashboard
+from flightdeck_operator.sidecar.dashboard.security import DashboardHeaders
 from flightdeck_operator.sidecar.metrics import UNMATCHED_ROUTE, SidecarMetrics
+from flightdeck_operator.sidecar.otlp_wire import TRACES_PATH, answer_media_type, status_body
 from flightdeck_operator.sidecar.routes import GROUPS, ROUTES
 from flightdeck_operator.sidecar.routes.common import INGEST_SCHEMA_NAME, RETRY_AFTER_HEADER
 from flightdeck_operator.sidecar.schemas import IngestRequest
@@ -72,7 +77,9 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         state.decisions.start()
+        state.otlp.start()
         yield
+        state.otlp.stop()
         state.decisions.stop()
 
     app = FastAPI(
@@ -81,6 +88,19 @@ def create_app(
     app.state.sidecar = state
     for group in GROUPS:
         app.include_router(group)
+    app.include_router(dashboard.router)
+    app.mount(dashboard.STATIC, StaticFiles(directory=dashboard.STATIC_DIR), name="dashboard-static")
+
+    @app.get(dashboard.ROOT, include_in_schema=False)
+    async def _dashboard_root() -> RedirectResponse:
+        return RedirectResponse(f"{dashboard.ROOT}/")
+
+    @app.exception_handler(GatewayError)
+    async def _gateway_error(request: Request, error: GatewayError) -> JSONResponse:
+        # Reads that are not mapped to an ActionError (the dashboard's fragments): the caller's
+        # RBAC refusal stays a 403 with the API server's message; anything else is unavailable.
+        status = 403 if error.status == 403 else 503
+        return JSONResponse({"detail": f"Kubernetes API: {error}"}, status_code=status)
 
     @app.exception_handler(ActionError)
     async def _action_error(request: Request, error: ActionError) -> JSONResponse:
@@ -104,11 +124,13 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(DashboardHeaders, prefix=dashboard.ROOT)
     app.add_middleware(
         LimitsAndMetrics,
         metrics=state.metrics,
         max_body_bytes=settings.max_body_bytes,
         routes=ROUTES,
+        otlp_refused=state.otlp.refused,
     )
     return app
 
@@ -121,12 +143,19 @@ class LimitsAndMetrics:
     """
 
     def __init__(
-        self, app: ASGIApp, *, metrics: SidecarMetrics, max_body_bytes: int, routes: Sequence[BaseRoute]
+        self,
+        app: ASGIApp,
+        *,
+        metrics: SidecarMetrics,
+        max_body_bytes: int,
+        routes: Sequence[BaseRoute],
+        otlp_refused: Callable[[str], None],
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.routes = routes
+        self.otlp_refused = otlp_refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -144,7 +173,11 @@ class LimitsAndMetrics:
         declared = _content_length(scope)
         try:
             if declared is not None and declared > self.max_body_bytes:
-                await _send_json(send_wrapper, 413, {"detail": too_large})
+                if scope.get("path") == TRACES_PATH:  # OTLP answers are google.rpc.Status
+                    self.otlp_refused("too_large")
+                    await _send_otlp_status(send_wrapper, 413, too_large, _header(scope, b"content-type"))
+                else:
+                    await _send_json(send_wrapper, 413, {"detail": too_large})
                 return
             received = 0
 
@@ -173,18 +206,31 @@ class LimitsAndMetrics:
         return getattr(route, "path", None) or UNMATCHED_ROUTE
 
 
-def _content_length(scope: Scope) -> int | None:
+def _header(scope: Scope, wanted: bytes) -> str | None:
     for name, value in scope.get("headers") or ():
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
+        if name == wanted:
+            return bytes(value).decode("latin-1")
     return None
+
+
+def _content_length(scope: Scope) -> int | None:
+    value = _header(scope, b"content-length")
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        return None
 
 
 def _too_large_message(limit: int) -> str:
     return f"Request body too large: at most {limit} bytes are accepted."
+
+
+async def _send_otlp_status(send: Send, status: int, message: str, content_type: str | None) -> None:
+    kind = answer_media_type(content_type)
+    response = Response(status_body(status, message, kind), status_code=status, media_type=kind)
+    response.headers["Connection"] = "close"
+    await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
 
 
 async def _send_json(send: Send, status: int, content: dict[str, Any]) -> None:

@@ -3,14 +3,15 @@
 * ``kubernetes``: the bearer token is checked with a TokenReview, then every access with a
   SubjectAccessReview against the caller's RBAC in the sidecar's namespace:
 
-  ============================  ======  ======================================
-  access                        verb    resource
-  ============================  ======  ======================================
-  promote, rollback, request    create  ``promotionrequests.flightdeck.dev``
-  confirm (approve)             create  ``promotionapprovals.flightdeck.dev``
-  ingest run events             create  ``runevents.flightdeck.dev`` (virtual)
-  reads (lists, diff, request)  list    ``promotionrequests.flightdeck.dev``
-  ============================  ======  ======================================
+  ==============================  ======  ==============================================
+  access                          verb    resource
+  ==============================  ======  ==============================================
+  promote, rollback, request      create  ``promotionrequests.flightdeck.dev``
+  confirm (approve)               create  ``promotionapprovals.flightdeck.dev``
+  ingest run events               create  ``runevents.flightdeck.dev`` (virtual)
+  reads (lists, diff, runs, ...)  list    ``promotionrequests.flightdeck.dev``
+  webhooks: create, list, delete  same    ``notificationsubscriptions.flightdeck.dev``
+  ==============================  ======  ==============================================
 
   ``runevents`` has no CRD: RBAC rules may name any resource, so a Role can grant ingestion alone.
   Answers (valid or not, allowed or not) are cached for ``auth_cache_seconds``, keyed by the
@@ -36,7 +37,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final, Generic, Protocol, TypeVar
 
-from flightdeck_operator.api.v1alpha1 import GROUP, PROMOTION_APPROVAL, PROMOTION_REQUEST
+from flightdeck_operator.api.v1alpha1 import (
+    GROUP,
+    NOTIFICATION_SUBSCRIPTION,
+    PROMOTION_APPROVAL,
+    PROMOTION_REQUEST,
+)
 from flightdeck_operator.config import AuthMode
 from flightdeck_operator.kube.errors import GatewayError
 from flightdeck_operator.kube.gateway import KubeGateway, ReviewedUser
@@ -51,27 +57,40 @@ LOOPBACK_NAMES: Final = frozenset({"localhost"})
 
 
 class Access(StrEnum):
-    """What a route needs; the value names the 401 message's route kind."""
+    """What a route needs; the value finishes the 403 message ("needed to <value>")."""
 
     READ = "read"
     INGEST = "ingest"
     PROMOTE = "promote"
     APPROVE = "approve"
+    # The webhook routes (ledger-write in the reference): RBAC on the NotificationSubscriptions.
+    CREATE_WEBHOOK = "create webhooks"
+    LIST_WEBHOOKS = "list webhooks"
+    DELETE_WEBHOOK = "delete webhooks"
 
     @property
     def verb(self) -> str:
-        return "list" if self is Access.READ else "create"
+        return _VERB_AND_RESOURCE[self][0]
 
     @property
     def resource(self) -> str:
-        if self is Access.INGEST:
-            return RUN_EVENTS_RESOURCE
-        return PROMOTION_APPROVAL.plural if self is Access.APPROVE else PROMOTION_REQUEST.plural
+        return _VERB_AND_RESOURCE[self][1]
 
     @property
     def unauthorized_message(self) -> str:
         kind = "read" if self is Access.READ else "mutation"
         return f"Missing or invalid API token for {kind} route."
+
+
+_VERB_AND_RESOURCE: Final[dict[Access, tuple[str, str]]] = {
+    Access.READ: ("list", PROMOTION_REQUEST.plural),
+    Access.INGEST: ("create", RUN_EVENTS_RESOURCE),
+    Access.PROMOTE: ("create", PROMOTION_REQUEST.plural),
+    Access.APPROVE: ("create", PROMOTION_APPROVAL.plural),
+    Access.CREATE_WEBHOOK: ("create", NOTIFICATION_SUBSCRIPTION.plural),
+    Access.LIST_WEBHOOKS: ("list", NOTIFICATION_SUBSCRIPTION.plural),
+    Access.DELETE_WEBHOOK: ("delete", NOTIFICATION_SUBSCRIPTION.plural),
+}
 
 
 @dataclass(frozen=True, slots=True)

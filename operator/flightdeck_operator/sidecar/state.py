@@ -13,7 +13,9 @@ from flightdeck_operator.engine.models import ConfidenceThresholds
 from flightdeck_operator.kube.gateway import KubeGateway
 from flightdeck_operator.sidecar.auth import Authenticator
 from flightdeck_operator.sidecar.decisions import DecisionWatcher
+from flightdeck_operator.sidecar.ledger_health import LedgerVerifier
 from flightdeck_operator.sidecar.metrics import SidecarMetrics
+from flightdeck_operator.sidecar.otlp_service import OtlpService
 from flightdeck_operator.store import Store
 
 
@@ -30,9 +32,19 @@ class SidecarState:
     # Limits promote/rollback waits (each holds a worker thread); set on first use.
     wait_limiter: anyio.CapacityLimiter | None = None
     decisions: DecisionWatcher = field(init=False)
+    # The dashboard's view of the ledger's chain, verified piece by piece as it grows.
+    ledger_verifier: LedgerVerifier = field(init=False)
+    # Who the local dashboard acts as (its kubeconfig's user), once asked.
+    local_user: str | None = None
+
+    otlp: OtlpService = field(init=False)
 
     def __post_init__(self) -> None:
         self.decisions = DecisionWatcher(self.gateway, self.settings.namespace)
+        self.otlp = OtlpService(self.settings, self.store, self.gateway, self.metrics, clock=self.clock)
+        self.ledger_verifier = LedgerVerifier(self.store)
+        namespace = self.settings.namespace
+        self.metrics.watch_notifications(lambda: self.store.subscription_states(namespace))
 
     @property
     def namespace(self) -> str:

@@ -24,20 +24,23 @@ from pathlib import Path
 
 from flightdeck_operator.engine.models import InvalidEventsError, validate_events
 from flightdeck_operator.store.base import StoreError
-from flightdeck_operator.store.events import EventPage
 from flightdeck_operator.store.fence import Fenced, PointerMoved, WriterFence
+from flightdeck_operator.store.forensics import RunExport, RunFilters, RunPage
 from flightdeck_operator.store.interface import Store
 from flightdeck_operator.store.postgres import PostgresStore
-from flightdeck_operator.store.schema import BUCKET_US
+from flightdeck_operator.store.schema import BUCKET_US, LATEST_SCHEMA_VERSION
 from flightdeck_operator.store.sqlite import SqliteStore
 
 __all__ = [
     "BUCKET_US",
-    "EventPage",
+    "LATEST_SCHEMA_VERSION",
     "Fenced",
     "InvalidEventsError",
     "PointerMoved",
     "PostgresStore",
+    "RunExport",
+    "RunFilters",
+    "RunPage",
     "SqliteStore",
     "Store",
     "StoreError",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Protocol, Self
 
 from flightdeck_operator.engine.models import utc_micros
@@ -34,7 +34,7 @@ class Transaction:
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
         if self._postgres and params is not None:
-            sql = sql.replace("?", "%s")
+            sql = _pg_placeholders(sql)
         cursor: Cursor = (
             self._connection.execute(sql, params) if params is not None else self._connection.execute(sql)
         )
@@ -46,10 +46,23 @@ class Transaction:
             for row in rows:
                 copy.write_row(row)
 
+    def iterate(self, sql: str, params: Sequence[Any], batch_size: int) -> Iterator[list[Any]]:
+        """The rows of one query in batches, without holding them all: SQLite steps its cursor,
+        PostgreSQL reads through a server-side (named) cursor."""
+        if self._postgres:
+            with self._connection.cursor(name="flightdeck_stream") as cursor:
+                cursor.execute(sql.replace("?", "%s"), params)
+                while rows := cursor.fetchmany(batch_size):
+                    yield rows
+            return
+        cursor = self._connection.execute(sql, params)
+        while rows := cursor.fetchmany(batch_size):
+            yield rows
+
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
         if self._postgres:
             with self._connection.cursor() as cursor:
-                cursor.executemany(sql.replace("?", "%s"), rows)
+                cursor.executemany(_pg_placeholders(sql), rows)
                 return int(cursor.rowcount)
         return int(self._connection.executemany(sql, rows).rowcount)
 
@@ -66,6 +79,11 @@ class StoreBase(ABC):
         """A transaction; ``write`` ones are serialized; ``snapshot`` reads see one consistent state."""
 
     @abstractmethod
+    def _stream_transaction(self) -> contextlib.AbstractContextManager[Transaction]:
+        """A read-only snapshot on a connection of its own, for a long read consumed step by step
+        (maybe from several threads, one at a time): no other caller shares its connection."""
+
+    @abstractmethod
     def _lock_for_migration(self, tx: Transaction) -> None: ...
 
     @abstractmethod
@@ -74,6 +92,11 @@ class StoreBase(ABC):
     @abstractmethod
     def _insert_rows(self, tx: Transaction, rows: list[tuple[Any, ...]]) -> int:
         """Insert ``_event_row`` rows, skipping known and repeated run_ids; returns how many were new."""
+
+    def _serial_plans(self, tx: Transaction) -> None:
+        """For the rest of ``tx``: no parallel plans. Small aggregates over index ranges pay more
+        for starting workers than they save (PostgreSQL; a no-op elsewhere)."""
+        del tx
 
     @abstractmethod
     def _json_text(self, path: tuple[str, ...]) -> str:
@@ -130,3 +153,8 @@ class StoreBase(ABC):
                 int(r[0])
                 for r in tx.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()
             ]
+
+
+def _pg_placeholders(sql: str) -> str:
+    """psycopg's placeholders for our ``?`` ones; a literal ``%`` (SQL's modulo) is doubled."""
+    return sql.replace("%", "%%").replace("?", "%s")

@@ -1,31 +1,18 @@
-"""Run events and evidence: ingestion (idempotent on ``run_id``), paged queries and the evidence
+"""Run events and evidence: ingestion (idempotent on ``run_id``) and the evidence
 sums of a window (whole hours from ``run_event_buckets``, the ragged edges from ``run_events``)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from flightdeck_operator.engine.event_codec import FastEvent
 from flightdeck_operator.engine.evidence import ModelAggregate, SideEvidence, merge_aggregates
 from flightdeck_operator.engine.models import RunEvent, RunEventData, as_utc, utc_micros, validate_events
 from flightdeck_operator.store.base import StoreBase, Transaction
-from flightdeck_operator.store.rows import aggregate_from_row, data_row, event_row, where_clause
+from flightdeck_operator.store.rows import aggregate_from_row, data_row, event_row, fast_row, where_clause
 from flightdeck_operator.store.schema import BUCKET_SUMS, BUCKET_US
-
-
-@dataclass(frozen=True, slots=True)
-class EventPage:
-    """One page of run events, newest first (the reference's ``GET /v1/runs``)."""
-
-    matched_total: int
-    offset: int
-    events: tuple[RunEvent, ...]
-
-    @property
-    def truncated(self) -> bool:
-        return self.offset + len(self.events) < self.matched_total
 
 
 class EventQueries(StoreBase):
@@ -53,6 +40,17 @@ class EventQueries(StoreBase):
         with self._transaction(write=True) as tx:
             return self._insert_rows(tx, rows)
 
+    def insert_fast_events(
+        self, events: Sequence[FastEvent], *, received_at: dt.datetime | None = None
+    ) -> int:
+        """``insert_event_data`` for events read by the fast reader (``engine.event_codec``)."""
+        if not events:
+            return 0
+        received_us = utc_micros(received_at or dt.datetime.now(dt.UTC))
+        rows = [fast_row(event, received_us) for event in events]
+        with self._transaction(write=True) as tx:
+            return self._insert_rows(tx, rows)
+
     def ingest(self, raw_items: Sequence[Any], *, received_at: dt.datetime | None = None) -> int:
         """Validate the whole batch (reference messages, ``InvalidEventsError``), then insert it."""
         return self.insert_events(validate_events(raw_items), received_at=received_at)
@@ -62,41 +60,11 @@ class EventQueries(StoreBase):
         with self._transaction(write=False) as tx:
             return int(tx.execute(f"SELECT COUNT(*) FROM run_events{where}", params).fetchone()[0])
 
-    def query_events(
-        self,
-        release_id: str,
-        environment: str,
-        since: dt.datetime,
-        until: dt.datetime,
-        *,
-        tenant_id: str | None = None,
-        task_id: str | None = None,
-        trace_id: str | None = None,
-        session_id: str | None = None,
-        span_id: str | None = None,
-        offset: int = 0,
-        limit: int = 100,
-    ) -> EventPage:
-        """Events of one release in ``[since, until)``, newest first, paged in SQL."""
-        clauses = ["release_id = ?", "environment = ?", "ts_us >= ?", "ts_us < ?"]
-        params: list[Any] = [release_id, environment, utc_micros(since), utc_micros(until)]
-        for column, value in (("tenant_id", tenant_id), ("task_id", task_id)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        for name, value in (("trace_id", trace_id), ("session_id", session_id), ("span_id", span_id)):
-            if value is not None and value.strip():
-                clauses.append(f"{self._json_text(('request', name))} = ?")
-                params.append(value.strip())
-        where = " WHERE " + " AND ".join(clauses)
-        with self._transaction(write=False, snapshot=True) as tx:
-            total = int(tx.execute(f"SELECT COUNT(*) FROM run_events{where}", params).fetchone()[0])
-            rows = tx.execute(
-                f"SELECT event_json FROM run_events{where} ORDER BY ts_us DESC, run_id DESC LIMIT ? OFFSET ?",
-                [*params, limit, offset],
-            ).fetchall()
-        events = tuple(RunEvent.model_validate_json(row[0]) for row in rows)
-        return EventPage(matched_total=total, offset=offset, events=events)
+    def run_event(self, run_id: str) -> RunEvent | None:
+        """One stored run event by its ``run_id``, as it was sent."""
+        with self._transaction(write=False) as tx:
+            row = tx.execute("SELECT event_json FROM run_events WHERE run_id = ?", [run_id]).fetchone()
+        return None if row is None else RunEvent.model_validate_json(row[0])
 
     # evidence
 

@@ -13,7 +13,7 @@ from flightdeck_operator.engine.ledger import ChainVerification, LedgerEntry, Le
 from flightdeck_operator.store.base import Transaction
 from flightdeck_operator.store.fence import Fenced, FenceQueries, PointerMoved
 from flightdeck_operator.store.rows import entry_from_row, placeholder_entry, row_from_entry, where_clause
-from flightdeck_operator.store.schema import LEDGER_COLUMNS
+from flightdeck_operator.store.schema import LEDGER_COLUMNS, LEDGER_COUNT_UPSERT
 
 # An entry that moved a pointer; and one that moved or retired it (the events of a pointer's life).
 _MOVE = "pointer_changed = 1 AND kind IN ('promote', 'rollback')"
@@ -72,6 +72,7 @@ class LedgerQueries(FenceQueries):
                     f"VALUES ({', '.join('?' for _ in LEDGER_COLUMNS)})",
                     row_from_entry(entry),
                 )
+                tx.execute(LEDGER_COUNT_UPSERT, [entry.namespace, entry.kind.value])
                 return entry
         except Fenced as refused:
             fence = self.writer_fence
@@ -208,6 +209,23 @@ class LedgerQueries(FenceQueries):
             ).fetchall()
         return [entry_from_row(row) for row in rows]
 
+    def ledger_entries_by_seq(self, seqs: Sequence[int]) -> dict[int, LedgerEntry]:
+        """The entries with these ``seq``s (primary-key lookups in one query), by seq."""
+        wanted = sorted(set(seqs))
+        if not wanted:
+            return {}
+        rows = self._ledger_rows(f"seq IN ({', '.join('?' for _ in wanted)})", list(wanted))
+        return {entry.seq: entry for entry in map(entry_from_row, rows)}
+
+    def ledger_entries_after(self, seq: int, *, limit: int) -> list[LedgerEntry]:
+        """Up to ``limit`` entries after ``seq``, oldest first (a chain read piece by piece)."""
+        with self._transaction(write=False) as tx:
+            rows = tx.execute(
+                f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger_entries WHERE seq > ? ORDER BY seq LIMIT ?",
+                [seq, limit],
+            ).fetchall()
+        return [entry_from_row(row) for row in rows]
+
     def count_ledger(self) -> int:
         with self._transaction(write=False) as tx:
             return int(tx.execute("SELECT COUNT(*) FROM ledger_entries").fetchone()[0])
@@ -215,31 +233,36 @@ class LedgerQueries(FenceQueries):
     def verify_ledger(self, *, page_size: int = 1000) -> ChainVerification:
         """Load the ledger in ``seq`` order and check contiguity and the hash chain."""
         entries: list[LedgerEntry] = []
+        for row in self._all_ledger_rows(page_size):
+            try:
+                entries.append(entry_from_row(row))
+            except (ValidationError, ValueError, TypeError) as exc:
+                verdict = ledger.verify(entries)
+                if not verdict.ok:
+                    return verdict
+                bad_seq = int(row[0])
+                if bad_seq != len(entries) + 1:  # a gap before the unreadable row comes first
+                    return ledger.verify([*entries, placeholder_entry(bad_seq)])
+                return ChainVerification(
+                    False, len(entries) + 1, bad_seq, f"seq {bad_seq}: row cannot be read ({exc})"
+                )
+        return ledger.verify(entries)
+
+    def _all_ledger_rows(self, page_size: int) -> list[Any]:
+        """Every ledger row in ``seq`` order, from one snapshot. Rows are parsed after it ends: a
+        read transaction held for that long keeps SQLite's WAL from being reset."""
+        rows: list[Any] = []
         last_seq = 0
         with self._transaction(write=False, snapshot=True) as tx:
             while True:
-                rows = tx.execute(
-                    f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger_entries "
-                    "WHERE seq > ? ORDER BY seq LIMIT ?",
+                page = tx.execute(
+                    f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger_entries WHERE seq > ? ORDER BY seq LIMIT ?",
                     [last_seq, page_size],
                 ).fetchall()
-                for row in rows:
-                    try:
-                        entries.append(entry_from_row(row))
-                    except (ValidationError, ValueError, TypeError) as exc:
-                        verdict = ledger.verify(entries)
-                        if not verdict.ok:
-                            return verdict
-                        bad_seq = int(row[0])
-                        if bad_seq != len(entries) + 1:  # a gap before the unreadable row comes first
-                            return ledger.verify([*entries, placeholder_entry(bad_seq)])
-                        return ChainVerification(
-                            False, len(entries) + 1, bad_seq, f"seq {bad_seq}: row cannot be read ({exc})"
-                        )
-                if len(rows) < page_size:
-                    break
-                last_seq = int(rows[-1][0])
-        return ledger.verify(entries)
+                rows.extend(page)
+                if len(page) < page_size:
+                    return rows
+                last_seq = int(page[-1][0])
 
     def _one_ledger_entry(self, condition: str, params: list[Any]) -> LedgerEntry | None:
         rows = self._ledger_rows(condition, params)

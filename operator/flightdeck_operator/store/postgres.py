@@ -14,6 +14,7 @@ from flightdeck_operator.store.interface import Store
 from flightdeck_operator.store.schema import EVENT_COLUMNS
 
 _PG_MIGRATION_LOCK = 0x466C_6967_6874  # pg_advisory_xact_lock key for migrations ("Flight")
+_PG_OTLP_LOCK = 0x4F54_4C50  # ... for OTLP staging and finalising ("OTLP")
 
 
 class PostgresStore(Store):
@@ -44,8 +45,19 @@ class PostgresStore(Store):
                 connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             yield Transaction(connection, postgres=True)
 
+    @contextlib.contextmanager
+    def _stream_transaction(self) -> Iterator[Transaction]:
+        with self._pool.connection() as connection, connection.transaction():
+            connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            yield Transaction(connection, postgres=True)
+
     def _lock_for_migration(self, tx: Transaction) -> None:
         tx.execute("SELECT pg_advisory_xact_lock(?)", [_PG_MIGRATION_LOCK])
+
+    def _lock_otlp_traces(self, tx: Transaction) -> None:
+        # Sidecar replicas share the staging tables: one stages or finalises at a time, so a
+        # trace is never finalised while another replica adds spans to it.
+        tx.execute("SELECT pg_advisory_xact_lock(?)", [_PG_OTLP_LOCK])
 
     def _lock_ledger(self, tx: Transaction) -> None:
         # EXCLUSIVE blocks other appends but not readers; released at commit.
@@ -69,6 +81,9 @@ class PostgresStore(Store):
             "ORDER BY ordinal ON CONFLICT (run_id) DO NOTHING"
         )
         return int(cursor.rowcount)
+
+    def _serial_plans(self, tx: Transaction) -> None:
+        tx.execute("SET LOCAL max_parallel_workers_per_gather = 0")
 
     def _json_text(self, path: tuple[str, ...]) -> str:
         return f"(event_json::jsonb #>> '{{{','.join(path)}}}')"

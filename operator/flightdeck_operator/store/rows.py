@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
+from operator import mul
 from typing import Any
 
 from flightdeck_operator.engine import ledger
+from flightdeck_operator.engine.event_codec import FastEvent, encode_event
 from flightdeck_operator.engine.evidence import ModelAggregate
 from flightdeck_operator.engine.ledger import LedgerEntry
 from flightdeck_operator.engine.models import (
@@ -17,6 +20,7 @@ from flightdeck_operator.engine.models import (
     from_utc_micros,
     utc_micros,
 )
+from flightdeck_operator.engine.statistics.latency_bins import bin_of_integer
 from flightdeck_operator.store.schema import BUCKET_US, LEDGER_COLUMNS
 
 _dump_event = RunEvent.__pydantic_serializer__.to_json  # model_dump_json without the wrapper's overhead
@@ -25,6 +29,7 @@ _dump_event = RunEvent.__pydantic_serializer__.to_json  # model_dump_json withou
 def event_row(event: RunEvent, received_us: int) -> tuple[Any, ...]:
     usage = event.usage.model
     metrics = event.metrics
+    request = event.request
     return (
         event.run_id,
         event.release_id,
@@ -42,6 +47,7 @@ def event_row(event: RunEvent, received_us: int) -> tuple[Any, ...]:
         1 if metrics.success else 0,
         received_us,
         _dump_event(event).decode(),
+        *((None, None, None) if request is None else (request.trace_id, request.session_id, request.span_id)),
     )
 
 
@@ -52,6 +58,7 @@ def data_row(event: RunEventData, received_us: int) -> tuple[Any, ...]:
     """``_event_row`` of plain data (``RunEventData`` has every default filled in)."""
     usage = event["usage"]["model"]
     metrics = event["metrics"]
+    request = event.get("request")
     return (
         event["run_id"],
         event["release_id"],
@@ -69,42 +76,63 @@ def data_row(event: RunEventData, received_us: int) -> tuple[Any, ...]:
         1 if metrics["success"] else 0,
         received_us,
         _dump_event_data(event).decode(),
+        *(
+            (None, None, None)
+            if request is None
+            else (request.get("trace_id"), request.get("session_id"), request.get("span_id"))
+        ),
     )
 
 
-def bucket_deltas(rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """Sum ``_event_row`` rows into bucket upserts (same arithmetic as the PostgreSQL trigger)."""
-    sums: dict[tuple[Any, ...], list[int]] = {}
-    for (
-        _run,
-        release,
-        agent,
-        env,
-        tenant,
-        task,
-        ts_us,
-        _prov,
-        model,
-        tin,
-        tout,
-        tcached,
-        latency,
-        ok,
-        *_,
-    ) in rows:
-        key = (release, env, ts_us - ts_us % BUCKET_US, agent, model, tenant, task)  # floor, as in SQL
-        acc = sums.get(key)
-        if acc is None:
-            acc = sums[key] = [0, 0, 0, 0, 0, 0, 0]
-        acc[0] += 1
-        acc[1] += tin
-        acc[2] += tout
-        acc[3] += tcached
-        if latency is not None:
-            acc[4] += latency
-            acc[5] += 1
-        acc[6] += 1 - ok
-    return [(*key, *acc) for key, acc in sums.items()]
+def bucket_deltas(rows: Iterable[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Sum ``event_row`` rows into bucket upserts and latency-bin upserts (the same arithmetic as
+    the PostgreSQL trigger). Rows are grouped by bucket first, then each column is summed by
+    builtins (``sum``, ``map(mul, ...)``, ``Counter``): products are exact integers, sent as doubles.
+    This costs less per event than the per-row accumulation it replaced, moments included."""
+    groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
+    for row in rows:
+        ts_us = row[6]
+        # (release, environment, hour floor as in SQL, agent, model, tenant, task)
+        key = (row[1], row[3], ts_us - ts_us % BUCKET_US, row[2], row[8], row[4], row[5])
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [row]
+        else:
+            group.append(row)
+    buckets: list[tuple[Any, ...]] = []
+    bins: list[tuple[Any, ...]] = []
+    for key, group in groups.items():
+        tin = [r[9] for r in group]
+        tout = [r[10] for r in group]
+        tcached = [r[11] for r in group]
+        latencies = [r[12] for r in group if r[12] is not None]
+        runs = len(group)
+        cached = any(tcached)
+        buckets.append(
+            (
+                *key,
+                runs,
+                sum(tin),
+                sum(tout),
+                sum(tcached),
+                sum(latencies),
+                len(latencies),
+                runs - sum(r[13] for r in group),
+                float(sum(map(mul, latencies, latencies))),
+                float(sum(map(mul, tin, tin))),
+                float(sum(map(mul, tout, tout))),
+                float(sum(map(mul, tcached, tcached))) if cached else 0.0,
+                float(sum(map(mul, tin, tout))),
+                float(sum(map(mul, tin, tcached))) if cached else 0.0,
+                float(sum(map(mul, tout, tcached))) if cached else 0.0,
+            )
+        )
+        per_bin: dict[int, int] = {}
+        for latency, count in Counter(latencies).items():
+            index = bin_of_integer(latency)
+            per_bin[index] = per_bin.get(index, 0) + count
+        bins.extend((*key, index, count) for index, count in per_bin.items())
+    return buckets, bins
 
 
 def aggregate_from_row(row: Sequence[Any]) -> ModelAggregate:
@@ -186,4 +214,30 @@ def placeholder_entry(seq: int) -> LedgerEntry:
         seq=seq,
         prev_hash="",
         hash="",
+    )
+
+
+def fast_row(event: FastEvent, received_us: int) -> tuple[Any, ...]:
+    """``data_row`` of an event read by the fast reader (``engine.event_codec``): the same row."""
+    usage = event.usage.model
+    metrics = event.metrics
+    request = event.request
+    return (
+        event.run_id,
+        event.release_id,
+        event.agent_id,
+        event.environment,
+        event.tenant_id,
+        event.task_id,
+        utc_micros(event.timestamp),
+        usage.provider,
+        usage.model,
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cached_input_tokens,
+        metrics.latency_ms,
+        1 if metrics.success else 0,
+        received_us,
+        encode_event(event).decode(),
+        *((None, None, None) if request is None else (request.trace_id, request.session_id, request.span_id)),
     )

@@ -173,6 +173,9 @@ PROMOTION_REQUEST: Final = ResourceInfo(
 PROMOTION_APPROVAL: Final = ResourceInfo(
     "PromotionApproval", "promotionapprovals", "promotionapproval", ("papr",)
 )
+NOTIFICATION_SUBSCRIPTION: Final = ResourceInfo(
+    "NotificationSubscription", "notificationsubscriptions", "notificationsubscription", ("nsub",)
+)
 
 # Plain strings for kopf decorators: @kopf.on.create(GROUP, VERSION, PROMOTION_REQUEST_PLURAL).
 AGENT_RELEASE_PLURAL: Final = AGENT_RELEASE.plural
@@ -181,6 +184,7 @@ PROMOTION_POLICY_PLURAL: Final = PROMOTION_POLICY.plural
 RELEASE_POINTER_PLURAL: Final = RELEASE_POINTER.plural
 PROMOTION_REQUEST_PLURAL: Final = PROMOTION_REQUEST.plural
 PROMOTION_APPROVAL_PLURAL: Final = PROMOTION_APPROVAL.plural
+NOTIFICATION_SUBSCRIPTION_PLURAL: Final = NOTIFICATION_SUBSCRIPTION.plural
 
 
 def to_wire(model: BaseModel) -> dict[str, Any]:

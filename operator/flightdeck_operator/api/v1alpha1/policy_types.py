@@ -32,6 +32,7 @@ from flightdeck_operator.api.v1alpha1.common import (
     Username,
 )
 from flightdeck_operator.api.v1alpha1.release_types import RecordedStatus
+from flightdeck_operator.api.v1alpha1.statistics_types import StatisticalGatesSpec
 from flightdeck_operator.engine.windows import (
     WindowKind,
     WindowRule,
@@ -96,6 +97,8 @@ class PromotionPolicySpec(SpecBase):
     approval: ApprovalPolicy | None = None
     concurrency_policy: ConcurrencyPolicy = ConcurrencyPolicy.QUEUE
     request_retention: RequestRetention | None = None
+    # Opt-in gates with confidence bounds (docs/statistical-gates.md); absent: as before.
+    statistical_gates: StatisticalGatesSpec | None = None
 
     @model_validator(mode="after")
     def _window_names_unique(self) -> Self:

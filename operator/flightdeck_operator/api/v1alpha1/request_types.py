@@ -35,6 +35,7 @@ from flightdeck_operator.api.v1alpha1.common import (
     Window,
     not_blank,
 )
+from flightdeck_operator.api.v1alpha1.statistics_types import MAX_GATES, GateWait, StatisticsOutcome
 from flightdeck_operator.engine.models import Confidence
 
 # --- PromotionRequest -------------------------------------------------------------------------------
@@ -102,6 +103,8 @@ class Evidence(StatusBase):
     candidate: RunSummary
     confidence: Confidence
     confidence_reason: Text | None = None
+    # Only under a policy with statisticalGates.
+    statistics: StatisticsOutcome | None = None
 
 
 class PolicyResult(StatusBase):
@@ -170,6 +173,10 @@ class EvidenceWait(StatusBase):
     missing_baseline_runs: Count | None = None
     missing_candidate_runs: Count | None = None
     last_evaluated_at: AwareDatetime | None = None
+    # Statistical gates only: when the slowest gate is expected to have its runs (absent when no
+    # runs arrive), and every gate not passing yet.
+    eta: AwareDatetime | None = None
+    gates: Annotated[list[GateWait], Field(max_length=MAX_GATES)] | None = None
 
 
 class PromotionRequestStatus(ObservedStatus):

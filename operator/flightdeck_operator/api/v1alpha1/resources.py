@@ -13,6 +13,7 @@ from pydantic import (
 from flightdeck_operator.api.v1alpha1.common import (
     AGENT_RELEASE,
     API_VERSION,
+    NOTIFICATION_SUBSCRIPTION,
     PRICING_TABLE,
     PROMOTION_APPROVAL,
     PROMOTION_POLICY,
@@ -20,6 +21,10 @@ from flightdeck_operator.api.v1alpha1.common import (
     RELEASE_POINTER,
     ResourceInfo,
     StatusBase,
+)
+from flightdeck_operator.api.v1alpha1.notification_types import (
+    NotificationSubscriptionSpec,
+    NotificationSubscriptionStatus,
 )
 from flightdeck_operator.api.v1alpha1.policy_types import (
     PromotionPolicySpec,
@@ -127,8 +132,24 @@ class PromotionApproval(_Resource):
     status: PromotionApprovalStatus | None = None
 
 
+class NotificationSubscription(_Resource):
+    INFO: ClassVar[ResourceInfo] = NOTIFICATION_SUBSCRIPTION
+    KIND: ClassVar[str] = NOTIFICATION_SUBSCRIPTION.kind
+    PLURAL: ClassVar[str] = NOTIFICATION_SUBSCRIPTION.plural
+
+    kind: Literal["NotificationSubscription"] = "NotificationSubscription"
+    spec: NotificationSubscriptionSpec
+    status: NotificationSubscriptionStatus | None = None
+
+
 Resource = (
-    AgentRelease | PricingTable | PromotionPolicy | ReleasePointer | PromotionRequest | PromotionApproval
+    AgentRelease
+    | PricingTable
+    | PromotionPolicy
+    | ReleasePointer
+    | PromotionRequest
+    | PromotionApproval
+    | NotificationSubscription
 )
 RESOURCES: Final[tuple[type[Resource], ...]] = (
     AgentRelease,
@@ -137,6 +158,7 @@ RESOURCES: Final[tuple[type[Resource], ...]] = (
     ReleasePointer,
     PromotionRequest,
     PromotionApproval,
+    NotificationSubscription,
 )
 RESOURCES_BY_KIND: Final[dict[str, type[Resource]]] = {model.KIND: model for model in RESOURCES}
 

@@ -70,22 +70,27 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"description": described[code][0], "model": described[code][1]} for code in codes}
 
 
+async def authenticate(request: Request, access: Access) -> Caller:
+    """The caller, authenticated and authorized for ``access``; HTTPException 401/403/503 if not."""
+    auth = state_of(request).auth
+    authorization = request.headers.get("authorization")
+    try:
+        caller = auth.cached(authorization, access)
+        if caller is None:
+            caller = await blocking(auth.check, authorization, access)
+    except AuthError as error:
+        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        raise HTTPException(error.status, error.message, headers=headers) from None
+    except AuthUnavailable as error:
+        raise HTTPException(503, str(error)) from None
+    return caller
+
+
 def require(access: Access) -> Callable[..., Awaitable[Caller]]:
     """A dependency that authenticates and authorizes the caller for ``access``."""
 
     async def dependency(request: Request, _credentials: Annotated[Any, Depends(bearer)]) -> Caller:
-        auth = state_of(request).auth
-        authorization = request.headers.get("authorization")
-        try:
-            caller = auth.cached(authorization, access)
-            if caller is None:
-                caller = await blocking(auth.check, authorization, access)
-        except AuthError as error:
-            headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-            raise HTTPException(error.status, error.message, headers=headers) from None
-        except AuthUnavailable as error:
-            raise HTTPException(503, str(error)) from None
-        return caller
+        return await authenticate(request, access)
 
     return dependency
 
@@ -94,6 +99,9 @@ ReadCaller = Annotated[Caller, Depends(require(Access.READ))]
 IngestCaller = Annotated[Caller, Depends(require(Access.INGEST))]
 PromoteCaller = Annotated[Caller, Depends(require(Access.PROMOTE))]
 ApproveCaller = Annotated[Caller, Depends(require(Access.APPROVE))]
+CreateWebhookCaller = Annotated[Caller, Depends(require(Access.CREATE_WEBHOOK))]
+ListWebhooksCaller = Annotated[Caller, Depends(require(Access.LIST_WEBHOOKS))]
+DeleteWebhookCaller = Annotated[Caller, Depends(require(Access.DELETE_WEBHOOK))]
 
 
 def conflicts(*models: type[Any], description: str) -> dict[int | str, dict[str, Any]]:

@@ -68,5 +68,7 @@ async def readyz(request: Request) -> Any:
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Metrics."}},
 )
 async def metrics(request: Request) -> Response:
-    """Prometheus text format: decisions by outcome, HTTP latency per route, events ingested."""
-    return Response(generate_latest(state_of(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus text format: decisions by outcome, HTTP latency per route, events ingested,
+    notification deliveries per subscription (read from the store, so in a worker thread)."""
+    text = await blocking(generate_latest, state_of(request).metrics.registry)
+    return Response(text, media_type=CONTENT_TYPE_LATEST)

@@ -60,7 +60,7 @@ router = APIRouter()
 
 
 @gateway_errors
-def _list_releases(state: SidecarState) -> ReleasesResponse:
+def list_release_items(state: SidecarState) -> ReleasesResponse:
     items: list[ReleaseItem] = []
     for body in state.gateway.list_objects(AGENT_RELEASE.plural, state.namespace):
         metadata = body["metadata"]
@@ -88,7 +88,7 @@ def _list_releases(state: SidecarState) -> ReleasesResponse:
 )
 async def list_releases(request: Request, _: ReadCaller) -> ReleasesResponse:
     """AgentReleases in the sidecar's namespace, newest first."""
-    return await blocking(_list_releases, state_of(request))
+    return await blocking(list_release_items, state_of(request))
 
 
 @gateway_errors
