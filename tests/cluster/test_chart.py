@@ -445,6 +445,17 @@ def test_every_rbac_rule_says_who_needs_it() -> None:
             "sidecar.replicas: with SQLite the sidecar runs in the operator's one pod",
         ),
         (
+            [
+                "--set",
+                "storage.type=postgresql",
+                "--set",
+                "storage.postgresql.existingSecret=pg",
+                "--set",
+                "operator.leaderElection.enabled=false",
+            ],
+            "operator.leaderElection.enabled=false decides in every replica without a fence",
+        ),
+        (
             ["--set", "operator.podAntiAffinity=always"],
             "- at '/operator/podAntiAffinity': value must be one of",
         ),

@@ -19,7 +19,17 @@ from flightdeck_operator.localdev.processes import OperatorProcess
 from flightdeck_operator.store import open_store
 
 from .conftest import TEST_TIMINGS, StartSidecar
-from .kube import apply, get, pointer, policy, pricing_table, release, request, wait_decided, wait_for
+from .kube import (
+    apply,
+    get,
+    pointer,
+    policy,
+    pricing_table,
+    release,
+    request,
+    wait_decided,
+    wait_for,
+)
 from .sidecar_client import action_body, as_user, quickstart_events
 
 # Due at once, checked every second; the newest request of each pointer stays.
@@ -118,6 +128,58 @@ def test_retention_deletes_due_requests_and_a_recreated_one_is_replayed(
         assert store.count_ledger() == before  # nothing decided again
         assert store.verify_ledger().ok
     assert get(control_plane, namespace, "releasepointer", "ptr")["status"]["releaseId"] == "rel-3"
+
+
+def test_a_recreated_request_is_replayed_under_concurrency_forbid(
+    control_plane: ControlPlane,
+    api_client: client.ApiClient,
+    namespace: str,
+    pruning_operator: OperatorProcess,
+) -> None:
+    """A copy re-created while a newer request waits is replayed: neither failed as
+    ConcurrencyForbidden (which would ledger a failure) nor decided again."""
+    gated = {"minCandidateRuns": 0, "minBaselineRuns": 0, "minLowRuns": 0, "concurrencyPolicy": "Forbid"}
+    apply(
+        control_plane,
+        namespace,
+        pricing_table("prices", "openai", "v1", "gpt-4.1-mini", (1.0, 2.0)),
+        policy("forbid", **gated),
+        pointer("ptr", "agent", "prod", "forbid"),
+        *[release(f"rel-{i}", "agent", "openai", "v1", "gpt-4.1-mini") for i in range(1, 3)],
+    )
+    first = decided_watching(api_client, namespace, request("first", "ptr", "rel-1"))
+    assert first["status"]["phase"] == "Promoted"
+    control_plane.kubectl("delete", "-n", namespace, "promotionrequest", "first")  # a GitOps prune
+    apply(control_plane, namespace, policy("forbid", **gated, approval={"minApprovals": 1}))
+    wait_for(
+        lambda: (
+            (get(control_plane, namespace, "promotionpolicy", "forbid").get("status") or {}).get(
+                "observedGeneration"
+            )
+            == 2
+        ),
+        what="the policy change to be seen",
+    )
+    apply(control_plane, namespace, request("waiting", "ptr", "rel-2"))
+    wait_for(
+        lambda: (
+            (get(control_plane, namespace, "promotionrequest", "waiting").get("status") or {}).get("phase")
+            == "AwaitingApproval"
+        ),
+        what="'waiting' to await approval",
+    )
+    with open_store(pruning_operator.store) as store:
+        before = store.count_ledger()
+
+    replayed = decided_watching(api_client, namespace, request("first", "ptr", "rel-1"))
+    assert replayed["status"]["phase"] == "Promoted"
+    assert {c["type"]: c["reason"] for c in replayed["status"]["conditions"]}["Decided"] == "Replayed"
+    assert replayed["status"]["decision"]["ledgerSeq"] == first["status"]["decision"]["ledgerSeq"]
+    with open_store(pruning_operator.store) as store:
+        assert store.count_ledger() == before  # no request-failed entry, nothing decided
+    assert (
+        get(control_plane, namespace, "promotionrequest", "waiting")["status"]["phase"] == "AwaitingApproval"
+    )
 
 
 def test_a_retried_idempotency_key_is_answered_after_its_request_is_gone(

@@ -117,6 +117,41 @@ def test_concurrent_conflicting_moves_commit_once(backend: Backend) -> None:
     assert backend.store.count_ledger() == 1
 
 
+# SQLite has one writer process (the chart's single replica): its lock is the file's.
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_writer_frozen_inside_an_append_does_not_block_the_next_leader(backend: Backend) -> None:
+    """PostgreSQL: a leader stopped (SIGSTOP, a partition) while it holds the ledger's lock keeps its
+    connection open; the server ends that transaction after a few seconds, so the next leader's
+    claim goes through instead of waiting for the frozen one to wake."""
+    frozen_store = backend.open_another()
+    locked, release = threading.Event(), threading.Event()
+    outcome: list[str] = []
+
+    def frozen_append() -> None:
+        try:
+            with frozen_store._transaction(write=True) as tx:  # an append, stopped midway
+                frozen_store._lock_ledger(tx)
+                locked.set()
+                release.wait(60)
+                tx.execute("SELECT 1")
+            outcome.append("committed")
+        except Exception as error:  # the server ended it
+            outcome.append(type(error).__name__)
+
+    thread = threading.Thread(target=frozen_append)
+    thread.start()
+    try:
+        assert locked.wait(30)
+        backend.store.claim_fence(WriterFence(FENCE, 2, "pod-b_2"))  # returns once the server ends it
+        assert backend.store.append(record(1)).epoch == 2
+    finally:
+        release.set()
+        thread.join()
+        frozen_store.close()
+    assert outcome
+    assert outcome[0] != "committed"
+
+
 def test_replay_lookup_by_name_and_spec_digest(store: Store) -> None:
     store.append(record(1, request_name="nightly", spec_digest="d1"))
     newest = store.append(record(2, request_name="nightly", spec_digest="d1"), expected_pointer_seq=1)
@@ -127,6 +162,23 @@ def test_replay_lookup_by_name_and_spec_digest(store: Store) -> None:
     assert store.replay_entry("team-b", "nightly", "d1") is None
     assert store.decision_for_name("team-a", "nightly") == newest
     assert store.decision_for_name("team-a", "never") is None
+
+
+def test_a_decision_before_its_pointers_retirement_is_not_replayed(store: Store) -> None:
+    decided = store.append(record(1, request_name="nightly", spec_digest="d1"))
+    store.append(
+        record(
+            2,
+            kind=LedgerKind.POINTER_RETIRED,
+            idempotency_key=retirement_key("team-a", "support-prod", decided.seq),
+            request_uid=None,
+            pointer_changed=False,
+        )
+    )
+    # The pointer's history ended: a copy re-created for a re-created pointer is decided afresh ...
+    assert store.replay_entry("team-a", "nightly", "d1") is None
+    # ... while retention may still delete the request (the ledger holds its decision).
+    assert store.replay_entry("team-a", "nightly", "d1", across_retirement=True) == decided
 
 
 def test_deletion_notes_are_shared_and_consumed(backend: Backend) -> None:

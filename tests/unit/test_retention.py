@@ -76,3 +76,18 @@ def test_the_minimum_age_and_the_annotation_win_over_everything() -> None:
         decided("old", 500),
     ]
     assert pruned(plan_retention(requests, {}, defaults, NOW)) == [("old", "ttl")]
+
+
+def test_a_replayed_copy_is_timed_from_its_re_creation() -> None:
+    """A GitOps tool re-creates a deleted request; the replay shows the original decision time. Its
+    TTL and minimum age count from the re-creation, so it is deleted (and re-created) at most once
+    per TTL, not at every sync."""
+    recreated = NOW - dt.timedelta(minutes=5)
+    requests = [
+        decided("replayed", 600, created_at=recreated),  # decided 10 hours ago, re-created 5 min ago
+        decided("original", 600, created_at=NOW - dt.timedelta(minutes=601)),
+        decided("newest", 1),
+    ]
+    assert pruned(plan_retention(requests, {}, DEFAULTS, NOW)) == [("original", "ttl")]
+    later = NOW + dt.timedelta(minutes=56)  # the re-creation is an hour old: due like any other
+    assert pruned(plan_retention(requests, {}, DEFAULTS, later)) == [("original", "ttl"), ("replayed", "ttl")]

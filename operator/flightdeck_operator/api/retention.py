@@ -5,7 +5,8 @@ forever, they fill etcd and the operator's memory. The rules, in the order they 
 
 1. Never: a request annotated ``flightdeck.dev/retain: "true"``, or decided less than the minimum
    age ago (the cap included: a burst is never deleted before anyone could look at it).
-2. TTL: a request is due ``ttlSecondsAfterDecided`` after its decision: the request's own value,
+2. TTL: a request is due ``ttlSecondsAfterDecided`` after its decision (a replayed copy: after its
+   re-creation, so a GitOps tool re-creates it at most once per TTL): the request's own value,
    else its pointer's policy's ``requestRetention``, else the operator's default. The newest
    ``retainPerPointer`` requests of each pointer (policy, else default) outlive their TTL.
 3. Cap: while more decided requests are resident than the global cap, the oldest go first,
@@ -52,6 +53,16 @@ class DecidedRequest:
     decided_at: dt.datetime
     ttl_seconds: int | None = None  # spec.ttlSecondsAfterDecided
     retain: bool = False  # annotated flightdeck.dev/retain: "true"
+    created_at: dt.datetime | None = None  # metadata.creationTimestamp
+
+    @property
+    def shown_since(self) -> dt.datetime:
+        """Since when this object has shown its decision: the decision, or a later re-creation (a
+        replayed copy shows the original decision time; timing it from there would delete it again
+        at once, and a GitOps tool would re-create it at every sync)."""
+        if self.created_at is None or self.created_at <= self.decided_at:
+            return self.decided_at
+        return self.created_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,14 +89,14 @@ def plan_retention(
         protected.update(r.uid for r in newest)
 
     def deletable(request: DecidedRequest) -> bool:
-        age = (now - request.decided_at).total_seconds()
+        age = (now - request.shown_since).total_seconds()
         return not request.retain and age >= defaults.min_age_seconds
 
     oldest_first = sorted(decided, key=lambda r: (r.decided_at, r.name))
     prunes: dict[str, Prune] = {}
     for request in oldest_first:
         ttl = _ttl(request, policies.get((request.namespace, request.pointer)), defaults)
-        expired = (now - request.decided_at).total_seconds() >= ttl
+        expired = (now - request.shown_since).total_seconds() >= ttl
         if expired and request.uid not in protected and deletable(request):
             prunes[request.uid] = Prune(request, PruneReason.TTL)
     resident = len(decided) - len(prunes)

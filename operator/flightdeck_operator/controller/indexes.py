@@ -169,6 +169,7 @@ async def decided_requests_by_namespace(
     indexes them all before deciding anything, so this must stay cheap)."""
     decided_at = dt.datetime.fromisoformat(str(status["decision"]["decidedAt"]).replace("Z", "+00:00"))
     ttl = spec.get("ttlSecondsAfterDecided")
+    created = meta.get("creationTimestamp")
     return {
         namespace: DecidedRequest(
             namespace=namespace or "",
@@ -178,6 +179,7 @@ async def decided_requests_by_namespace(
             decided_at=decided_at,
             ttl_seconds=ttl if isinstance(ttl, int) else None,
             retain=(meta.get("annotations") or {}).get(RETAIN_ANNOTATION) == "true",
+            created_at=dt.datetime.fromisoformat(str(created).replace("Z", "+00:00")) if created else None,
         )
     }
 

@@ -85,7 +85,9 @@ class Controller:
         ordered = [r for r in sorted(pending, key=lambda r: r.order) if r.uid not in self._projected]
         concurrency = self._concurrency_policy(view, pointer)
         if concurrency is ConcurrencyPolicy.REPLACE:
-            contenders = [r for r in ordered if not r.dry_run]
+            # Requests decided already (or re-created copies of decided ones) only need their
+            # projection: they neither supersede nor are superseded.
+            contenders = [r for r in ordered if not r.dry_run and not self._already_decided(namespace, r)]
             for older in contenders[:-1]:
                 self._supersede(namespace, pointer, older, contenders[-1], view)
             ordered = [r for r in ordered if r.uid not in self._projected]
@@ -142,6 +144,13 @@ class Controller:
         self._finish(namespace, request, view)
         return None
 
+    def _already_decided(self, namespace: str, request: PendingRequest) -> bool:
+        """Ledgered, or a copy of a ledgered request (replayed by ``decide_one``, never decided again)."""
+        return (
+            self.store.ledger_entry_for_request(request.uid) is not None
+            or self._decided_before(namespace, request) is not None
+        )
+
     def _decided_before(self, namespace: str, request: PendingRequest) -> LedgerEntry | None:
         """The ledgered decision of an earlier request with this name and authored spec."""
         spec = parse_request_spec(request.spec)
@@ -172,10 +181,7 @@ class Controller:
     def _supersede(
         self, namespace: str, pointer: str, older: PendingRequest, newer: PendingRequest, view: NamespaceView
     ) -> None:
-        """concurrencyPolicy Replace: ``older`` gives way, unless it was already decided (ledgered)."""
-        if self.store.ledger_entry_for_request(older.uid) is not None:
-            self.decide_one(namespace, pointer, older, view)  # only finishes its projection
-            return
+        """concurrencyPolicy Replace: ``older`` (undecided: see ``drain``) gives way."""
         message = (
             f"Superseded by the newer request {newer.name} (concurrencyPolicy Replace); nothing was decided"
         )
@@ -191,8 +197,8 @@ class Controller:
         view: NamespaceView,
     ) -> bool:
         """concurrencyPolicy Forbid: fail ``request`` while an older one is undecided. False when it
-        was decided before (ledgered), so it only needs its projection."""
-        if self.store.ledger_entry_for_request(request.uid) is not None:
+        was decided before (ledgered, or a re-created copy to replay), so it only needs its projection."""
+        if self._already_decided(namespace, request):
             return False
         message = (
             f"Request {undecided.name} for ReleasePointer {pointer!r} is still undecided "

@@ -73,6 +73,9 @@ class RetentionCollector:
     deletes_per_second: float
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     on_deleted: Callable[[PruneReason], None] | None = None
+    # Requests found not replayable (decided before the replay keys existed): never deletable, so
+    # they are left out of later plans instead of being read again on every pass.
+    unreplayable: set[str] = field(default_factory=set)
     executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(
             DELETES_IN_FLIGHT, thread_name_prefix="flightdeck-retention"
@@ -86,7 +89,9 @@ class RetentionCollector:
             for pointer, spec in view.pointers.items():
                 policy = view.policies.get(spec.policy_ref.name) if spec.policy_ref is not None else None
                 policies[(namespace, pointer)] = policy.request_retention if policy is not None else None
-        return plan_retention(decided, policies, self.defaults, self.clock())
+        self.unreplayable &= {request.uid for request in decided}  # forget the deleted ones
+        candidates = [request for request in decided if request.uid not in self.unreplayable]
+        return plan_retention(candidates, policies, self.defaults, self.clock())
 
     def delete(self, prune: Prune) -> bool:
         """Blocking: a fresh read, the rules again, then a preconditioned delete."""
@@ -102,8 +107,10 @@ class RetentionCollector:
             or status.get("phase") not in LEDGERED_PHASES
             or (metadata.get("annotations") or {}).get(RETAIN_ANNOTATION) == "true"
             or metadata.get("deletionTimestamp")
-            or not self._replayable(request.namespace, request.name, body.get("spec") or {})
         ):
+            return False
+        if not self._replayable(request.namespace, request.name, body.get("spec") or {}):
+            self.unreplayable.add(request.uid)
             return False
         try:
             self.gateway.delete(
@@ -125,7 +132,10 @@ class RetentionCollector:
         parsed = parse_request_spec(dict(spec))
         if isinstance(parsed, Failure):
             return False
-        return self.store.replay_entry(namespace, name, request_spec_digest(parsed)) is not None
+        # A decision from before its pointer's retirement counts too: a copy re-created then is
+        # decided afresh for the new pointer, which is what re-creating the pointer means.
+        digest = request_spec_digest(parsed)
+        return self.store.replay_entry(namespace, name, digest, across_retirement=True) is not None
 
     def summarise(self, namespace: str, view: NamespaceView, deleted: list[Prune]) -> None:
         """One Event per policy (on the policy), or per pointer without one (on the pointer)."""

@@ -99,9 +99,15 @@ class LedgerQueries(FenceQueries):
             ).fetchall()
         return (entry_from_row(rows[0]) if rows else None), seq
 
-    def replay_entry(self, namespace: str, request_name: str, spec_digest: str) -> LedgerEntry | None:
+    def replay_entry(
+        self, namespace: str, request_name: str, spec_digest: str, *, across_retirement: bool = False
+    ) -> LedgerEntry | None:
         """The decision of an earlier request with this name and spec (deleted since, e.g. by
-        retention, and re-created by GitOps or a retried Idempotency-Key): replayed, not re-decided."""
+        retention, and re-created by GitOps or a retried Idempotency-Key): replayed, not re-decided.
+
+        A decision made before its pointer was retired belongs to a history that has ended: a
+        request re-created for the re-created pointer is decided afresh, so it is not returned
+        unless ``across_retirement`` (retention asks whether the ledger holds it at all)."""
         rows = self._ledger_rows(
             "namespace = ? AND request_name = ? AND spec_digest = ? AND kind IN (?, ?)",
             [
@@ -112,7 +118,14 @@ class LedgerQueries(FenceQueries):
                 ledger.LedgerKind.ROLLBACK.value,
             ],
         )
-        return entry_from_row(rows[-1]) if rows else None
+        if not rows:
+            return None
+        entry = entry_from_row(rows[-1])
+        if not across_retirement and entry.pointer:
+            retired = self.last_retirement(namespace, entry.pointer)
+            if retired is not None and retired.seq > entry.seq:
+                return None
+        return entry
 
     def decision_for_name(self, namespace: str, request_name: str) -> LedgerEntry | None:
         """The newest ledgered decision of a request of this name (whatever its spec)."""
