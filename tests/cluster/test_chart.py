@@ -321,10 +321,10 @@ def test_notifications_reach_receivers_but_never_the_metadata_range(
         rule for rule in policy["spec"]["egress"] if any(p["port"] == 80 for p in rule.get("ports", ()))
     ]
     assert receivers["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]}}]
-    (deployment,) = by_kind(documents, "Deployment")
+    (statefulset,) = by_kind(documents, "StatefulSet")
     env = {
         item["name"]: item.get("value")
-        for item in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        for item in statefulset["spec"]["template"]["spec"]["containers"][0]["env"]
     }
     assert (env["FLIGHTDECK_NOTIFICATIONS_ENABLED"], env["FLIGHTDECK_NOTIFICATION_MAX_BACKOFF_SECONDS"]) == (
         "true",
@@ -339,10 +339,10 @@ def test_disabling_notifications_drops_secret_access(control_plane: ControlPlane
     assert not [
         rule for rule in policy["spec"]["egress"] if any(p["port"] == 80 for p in rule.get("ports", ()))
     ]
-    (deployment,) = by_kind(documents, "Deployment")
+    (statefulset,) = by_kind(documents, "StatefulSet")
     env = {
         item["name"]: item.get("value")
-        for item in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        for item in statefulset["spec"]["template"]["spec"]["containers"][0]["env"]
     }
     assert env["FLIGHTDECK_NOTIFICATIONS_ENABLED"] == "false"
 
