@@ -34,7 +34,7 @@ class FakeContext:
     governing: dict[tuple[str, str, str], str] = field(default_factory=dict)
     deletions: list[tuple[str, str, str, str]] = field(default_factory=list)
 
-    def requester_of(self, namespace: str, name: str) -> tuple[str, str | None] | None:
+    async def requester_of(self, namespace: str, name: str) -> tuple[str, str | None] | None:
         return self.requests.get((namespace, name))
 
     async def predict(self, namespace: str, request_object: Mapping[str, Any]) -> str:
@@ -51,7 +51,7 @@ class FakeContext:
         governing = self.governing.get((namespace, agent_id, environment))
         return None if governing is None else f"{governing} already governs {agent_id}/{environment}"
 
-    def note_deletion(self, namespace: str, name: str, uid: str, username: str) -> None:
+    async def note_deletion(self, namespace: str, name: str, uid: str, username: str) -> None:
         self.deletions.append((namespace, name, uid, username))
 
 

@@ -105,6 +105,13 @@ app.kubernetes.io/part-of: flightdeck
     - promotionapprovals/status
     - notificationsubscriptions/status
   verbs: [update, patch]
+{{- if .Values.retention.enabled }}
+# Application: retention deletes decided PromotionRequests once due (their decisions stay in the
+# ledger), each with a UID and resourceVersion precondition.
+- apiGroups: [flightdeck.dev]
+  resources: [promotionrequests]
+  verbs: [delete]
+{{- end }}
 {{- if .Values.notifications.enabled }}
 # Application (operator): the HMAC key of a NotificationSubscription, read by the name its
 # secretRef gives. get only: the operator never lists or watches Secrets, so it cannot discover
