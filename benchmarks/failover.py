@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/failover.py                 # 20 SIGKILLs, then one SIGSTOP
     .venv/bin/python benchmarks/failover.py --kills 5       # shorter
+    .venv/bin/python benchmarks/failover.py --budget-minutes 20 --catch-up-limit 90   # a busy machine
 
 Two replicas (``localdev.replicas``: one store, one webhook address, one Lease with client-go's
 timings, 15/10/2 s) on the local control plane, ``--rate`` requests per second over ``--pointers``
@@ -115,6 +116,12 @@ def main() -> None:
     parser.add_argument(
         "--catch-up-limit", type=float, default=300.0, help="longest wait for the backlog before a kill"
     )
+    parser.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=None,
+        help="stop killing once this long has passed (then the SIGSTOP and the checks run as usual)",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as work_dir, ControlPlane() as cp, temporary_postgres() as store:
@@ -134,7 +141,11 @@ def main() -> None:
             load.start()
             try:
                 caught_up = settle(watch, load, time.monotonic(), args.steady, args.catch_up_limit)
+                kills_started = time.monotonic()
                 for kill in range(args.kills):
+                    if args.budget_minutes and time.monotonic() - kills_started > args.budget_minutes * 60:
+                        print(f"budget of {args.budget_minutes} min spent after {kill} kills", flush=True)
+                        break
                     leader = replicas.wait_leader()
                     resident = len(gateway.list_objects("promotionrequests", NAMESPACE, cached=True))
                     backlog = len(load.created) - watch.count()
