@@ -129,6 +129,17 @@ def check_alive(operator: OperatorProcess) -> None:
         )
 
 
+def wait_decided(watch: DecisionWatch, names: list[str], operator: OperatorProcess, timeout: float) -> None:
+    """Wait for ``names`` to be decided; fail at once, with the operator's log, if it exits (a
+    plain wait sat out its whole timeout after the operator had lost its Lease and exited)."""
+    deadline = time.monotonic() + timeout
+    while not watch.wait_for(names, timeout=10):
+        check_alive(operator)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(names) - watch.count()} requests not decided within {timeout:.0f}s")
+        print(f"  {watch.count()} of {len(names)} decided", flush=True)
+
+
 def run_retention(args: argparse.Namespace) -> dict[str, Any]:
     work = work_directory("retention")
     with ControlPlane() as cp:
@@ -209,7 +220,7 @@ def run_resident(args: argparse.Namespace) -> dict[str, Any]:
                 if target == stages[-1]:
                     load.stop()
                 names = sorted(load.created)[:target]
-                watch.wait_for(names, timeout=1800)
+                wait_decided(watch, names, operator, timeout=1800)
                 time.sleep(45)  # a sweep and malloc_trim; the burst's garbage collected
                 rows.append([watch.count(), round(rss_mb(pid), 1)])
                 print(f"{rows[-1][0]} decided: {rows[-1][1]} MB", flush=True)
@@ -242,7 +253,7 @@ def run_restart(args: argparse.Namespace) -> dict[str, Any]:
             while len(load.created) < args.requests:
                 time.sleep(0.5)
             load.stop()
-            watch.wait_for(load.created, timeout=1800)
+            wait_decided(watch, list(load.created), operator, timeout=1800)
             print(f"{args.pointers} pointers, {watch.count()} decided requests", flush=True)
             for attempt in range(args.restarts):
                 operator.stop()  # graceful: the Lease is released
