@@ -12,7 +12,15 @@ from flightdeck_operator.api.conditions import Reason
 from flightdeck_operator.api.v1alpha1 import ApprovalPolicy, PromotionRequestSpec
 from flightdeck_operator.controller.resolve import Failure, Plan, parse_request_spec, resolve
 from flightdeck_operator.controller.view import NamespaceView
-from flightdeck_operator.engine.decide import Comparison, Decision, Outcome, apply_promotion_window, decide
+from flightdeck_operator.engine.decide import (
+    Comparison,
+    Decision,
+    Outcome,
+    SoakGate,
+    apply_promotion_window,
+    apply_soak,
+    decide,
+)
 from flightdeck_operator.engine.evidence import (
     EvidenceError,
     InvalidWindowError,
@@ -66,7 +74,28 @@ class Assessor:
         windows = plan.policy_spec.window_rules() if plan.policy_spec is not None else ()
         state = window_state(windows, now) if windows else None
         override = spec.override.reason if spec.override is not None else None
-        return plan, apply_promotion_window(decision, state, override_reason=override)
+        decision = apply_promotion_window(decision, state, override_reason=override)
+        return plan, apply_soak(
+            decision, self.soak_gate(namespace, spec.pointer, plan), override_reason=override
+        )
+
+    def soak_gate(self, namespace: str, pointer: str, plan: Plan) -> SoakGate | None:
+        """A pointer that follows another (``spec.follows``) promotes only releases that soaked
+        there: the ledger's ``release-soaked`` entry for this pointer and release says so."""
+        follows = plan.pointer.follows
+        if follows is None or plan.request.action is not PromotionAction.PROMOTE:
+            return None
+        target = plan.request.target.release_id
+        if self.store.soak_entry(namespace, pointer, target) is not None:
+            return SoakGate(upstream=follows.pointer, soaked=True, message="")
+        return SoakGate(
+            upstream=follows.pointer,
+            soaked=False,
+            message=(
+                f'{target} has not soaked on ReleasePointer "{follows.pointer}" (live and verified for '
+                f"{follows.soak_time}, spec.follows); promote it there first, or use a break-glass override"
+            ),
+        )
 
     def decide(self, plan: Plan, now: dt.datetime, *, created: dt.datetime | None = None) -> Decision:
         comparison = None
@@ -120,7 +149,13 @@ class Assessor:
         target = f"{decision.action.value} of {decision.target_release_id} on {spec.pointer}"
         reasons = "; ".join(decision.policy_result.reasons) if decision.policy_result else ""
         if not decision.passed:
-            reason = Reason.PROMOTION_WINDOW_CLOSED if decision.blocked_by_window else Reason.POLICY_BLOCKED
+            reason = (
+                Reason.PROMOTION_WINDOW_CLOSED
+                if decision.blocked_by_window
+                else Reason.NOT_SOAKED
+                if decision.blocked_by_soak
+                else Reason.POLICY_BLOCKED
+            )
             if decision.awaiting_evidence_only and spec.wait_for_evidence is not None:
                 return f"FlightDeck prediction: {target} would await evidence (up to {spec.wait_for_evidence.timeout}): {reasons}"
             return f"FlightDeck prediction: {target} would be Blocked ({reason.value}): {reasons}"

@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from flightdeck_operator.api.automation import automation_details
 from flightdeck_operator.api.conditions import Phase, Reason, phase_for
 from flightdeck_operator.api.v1alpha1 import ConcurrencyPolicy, PromotionPolicySpec
 from flightdeck_operator.controller.approval_gate import ApprovalGate
@@ -54,6 +55,8 @@ class Controller:
     dependency_grace: dt.timedelta
     # How often a waiting request (approval, evidence) is re-evaluated.
     recheck_seconds: float = 30.0
+    # The operator's own username: its automatic requests are recorded as such in the ledger.
+    identity: str | None = None
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     _projected: OrderedDict[str, None] = field(default_factory=OrderedDict)
     assessor: Assessor = field(init=False)
@@ -245,6 +248,12 @@ class Controller:
             requested_by=spec.requested_by,
             approvals=approvals,
             window=spec.window,
+            automation=automation_details(
+                request.labels,
+                request.annotations,
+                spec.requested_by.username if spec.requested_by else None,
+                self.identity,
+            ),
         )
         entry = self.store.append(record)  # the commit point
         log.info("Ledgered %s/%s as seq %d (%s)", namespace, request.name, entry.seq, decided_message(entry))
