@@ -173,6 +173,18 @@ from flightdeck_operator.api.v1alpha1.statistics_types import (
     StatisticalGatesSpec,
     StatisticsOutcome,
 )
+from flightdeck_operator.api.v1alpha1.verification_types import (
+    COOLDOWN_MESSAGE,
+    INTERVAL_MESSAGE,
+    SOAK_TIME_MESSAGE,
+    VERIFICATION_WINDOW_MESSAGE,
+    FollowsSpec,
+    PipelineState,
+    PipelineStatus,
+    VerificationFailure,
+    VerificationSpec,
+    VerificationStatus,
+)
 
 __all__ = [
     "AGENT_RELEASE",

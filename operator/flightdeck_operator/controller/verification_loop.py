@@ -1,0 +1,129 @@
+"""The verification loop: one asyncio task for every pointer (not a kopf timer per pointer, for the
+reasons the pointer sweep gives: an asyncio task and a finalizer each).
+
+Every tick it finds the pointers whose check is due (their policy's ``verification.interval``, never
+shorter than ``FLIGHTDECK_VERIFICATION_MIN_INTERVAL_SECONDS``; the first check of each pointer at a
+random point of its first interval, so 1,000 pointers do not all fall due together), reads the
+ledger heads once, and checks each due pointer in a worker thread while holding its lock (the same
+lock its decisions take). Pointers that follow a checked pointer (``spec.follows``) have their
+pipeline advanced right after it, under their own lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from flightdeck_operator.config import OperatorSettings
+from flightdeck_operator.controller.indexes import Index, view_of
+from flightdeck_operator.controller.verifier import Verifier
+from flightdeck_operator.engine.verification import parse_span
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+
+
+async def verify_pointers(memo: kopf.Memo, indexes: Mapping[str, Index], config: OperatorSettings) -> None:
+    verifier: Verifier = memo["verifier"]
+    loop = asyncio.get_running_loop()
+    due: dict[Key, float] = {}
+    pipelines_due: dict[Key, float] = {}
+    while True:
+        await asyncio.sleep(config.verification_tick_seconds)
+        try:
+            await _round(memo, indexes, config, verifier, loop.time(), due, pipelines_due)
+        except Exception:
+            log.exception("Verification round failed; next in %.0fs", config.verification_tick_seconds)
+
+
+async def _round(
+    memo: kopf.Memo,
+    indexes: Mapping[str, Index],
+    config: OperatorSettings,
+    verifier: Verifier,
+    now: float,
+    due: dict[Key, float],
+    pipelines_due: dict[Key, float],
+) -> None:
+    floor = config.verification_min_interval_seconds
+    checks: list[tuple[Key, Any, str, Any]] = []
+    followers: dict[Key, list[Any]] = {}
+    seen: set[Key] = set()
+    for namespace, entries in list(indexes["pointers_by_namespace"].items()):
+        view = None
+        for indexed in list(entries):
+            key = (namespace, indexed.name)
+            seen.add(key)
+            spec = indexed.spec
+            if spec.follows is not None:
+                followers.setdefault((namespace, spec.follows.pointer), []).append(indexed)
+            view = view or view_of(namespace, indexes)
+            policy_name = spec.policy_ref.name if spec.policy_ref is not None else None
+            policy = view.policies.get(policy_name or "")
+            if policy is None or policy.verification is None:
+                due.pop(key, None)
+                if indexed.verification is not None or verifier.trackers.get(key) is not None:
+                    checks.append((key, indexed, "", None))  # show that nothing is verified any more
+                continue
+            interval = max(floor, parse_span(policy.verification.interval).total_seconds())
+            if key not in due:
+                due[key] = now + random.uniform(0, interval)
+            if now >= due[key]:
+                due[key] = now + interval
+                checks.append((key, indexed, str(policy_name), policy))
+    # Followers of pointers without a check this round: advanced every resync period.
+    for (namespace, _upstream), entries in followers.items():
+        for indexed in entries:
+            key = (namespace, indexed.name)
+            if now >= pipelines_due.get(key, 0.0):
+                pipelines_due[key] = now + config.pointer_resync_seconds
+                checks.append((key, indexed, "", "pipeline"))
+    for gone in [k for k in due if k not in seen]:
+        due.pop(gone, None)
+        pipelines_due.pop(gone, None)
+        verifier.forget(*gone)
+    if not checks:
+        return
+    heads = await asyncio.to_thread(verifier.store.pointer_heads)
+    locks = memo["pointer_locks"]
+    advanced: set[Key] = set()
+    for key, indexed, policy_name, policy in checks:
+        namespace, name = key
+        view = view_of(namespace, indexes)
+        if policy == "pipeline":
+            if key not in advanced:
+                advanced.add(key)
+                async with locks[key]:
+                    await asyncio.to_thread(
+                        verifier.advance_pipeline, namespace, name, indexed.spec, view, heads
+                    )
+            continue
+        async with locks[key]:
+            if policy is None:
+                await asyncio.to_thread(verifier.clear, namespace, name)
+                continue
+            await asyncio.to_thread(
+                verifier.verify,
+                namespace,
+                name,
+                indexed.spec,
+                policy_name,
+                policy,
+                view,
+                heads.get(key),
+                indexed.verification,
+            )
+        for follower in followers.get(key, ()):
+            follower_key = (namespace, follower.name)
+            advanced.add(follower_key)
+            pipelines_due[follower_key] = now + config.pointer_resync_seconds
+            async with locks[follower_key]:
+                await asyncio.to_thread(
+                    verifier.advance_pipeline, namespace, follower.name, follower.spec, view, heads
+                )
