@@ -232,7 +232,7 @@ def test_the_webhook_is_registered_for_the_operator_to_serve(
         "promotionrequests.flightdeck.dev": ["CREATE"],
         "promotionapprovals.flightdeck.dev": ["CREATE"],
         "promotionpolicies.flightdeck.dev": ["CREATE", "UPDATE"],
-        "releasepointers.flightdeck.dev": ["CREATE"],
+        "releasepointers.flightdeck.dev": ["CREATE", "UPDATE"],
         "releasepointer-deletions.flightdeck.dev": ["DELETE"],
     }
 

@@ -11,6 +11,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
+from flightdeck_operator.api.pipeline_rules import Node, follow_problem
 from flightdeck_operator.api.pointer_rules import first_pointer
 from flightdeck_operator.api.v1alpha1 import GROUP, RELEASE_POINTER
 from flightdeck_operator.controller.pointer_health import second_pointer_message
@@ -116,6 +117,16 @@ class OperatorAdmissionContext:
         if governing is None:
             return None
         return second_pointer_message(governing, agent_id, environment)
+
+    async def follow_problem(self, namespace: str, name: str, agent_id: str, upstream: str) -> str | None:
+        """Read from the API server, like ``duplicate_of``: pointers applied together must count."""
+        pointers = await asyncio.to_thread(self.gateway.list_objects, RELEASE_POINTER.plural, namespace)
+        nodes = {}
+        for body in pointers:
+            spec = body.get("spec") or {}
+            follows = spec.get("follows") or {}
+            nodes[str(body["metadata"]["name"])] = Node(str(spec.get("agentId")), follows.get("pointer"))
+        return follow_problem(name, agent_id, upstream, nodes)
 
     def note_deletion(self, namespace: str, name: str, uid: str, username: str) -> None:
         self.deletions.note(namespace, name, uid, username)
