@@ -22,6 +22,7 @@ import kopf
 from flightdeck_operator.config import OperatorSettings
 from flightdeck_operator.controller.indexes import Index, view_of
 from flightdeck_operator.controller.verifier import Verifier
+from flightdeck_operator.controller.view import NamespaceView
 from flightdeck_operator.engine.verification import parse_span
 
 log = logging.getLogger(__name__)
@@ -56,16 +57,15 @@ async def _round(
     followers: dict[Key, list[Any]] = {}
     seen: set[Key] = set()
     for namespace, entries in list(indexes["pointers_by_namespace"].items()):
-        view = None
+        policies = dict(indexes["policies_by_namespace"].get(namespace, ()))
         for indexed in list(entries):
             key = (namespace, indexed.name)
             seen.add(key)
             spec = indexed.spec
             if spec.follows is not None:
                 followers.setdefault((namespace, spec.follows.pointer), []).append(indexed)
-            view = view or view_of(namespace, indexes)
             policy_name = spec.policy_ref.name if spec.policy_ref is not None else None
-            policy = view.policies.get(policy_name or "")
+            policy = policies.get(policy_name or "")
             if policy is None or policy.verification is None:
                 due.pop(key, None)
                 if indexed.verification is not None or verifier.trackers.get(key) is not None:
@@ -93,9 +93,12 @@ async def _round(
     heads = await asyncio.to_thread(verifier.store.pointer_heads)
     locks = memo["pointer_locks"]
     advanced: set[Key] = set()
+    views: dict[str, NamespaceView] = {}  # one snapshot per namespace and round
     for key, indexed, policy_name, policy in checks:
         namespace, name = key
-        view = view_of(namespace, indexes)
+        if namespace not in views:
+            views[namespace] = view_of(namespace, indexes)
+        view = views[namespace]
         if policy == "pipeline":
             if key not in advanced:
                 advanced.add(key)
