@@ -548,6 +548,7 @@ def test_helm_install_creates_the_release(control_plane: ControlPlane, installed
         ),
         (["secrets"], ["get"]),
         (["events"], ["create"]),
+        (["promotionrequests"], ["create"]),
     ]
     for kind, name in [
         ("serviceaccount", FULLNAME),
@@ -690,6 +691,8 @@ def test_cluster_wide_rbac(control_plane: ControlPlane, crds: Path, namespace: s
             ("create", "tokenreviews.authentication.k8s.io"),
             ("create", "subjectaccessreviews.authorization.k8s.io"),
             ("create", "promotionrequests.flightdeck.dev", "-n", namespace),
+            # Verification: automatic rollbacks and pipeline promotions in any watched namespace.
+            ("create", "promotionrequests.flightdeck.dev", "-n", "default"),
             ("get", f"mutatingwebhookconfigurations.admissionregistration.k8s.io/{configuration}"),
             ("patch", f"mutatingwebhookconfigurations.admissionregistration.k8s.io/{configuration}"),
             # Notifications: a subscription's signing key by name; the webhook API in its namespace.
@@ -704,7 +707,7 @@ def test_cluster_wide_rbac(control_plane: ControlPlane, crds: Path, namespace: s
             ("patch", "mutatingwebhookconfigurations.admissionregistration.k8s.io/someone-elses"),
             ("list", "mutatingwebhookconfigurations.admissionregistration.k8s.io"),
             ("delete", f"mutatingwebhookconfigurations.admissionregistration.k8s.io/{configuration}"),
-            ("create", "promotionrequests.flightdeck.dev", "-n", "default"),
+            ("delete", "promotionrequests.flightdeck.dev", "-n", "default"),
             ("list", "namespaces"),  # kopf needs namespaces only when given a namespace list
             ("list", "secrets", "-A"),
             ("watch", "secrets", "-A"),

@@ -91,42 +91,61 @@ async def _round(
     if not checks:
         return
     heads = await asyncio.to_thread(verifier.store.pointer_heads)
-    locks = memo["pointer_locks"]
     advanced: set[Key] = set()
     views: dict[str, NamespaceView] = {}  # one snapshot per namespace and round
     for key, indexed, policy_name, policy in checks:
-        namespace, name = key
-        if namespace not in views:
-            views[namespace] = view_of(namespace, indexes)
-        view = views[namespace]
-        if policy == "pipeline":
-            if key not in advanced:
-                advanced.add(key)
-                async with locks[key]:
-                    await asyncio.to_thread(
-                        verifier.advance_pipeline, namespace, name, indexed.spec, view, heads
-                    )
-            continue
-        async with locks[key]:
-            if policy is None:
-                await asyncio.to_thread(verifier.clear, namespace, name)
-                continue
-            await asyncio.to_thread(
-                verifier.verify,
-                namespace,
-                name,
-                indexed.spec,
-                policy_name,
-                policy,
-                view,
-                heads.get(key),
-                indexed.verification,
+        if key[0] not in views:
+            views[key[0]] = view_of(key[0], indexes)
+        try:
+            await _check(
+                memo, verifier, key, indexed, policy_name, policy, views[key[0]], heads, followers, advanced
             )
-        for follower in followers.get(key, ()):
-            follower_key = (namespace, follower.name)
-            advanced.add(follower_key)
-            pipelines_due[follower_key] = now + config.pointer_resync_seconds
-            async with locks[follower_key]:
-                await asyncio.to_thread(
-                    verifier.advance_pipeline, namespace, follower.name, follower.spec, view, heads
-                )
+        except Exception:  # one pointer's failure (an API error, the store) must not stop the others
+            log.exception("Verifying ReleasePointer %s/%s failed; next at its next interval", *key)
+        for follower in followers.get(key, ()) if policy not in (None, "pipeline") else ():
+            pipelines_due[(key[0], follower.name)] = now + config.pointer_resync_seconds
+
+
+async def _check(
+    memo: kopf.Memo,
+    verifier: Verifier,
+    key: Key,
+    indexed: Any,
+    policy_name: str,
+    policy: Any,
+    view: NamespaceView,
+    heads: Mapping[Key, Any],
+    followers: Mapping[Key, list[Any]],
+    advanced: set[Key],
+) -> None:
+    """One due item: a check (and the pipelines of its followers), a pipeline, or a clean-up."""
+    namespace, name = key
+    locks = memo["pointer_locks"]
+    if policy == "pipeline":
+        if key not in advanced:
+            advanced.add(key)
+            async with locks[key]:
+                await asyncio.to_thread(verifier.advance_pipeline, namespace, name, indexed.spec, view, heads)
+        return
+    async with locks[key]:
+        if policy is None:
+            await asyncio.to_thread(verifier.clear, namespace, name)
+            return
+        await asyncio.to_thread(
+            verifier.verify,
+            namespace,
+            name,
+            indexed.spec,
+            policy_name,
+            policy,
+            view,
+            heads.get(key),
+            indexed.verification,
+        )
+    for follower in followers.get(key, ()):
+        follower_key = (namespace, follower.name)
+        advanced.add(follower_key)
+        async with locks[follower_key]:
+            await asyncio.to_thread(
+                verifier.advance_pipeline, namespace, follower.name, follower.spec, view, heads
+            )
