@@ -4,11 +4,13 @@
     .venv/bin/python benchmarks/verification.py --quick    # 100 pointers at 10 s, for a smoke run
 
 Measures, in one run:
-- manual decision latency (create -> Decided, p50/p99, 200 requests over 20 pointers at 10/s) with
-  no pointer verified;
-- the operator's CPU while N pointers, each with a live release and 50 runs in its window, are
-  verified every interval (after every pointer was checked once, over two intervals: user + system
-  time of the operator process from /proc, divided by the wall time);
+- manual decision latency (create -> Decided, p50/p99, 300 requests over 20 pointers at 10/s) with
+  only those 20 pointers;
+- the same once N more pointers exist, each with a live release and 50 runs in the last hour, under
+  a policy **without** verification;
+- the operator's CPU once that policy verifies them every interval (after every pointer was checked
+  once, over two intervals: user + system time of the operator process from /proc, divided by the
+  wall time), and the idle CPU before, for comparison;
 - the same manual decision latency again while those N pointers are being verified.
 
 Prints its figures and ends with one JSON line.
@@ -45,6 +47,7 @@ decisions = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(decisions)
 
 GROUP, VERSION = decisions.GROUP, decisions.VERSION
+REQUESTS = 300
 REPO = decisions.REPO
 
 
@@ -54,10 +57,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
 
 
-def seed_verified(
-    objects: client.CustomObjectsApi, namespace: str, pointers: int, interval: str, store: str
-) -> list[str]:
-    """``pointers`` pointers under a policy that verifies every ``interval``, each with a release
+POLICY = {"minCandidateRuns": 0, "minBaselineRuns": 0, "minLowRuns": 0, "maxErrorRate": 0.05}
+
+
+def seed_live(objects: client.CustomObjectsApi, namespace: str, pointers: int, store: str) -> list[str]:
+    """``pointers`` pointers under a policy without verification (yet), each with a release
     promoted (a burst of first promotions) and 50 runs of it in the last hour."""
     create = objects.create_namespaced_custom_object
     create(
@@ -75,23 +79,8 @@ def seed_verified(
             },
         ),
     )
-    verification = {"interval": interval, "window": "1h", "minRuns": 20, "failureThreshold": 3}
     create(
-        GROUP,
-        VERSION,
-        namespace,
-        "promotionpolicies",
-        decisions.body(
-            "PromotionPolicy",
-            "verified",
-            {
-                "minCandidateRuns": 0,
-                "minBaselineRuns": 0,
-                "minLowRuns": 0,
-                "maxErrorRate": 0.05,
-                "verification": verification,
-            },
-        ),
+        GROUP, VERSION, namespace, "promotionpolicies", decisions.body("PromotionPolicy", "verified", POLICY)
     )
     create(
         GROUP,
@@ -206,21 +195,39 @@ def main() -> None:
             pid = operator.process.pid
             watcher = decisions.DecisionWatch(api, "bench")
             time.sleep(2)
-            without = steady(objects, watcher, "bench", "without", 200, rate=10.0)
-            print(
-                f"manual decisions, nothing verified: p50 {without['p50_ms']} ms, p99 {without['p99_ms']} ms"
-            )
+            without = steady(objects, watcher, "bench", "without", REQUESTS, rate=10.0)
+            print(f"manual decisions, 20 pointers: p50 {without['p50_ms']} ms, p99 {without['p99_ms']} ms")
             watcher.stop()
 
-            idle_cpu0, idle_t0 = cpu_seconds(pid), time.monotonic()
-            time.sleep(30)
-            idle = (cpu_seconds(pid) - idle_cpu0) / (time.monotonic() - idle_t0)
-            print(f"operator CPU, idle: {idle * 100:.1f} % of a core")
-
             verified_watch = decisions.DecisionWatch(api, "verified")
-            names = seed_verified(objects, "verified", pointers, interval, store)
+            names = seed_live(objects, "verified", pointers, store)
             verified_watch.wait_for(names, timeout=1200)
             verified_watch.stop()
+            time.sleep(5)
+            watcher = decisions.DecisionWatch(api, "bench")
+            live = steady(objects, watcher, "bench", "live", REQUESTS, rate=10.0)
+            watcher.stop()
+            print(
+                f"manual decisions, {pointers} more pointers live, none verified: p50 {live['p50_ms']} ms, "
+                f"p99 {live['p99_ms']} ms"
+            )
+
+            idle_cpu0, idle_t0 = cpu_seconds(pid), time.monotonic()
+            time.sleep(2 * interval_s)
+            idle = (cpu_seconds(pid) - idle_cpu0) / (time.monotonic() - idle_t0)
+            print(
+                f"operator CPU with {pointers} more pointers live, none verified: {idle * 100:.1f} % of a core"
+            )
+
+            verification = {"interval": interval, "window": "1h", "minRuns": 20, "failureThreshold": 3}
+            objects.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                "verified",
+                "promotionpolicies",
+                "verified",
+                {"spec": {"verification": verification}},
+            )
             deadline = time.monotonic() + 3 * interval_s + 120
             while (checked := all_checked(objects, "verified", pointers)) < pointers:
                 if time.monotonic() > deadline:
@@ -236,7 +243,7 @@ def main() -> None:
             )
 
             watcher = decisions.DecisionWatch(api, "bench")
-            with_verification = steady(objects, watcher, "bench", "with", 200, rate=10.0)
+            with_verification = steady(objects, watcher, "bench", "with", REQUESTS, rate=10.0)
             watcher.stop()
             print(
                 f"manual decisions while {pointers} pointers are verified: p50 {with_verification['p50_ms']} ms, "
@@ -251,7 +258,8 @@ def main() -> None:
         "interval": interval,
         "cpu_fraction_of_a_core": round(cpu, 4),
         "idle_cpu_fraction_of_a_core": round(idle, 4),
-        "latency_without_verification": without,
+        "latency_20_pointers": without,
+        "latency_without_verification": live,
         "latency_with_verification": with_verification,
         "ledger_entries": entries,
     }

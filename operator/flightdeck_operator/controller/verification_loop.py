@@ -28,6 +28,8 @@ from flightdeck_operator.engine.verification import parse_span
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
+# The round's scan of the indexes gives the event loop back this often (pointers looked at).
+YIELD_EVERY = 200
 
 
 async def verify_pointers(memo: kopf.Memo, indexes: Mapping[str, Index], config: OperatorSettings) -> None:
@@ -56,9 +58,14 @@ async def _round(
     checks: list[tuple[Key, Any, str, Any]] = []
     followers: dict[Key, list[Any]] = {}
     seen: set[Key] = set()
+    looked = 0
     for namespace, entries in list(indexes["pointers_by_namespace"].items()):
         policies = dict(indexes["policies_by_namespace"].get(namespace, ()))
+        intervals: dict[str, float] = {}  # per policy, parsed once a round
         for indexed in list(entries):
+            looked += 1
+            if looked % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # 1,000s of pointers: let the watches and decisions run
             key = (namespace, indexed.name)
             seen.add(key)
             spec = indexed.spec
@@ -71,7 +78,10 @@ async def _round(
                 if indexed.verification is not None or verifier.trackers.get(key) is not None:
                     checks.append((key, indexed, "", None))  # show that nothing is verified any more
                 continue
-            interval = max(floor, parse_span(policy.verification.interval).total_seconds())
+            interval = intervals.get(str(policy_name))
+            if interval is None:
+                interval = max(floor, parse_span(policy.verification.interval).total_seconds())
+                intervals[str(policy_name)] = interval
             if key not in due:
                 due[key] = now + random.uniform(0, interval)
             if now >= due[key]:

@@ -33,6 +33,7 @@ from flightdeck_operator.api.v1alpha1 import (
     PROMOTION_REQUEST,
     RELEASE_POINTER,
     PipelineState,
+    PricingTableSpec,
     PromotionPolicySpec,
     ReleasePointerSpec,
 )
@@ -52,8 +53,9 @@ from flightdeck_operator.controller.verification_status import (
 from flightdeck_operator.controller.view import NamespaceView
 from flightdeck_operator.engine.evidence import EvidenceError
 from flightdeck_operator.engine.ledger import LedgerEntry, release_soaked_key, verification_failed_key
-from flightdeck_operator.engine.models import format_time
+from flightdeck_operator.engine.models import Policy, PricingTable, format_time
 from flightdeck_operator.engine.statistics import Verdict
+from flightdeck_operator.engine.statistics.config import StatisticalGates
 from flightdeck_operator.engine.verification import (
     OnFailure,
     Tracker,
@@ -94,6 +96,11 @@ class Verifier:
     _pipelines: dict[Key, dict[str, Any] | None] = field(default_factory=dict)
     # Ledger entries whose request exists (or was decided): nothing left to do for them.
     _finished: set[int] = field(default_factory=set)
+    # The engine's view of each policy and pricing table, kept while the index keeps the object.
+    _policies: dict[str, tuple[PromotionPolicySpec, VerificationRules, Policy, StatisticalGates | None]] = (
+        field(default_factory=dict)
+    )
+    _tables: dict[int, tuple[PricingTableSpec, PricingTable]] = field(default_factory=dict)
 
     # -- one check -------------------------------------------------------------------------------
 
@@ -111,8 +118,7 @@ class Verifier:
         """Check the release live on ``name`` now, act on a confirmed failure, show the result.
         ``shown``: the pointer's ``status.verification`` as the index holds it (a restart resumes
         the run of checks from it)."""
-        assert policy.verification is not None
-        rules = policy.verification.rules()
+        rules, limits, gates = self._compiled(policy_name, policy)
         key = (namespace, name)
         now = self.clock()
         if head is None or head.release_id is None:
@@ -130,8 +136,6 @@ class Verifier:
             message = f"Cannot check {head.release_id}: its AgentRelease or pricing table is not known"
             self._show(namespace, name, None, verification_conditions(None, rules, message=message), now)
             return None
-        limits = engine_policy(policy_name, policy)
-        gates = absolute_gates(limits.statistical_gates)
         evidence, recent = self.store.live_evidence(
             head.release_id,
             head.environment or pointer.environment,
@@ -143,7 +147,7 @@ class Verifier:
         try:
             check = check_live(
                 evidence=evidence,
-                table=engine_pricing(table),
+                table=self._pricing(table),
                 limits=limits,
                 gates=gates,
                 rules=rules,
@@ -170,6 +174,28 @@ class Verifier:
         )
         self._show(namespace, name, status, conditions, now)
         return tracker
+
+    def _compiled(
+        self, policy_name: str, policy: PromotionPolicySpec
+    ) -> tuple[VerificationRules, Policy, StatisticalGates | None]:
+        """The policy in the engine's terms, computed once per policy object (the index replaces
+        the object when the policy changes)."""
+        cached = self._policies.get(policy_name)
+        if cached is None or cached[0] is not policy:
+            assert policy.verification is not None
+            limits = engine_policy(policy_name, policy)
+            cached = (policy, policy.verification.rules(), limits, absolute_gates(limits.statistical_gates))
+            self._policies[policy_name] = cached
+        return cached[1], cached[2], cached[3]
+
+    def _pricing(self, table: PricingTableSpec) -> PricingTable:
+        cached = self._tables.get(id(table))
+        if cached is None or cached[0] is not table:
+            if len(self._tables) > 1024:
+                self._tables.clear()
+            cached = (table, engine_pricing(table))
+            self._tables[id(table)] = cached
+        return cached[1]
 
     def _earlier_failure(
         self, namespace: str, name: str, head: LedgerEntry, tracker: Tracker
