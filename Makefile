@@ -75,6 +75,7 @@ bench: venv control-plane
 	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/python benchmarks/decisions.py
 	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/python benchmarks/http.py
 	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/python benchmarks/gates.py
+	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/python benchmarks/verification.py
 
 clean:
 	rm -rf $(VENV) $(JSON_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

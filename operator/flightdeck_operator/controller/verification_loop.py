@@ -4,7 +4,7 @@ reasons the pointer sweep gives: an asyncio task and a finalizer each).
 Every tick it finds the pointers whose check is due (their policy's ``verification.interval``, never
 shorter than ``FLIGHTDECK_VERIFICATION_MIN_INTERVAL_SECONDS``; the first check of each pointer at a
 random point of its first interval, so 1,000 pointers do not all fall due together), reads the
-ledger heads once, and checks each due pointer in a worker thread while holding its lock (the same
+ledger head of each (a keyed lookup, what is live), and checks each due pointer in a worker thread while holding its lock (the same
 lock its decisions take). Pointers that follow a checked pointer (``spec.follows``) have their
 pipeline advanced right after it, under their own lock.
 """
@@ -100,7 +100,12 @@ async def _round(
         verifier.forget(*gone)
     if not checks:
         return
-    heads = await asyncio.to_thread(verifier.store.pointer_heads)
+    # The ledger heads of the pointers this round needs (the checked ones, followers and what they
+    # follow): a keyed lookup each, not the whole ledger's heads every tick.
+    needed = {key for key, *_ in checks}
+    needed |= {(key[0], indexed.spec.follows.pointer) for key, indexed, *_ in checks if indexed.spec.follows}
+    needed |= {(key[0], f.name) for key, *_ in checks for f in followers.get(key, ())}
+    heads = await asyncio.to_thread(_heads, verifier, needed)
     advanced: set[Key] = set()
     views: dict[str, NamespaceView] = {}  # one snapshot per namespace and round
     for key, indexed, policy_name, policy in checks:
@@ -159,3 +164,8 @@ async def _check(
             await asyncio.to_thread(
                 verifier.advance_pipeline, namespace, follower.name, follower.spec, view, heads
             )
+
+
+def _heads(verifier: Verifier, keys: set[Key]) -> dict[Key, Any]:
+    found = {key: verifier.store.last_pointer_entry(*key) for key in keys}
+    return {key: entry for key, entry in found.items() if entry is not None}
