@@ -11,7 +11,8 @@ Measures, in one run:
 - the operator's CPU once that policy verifies them every interval (after every pointer was checked
   once, over two intervals: user + system time of the operator process from /proc, divided by the
   wall time), and the idle CPU before, for comparison;
-- the same manual decision latency again while those N pointers are being verified.
+- the same manual decision latency again while those N pointers are being verified, and once more
+  after verification is turned off again (A/B/A: drift over the run is not verification's cost).
 
 Prints its figures and ends with one JSON line.
 """
@@ -249,6 +250,19 @@ def main() -> None:
                 f"manual decisions while {pointers} pointers are verified: p50 {with_verification['p50_ms']} ms, "
                 f"p99 {with_verification['p99_ms']} ms"
             )
+
+            # A/B/A: verification off again, so that drift of the machine or the control plane over
+            # the run is not mistaken for verification's cost.
+            objects.patch_namespaced_custom_object(
+                GROUP, VERSION, "verified", "promotionpolicies", "verified", {"spec": {"verification": None}}
+            )
+            time.sleep(interval_s + 10)
+            watcher = decisions.DecisionWatch(api, "bench")
+            after = steady(objects, watcher, "bench", "after", REQUESTS, rate=10.0)
+            watcher.stop()
+            print(
+                f"manual decisions, verification off again: p50 {after['p50_ms']} ms, p99 {after['p99_ms']} ms"
+            )
             with open_store(store) as opened:
                 entries = opened.count_ledger()
 
@@ -261,6 +275,7 @@ def main() -> None:
         "latency_20_pointers": without,
         "latency_without_verification": live,
         "latency_with_verification": with_verification,
+        "latency_verification_off_again": after,
         "ledger_entries": entries,
     }
     print(json.dumps(result))

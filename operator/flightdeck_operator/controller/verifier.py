@@ -97,7 +97,7 @@ class Verifier:
     # Ledger entries whose request exists (or was decided): nothing left to do for them.
     _finished: set[int] = field(default_factory=set)
     # The engine's view of each policy and pricing table, kept while the index keeps the object.
-    _policies: dict[str, tuple[PromotionPolicySpec, VerificationRules, Policy, StatisticalGates | None]] = (
+    _policies: dict[Key, tuple[PromotionPolicySpec, VerificationRules, Policy, StatisticalGates | None]] = (
         field(default_factory=dict)
     )
     _tables: dict[int, tuple[PricingTableSpec, PricingTable]] = field(default_factory=dict)
@@ -118,7 +118,7 @@ class Verifier:
         """Check the release live on ``name`` now, act on a confirmed failure, show the result.
         ``shown``: the pointer's ``status.verification`` as the index holds it (a restart resumes
         the run of checks from it)."""
-        rules, limits, gates = self._compiled(policy_name, policy)
+        rules, limits, gates = self._compiled(namespace, policy_name, policy)
         key = (namespace, name)
         now = self.clock()
         if head is None or head.release_id is None:
@@ -176,16 +176,16 @@ class Verifier:
         return tracker
 
     def _compiled(
-        self, policy_name: str, policy: PromotionPolicySpec
+        self, namespace: str, policy_name: str, policy: PromotionPolicySpec
     ) -> tuple[VerificationRules, Policy, StatisticalGates | None]:
         """The policy in the engine's terms, computed once per policy object (the index replaces
         the object when the policy changes)."""
-        cached = self._policies.get(policy_name)
+        cached = self._policies.get((namespace, policy_name))
         if cached is None or cached[0] is not policy:
             assert policy.verification is not None
             limits = engine_policy(policy_name, policy)
             cached = (policy, policy.verification.rules(), limits, absolute_gates(limits.statistical_gates))
-            self._policies[policy_name] = cached
+            self._policies[(namespace, policy_name)] = cached
         return cached[1], cached[2], cached[3]
 
     def _pricing(self, table: PricingTableSpec) -> PricingTable:
