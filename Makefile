@@ -10,7 +10,7 @@ JSON_REQUIREMENTS := tests/otlp_json_client/requirements.txt
 JSON_STAMP := $(JSON_VENV)/.installed-$(shell sha256sum $(JSON_REQUIREMENTS) | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: demo sandbox browser test test-unit test-store test-cluster test-package lint format control-plane venv bench clean
+.PHONY: demo sandbox browser test test-unit test-store test-cluster test-package lint format control-plane image venv bench clean
 
 ## demo: build (or reuse) the local control plane and run the demo on it
 demo: venv control-plane
@@ -55,6 +55,10 @@ browser:
 control-plane:
 	hack/build-control-plane.sh >/dev/null
 
+## image: build the image from a Debian base made with mmdebstrap, with buildah (no registry needed)
+image:
+	hack/build-image.sh
+
 venv: $(STAMP) $(JSON_STAMP)
 
 $(STAMP): pyproject.toml
@@ -75,6 +79,11 @@ bench: venv control-plane
 	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/python benchmarks/decisions.py
 	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/python benchmarks/http.py
 	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/python benchmarks/gates.py
+	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/python benchmarks/memory.py retention
+	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/python benchmarks/memory.py resident
+	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/python benchmarks/memory.py restart
+	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/python benchmarks/failover.py
+	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/python benchmarks/sidecar_scale.py
 	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/python benchmarks/verification.py
 
 clean:

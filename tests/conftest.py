@@ -5,6 +5,7 @@ Run one tier with ``pytest -m unit`` (or ``store``, ``cluster``, ``package``); `
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,3 +20,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         tier = relative.parts[0]
         if tier in TIERS:
             item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(scope="session")
+def built_image() -> str:
+    """The project's image, built here by hack/build-image.sh (cached by content: a few seconds
+    when nothing changed, a few minutes from scratch); its reference in buildah's local storage."""
+    script = TESTS_ROOT.parent / "hack" / "build-image.sh"
+    result = subprocess.run([str(script)], capture_output=True, text=True, timeout=1800, check=False)
+    if result.returncode != 0:
+        pytest.fail(f"hack/build-image.sh exited {result.returncode}:\n{result.stderr[-4000:]}")
+    return result.stdout.strip().splitlines()[-1]

@@ -52,6 +52,83 @@ class OperatorSettings(BaseSettings):
         ),
     )
     max_workers: int = Field(default=8, ge=1, description="Threads for blocking store and API calls.")
+    sqlite_cache_mib: int = Field(
+        default=4,
+        ge=1,
+        description=(
+            "SQLite page cache per connection (one per worker thread), in MiB. It fills up as the "
+            "ledger grows, so it bounds the operator's memory; the sidecar keeps 64 MiB for ingestion."
+        ),
+    )
+    # Leader election (docs/operations.md, "High availability"): client-go's algorithm and defaults.
+    leader_election: bool = Field(
+        default=True,
+        description=(
+            "Elect the deciding replica with a coordination.k8s.io Lease and fence the ledger with its "
+            "epoch; false: this process decides as soon as it starts (one replica only, no fence)."
+        ),
+    )
+    lease_name: str = Field(default="flightdeck-operator", min_length=1, description="Name of the Lease.")
+    lease_namespace: str | None = Field(
+        default=None,
+        description=(
+            "Namespace of the Lease; default: the first watched namespace, else the pod's own "
+            "(or the kubeconfig context's) namespace."
+        ),
+    )
+    leader_identity: str | None = Field(
+        default=None,
+        description=(
+            "Prefix of this replica's identity in the Lease (the chart passes the pod name); a random "
+            "suffix keeps two processes with one name apart. Default: the host name."
+        ),
+    )
+    lease_duration_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="How long a standby waits without seeing a renewal before taking over.",
+    )
+    renew_deadline_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long the leader keeps trying to renew before it gives up (and exits).",
+    )
+    retry_period_seconds: float = Field(
+        default=2.0, gt=0, description="How often the leader renews and a standby looks at the Lease."
+    )
+    # Retention of decided PromotionRequests (docs/operations.md, "Retention"): the ledger keeps
+    # every decision; a request re-created with the same name and spec is replayed from it.
+    retention_enabled: bool = Field(
+        default=True, description="Delete decided PromotionRequests after their TTL (the ledger keeps them)."
+    )
+    request_ttl_seconds: int = Field(
+        default=86_400,
+        ge=0,
+        description="Seconds after its decision a request is deleted, unless its spec or its policy says otherwise.",
+    )
+    retain_per_pointer: int = Field(
+        default=3,
+        ge=0,
+        description="The newest decided requests of each pointer kept past their TTL (policy may override).",
+    )
+    retain_max: int = Field(
+        default=2_000,
+        ge=0,
+        description="Most decided requests kept in all watched namespaces; beyond it the oldest go first (the cap wins).",
+    )
+    min_decided_age_seconds: int = Field(
+        default=600,
+        ge=0,
+        description="No request is deleted sooner than this after its decision (the cap included).",
+    )
+    gc_interval_seconds: float = Field(
+        default=60.0, gt=0, description="How often retention looks for due requests."
+    )
+    gc_deletes_per_second: float = Field(
+        default=20.0,
+        gt=0,
+        description="Most deletes per second (each is a fresh read plus a preconditioned delete).",
+    )
     # Notifications (docs/notifications.md): the outbox is polled, receivers are retried with a
     # doubling delay between notification_retry_base_seconds and notification_max_backoff_seconds.
     notifications_enabled: bool = Field(

@@ -8,10 +8,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from kubernetes import client, config
 
 from flightdeck_operator.localdev.controlplane import BIN_DIR_ENV, ControlPlane
+from flightdeck_operator.localdev.postgres import temporary_postgres
 from flightdeck_operator.localdev.processes import OperatorProcess, SidecarProcess
 
 from .in_process import InProcessOperator, in_process_operator
@@ -62,6 +64,24 @@ def namespace(request: pytest.FixtureRequest, api_client: client.ApiClient) -> I
     core.delete_namespace(name)
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """One throwaway PostgreSQL server for the cluster tests that need one (a schema each)."""
+    with temporary_postgres() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_store(postgres_server: str) -> Iterator[str]:
+    """A store URL of its own: a fresh schema on the session's server, dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    yield f"{postgres_server}?options=-csearch_path%3D{schema}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
 # -- the operator under test -------------------------------------------------------------------------
 
 CRDS_DIR = REPO_ROOT / "crds"
@@ -71,6 +91,11 @@ TEST_TIMINGS = {
     "FLIGHTDECK_POINTER_RESYNC_SECONDS": "5",
     # Waiting requests (approval, evidence) are re-examined every second in tests.
     "FLIGHTDECK_RECHECK_SECONDS": "1",
+    # A restarted operator (a new identity) waits out its predecessor's Lease: short in tests, with
+    # room for a busy machine (renewals are two API calls; a missed deadline ends the leader).
+    "FLIGHTDECK_LEASE_DURATION_SECONDS": "8",
+    "FLIGHTDECK_RENEW_DEADLINE_SECONDS": "6",
+    "FLIGHTDECK_RETRY_PERIOD_SECONDS": "1",
     # Notifications: the outbox is read 5 times a second, failed deliveries retried within a second.
     "FLIGHTDECK_NOTIFICATION_POLL_SECONDS": "0.2",
     "FLIGHTDECK_NOTIFICATION_RETRY_BASE_SECONDS": "0.2",

@@ -127,7 +127,9 @@ def test_rendered_manifests_pass_server_side_validation(
     applied = [line for line in result.stdout.splitlines() if line.endswith("(server dry run)")]
     assert len(applied) == len(documents)
     kinds = {doc["kind"] for doc in documents}
-    assert {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"} <= kinds
+    assert {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"} <= kinds
+    # SQLite: one StatefulSet pod; PostgreSQL: operator and sidecar Deployments.
+    assert ("StatefulSet" in kinds) != ("Deployment" in kinds)
 
 
 def test_defaults_render_the_promised_objects(control_plane: ControlPlane, kube_version: str) -> None:
@@ -135,20 +137,23 @@ def test_defaults_render_the_promised_objects(control_plane: ControlPlane, kube_
     assert sorted(doc["kind"] for doc in documents) == [
         "ClusterRole",
         "ClusterRoleBinding",
-        "Deployment",
         "MutatingWebhookConfiguration",
         "NetworkPolicy",
         "PersistentVolumeClaim",
         "PodDisruptionBudget",
         "Role",
+        "Role",
+        "RoleBinding",
         "RoleBinding",
         "Service",
         "Service",
         "ServiceAccount",
+        "StatefulSet",
     ]
-    (deployment,) = by_kind(documents, "Deployment")
-    spec = deployment["spec"]
-    assert (spec["replicas"], spec["strategy"]) == (1, {"type": "Recreate"})
+    (statefulset,) = by_kind(documents, "StatefulSet")
+    spec = statefulset["spec"]
+    # SQLite: one pod, never two at once (a StatefulSet, unlike a Deployment's Recreate).
+    assert (spec["replicas"], spec["podManagementPolicy"]) == (1, "OrderedReady")
     pod = spec["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -178,9 +183,14 @@ def test_defaults_render_the_promised_objects(control_plane: ControlPlane, kube_
     assert {"name": "FLIGHTDECK_NAMESPACE", "value": "flightdeck"} in sidecar["env"]
     (claim,) = by_kind(documents, "PersistentVolumeClaim")
     assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert claim["spec"]["accessModes"] == ["ReadWriteOncePod"]
     assert {"name": "data", "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]}} in pod[
         "volumes"
     ]
+    env = {item["name"]: item.get("value") for item in operator["env"]}
+    assert (env["FLIGHTDECK_LEADER_ELECTION"], env["FLIGHTDECK_LEASE_NAME"]) == ("true", FULLNAME)
+    assert env["FLIGHTDECK_LEASE_NAMESPACE"] == "flightdeck"
+    assert (env["FLIGHTDECK_RETENTION_ENABLED"], env["FLIGHTDECK_REQUEST_TTL_SECONDS"]) == ("true", "86400")
     (pdb,) = by_kind(documents, "PodDisruptionBudget")
     assert pdb["spec"]["maxUnavailable"] == 1
     services = {doc["metadata"]["name"]: doc for doc in by_kind(documents, "Service")}
@@ -236,8 +246,8 @@ def test_the_webhook_is_registered_for_the_operator_to_serve(
         "releasepointer-deletions.flightdeck.dev": ["DELETE"],
     }
 
-    (deployment,) = by_kind(documents, "Deployment")
-    operator = deployment["spec"]["template"]["spec"]["containers"][0]
+    (statefulset,) = by_kind(documents, "StatefulSet")
+    operator = statefulset["spec"]["template"]["spec"]["containers"][0]
     assert {"name": "webhook", "containerPort": 9443, "protocol": "TCP"} in operator["ports"]
     assert operator["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "webhook", "scheme": "HTTPS"}
     env = {item["name"]: item.get("value") for item in operator["env"]}
@@ -284,8 +294,8 @@ def test_disabling_the_webhook_drops_everything_it_needs(
     documents = render(control_plane, kube_version, "flightdeck", *VARIANTS["webhook-off"])
     assert not by_kind(documents, "MutatingWebhookConfiguration")
     assert [doc["metadata"]["name"] for doc in by_kind(documents, "Service")] == [FULLNAME]
-    (deployment,) = by_kind(documents, "Deployment")
-    operator = deployment["spec"]["template"]["spec"]["containers"][0]
+    (statefulset,) = by_kind(documents, "StatefulSet")
+    operator = statefulset["spec"]["template"]["spec"]["containers"][0]
     assert [port["name"] for port in operator["ports"]] == ["health"]
     assert "readinessProbe" not in operator
     assert not [item for item in operator["env"] if item["name"].startswith("FLIGHTDECK_WEBHOOK_")]
@@ -311,10 +321,10 @@ def test_notifications_reach_receivers_but_never_the_metadata_range(
         rule for rule in policy["spec"]["egress"] if any(p["port"] == 80 for p in rule.get("ports", ()))
     ]
     assert receivers["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]}}]
-    (deployment,) = by_kind(documents, "Deployment")
+    (statefulset,) = by_kind(documents, "StatefulSet")
     env = {
         item["name"]: item.get("value")
-        for item in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        for item in statefulset["spec"]["template"]["spec"]["containers"][0]["env"]
     }
     assert (env["FLIGHTDECK_NOTIFICATIONS_ENABLED"], env["FLIGHTDECK_NOTIFICATION_MAX_BACKOFF_SECONDS"]) == (
         "true",
@@ -329,10 +339,10 @@ def test_disabling_notifications_drops_secret_access(control_plane: ControlPlane
     assert not [
         rule for rule in policy["spec"]["egress"] if any(p["port"] == 80 for p in rule.get("ports", ()))
     ]
-    (deployment,) = by_kind(documents, "Deployment")
+    (statefulset,) = by_kind(documents, "StatefulSet")
     env = {
         item["name"]: item.get("value")
-        for item in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        for item in statefulset["spec"]["template"]["spec"]["containers"][0]["env"]
     }
     assert env["FLIGHTDECK_NOTIFICATIONS_ENABLED"] == "false"
 
@@ -340,13 +350,19 @@ def test_disabling_notifications_drops_secret_access(control_plane: ControlPlane
 def test_postgresql_url_comes_from_a_secret(control_plane: ControlPlane, kube_version: str) -> None:
     documents = render(control_plane, kube_version, "flightdeck", *VARIANTS["postgresql"])
     assert not by_kind(documents, "PersistentVolumeClaim")
-    (deployment,) = by_kind(documents, "Deployment")
-    for container in deployment["spec"]["template"]["spec"]["containers"]:
+    containers = [
+        container
+        for deployment in by_kind(documents, "Deployment")
+        for container in deployment["spec"]["template"]["spec"]["containers"]
+    ]
+    assert [c["name"] for c in containers] == ["operator", "sidecar"]
+    for container in containers:
         assert {
             "name": "FLIGHTDECK_STORE",
             "valueFrom": {"secretKeyRef": {"name": "fd-db", "key": "url"}},
         } in container["env"]
-        assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp"}
+    mounts = [{m["mountPath"] for m in c["volumeMounts"]} for c in containers]
+    assert mounts == [{"/tmp", "/etc/flightdeck/webhook"}, {"/tmp"}]
     (netpol,) = by_kind(documents, "NetworkPolicy")
     assert {"ports": [{"port": 5432, "protocol": "TCP"}]} in netpol["spec"]["egress"]
 
@@ -355,8 +371,8 @@ def test_token_auth_mounts_the_secret_and_drops_token_reviews(
     control_plane: ControlPlane, kube_version: str
 ) -> None:
     documents = render(control_plane, kube_version, "flightdeck", *VARIANTS["token-auth"])
-    (deployment,) = by_kind(documents, "Deployment")
-    sidecar = deployment["spec"]["template"]["spec"]["containers"][1]
+    (statefulset,) = by_kind(documents, "StatefulSet")
+    sidecar = statefulset["spec"]["template"]["spec"]["containers"][1]
     assert sidecar["args"][-2:] == ["--auth", "token"]
     assert {"name": "FLIGHTDECK_TOKEN_FILE", "value": "/etc/flightdeck/auth/token"} in sidecar["env"]
     (cluster_role,) = by_kind(documents, "ClusterRole")
@@ -420,6 +436,29 @@ def test_every_rbac_rule_says_who_needs_it() -> None:
             'sidecar.namespace "c" must be one of watchNamespaces [a b]',
         ),
         (["--set", "serviceMonitor.enabled=true"], "no monitoring.coreos.com/v1 ServiceMonitor"),
+        (
+            ["--set", "operator.replicas=2"],
+            "operator.replicas: SQLite has one writer, so the operator runs as one pod",
+        ),
+        (
+            ["--set", "sidecar.replicas=2"],
+            "sidecar.replicas: with SQLite the sidecar runs in the operator's one pod",
+        ),
+        (
+            [
+                "--set",
+                "storage.type=postgresql",
+                "--set",
+                "storage.postgresql.existingSecret=pg",
+                "--set",
+                "operator.leaderElection.enabled=false",
+            ],
+            "operator.leaderElection.enabled=false decides in every replica without a fence",
+        ),
+        (
+            ["--set", "operator.podAntiAffinity=always"],
+            "- at '/operator/podAntiAffinity': value must be one of",
+        ),
     ],
 )
 def test_bad_values_fail_with_the_key_named(
@@ -514,8 +553,8 @@ def installed(control_plane: ControlPlane, crds: Path, namespace: str) -> Iterat
 def test_helm_install_creates_the_release(control_plane: ControlPlane, installed: str) -> None:
     status = json.loads(helm(control_plane, "status", RELEASE, "-n", installed, "-o", "json").stdout)
     assert status["info"]["status"] == "deployed"
-    deployment = get(control_plane, installed, "deployment", FULLNAME)
-    assert [c["name"] for c in deployment["spec"]["template"]["spec"]["containers"]] == [
+    statefulset = get(control_plane, installed, "statefulset", FULLNAME)
+    assert [c["name"] for c in statefulset["spec"]["template"]["spec"]["containers"]] == [
         "operator",
         "sidecar",
     ]
@@ -546,6 +585,7 @@ def test_helm_install_creates_the_release(control_plane: ControlPlane, installed
             ],
             ["update", "patch"],
         ),
+        (["promotionrequests"], ["delete"]),  # retention
         (["secrets"], ["get"]),
         (["events"], ["create"]),
         (["promotionrequests"], ["create"]),
@@ -557,6 +597,7 @@ def test_helm_install_creates_the_release(control_plane: ControlPlane, installed
         ("networkpolicy", FULLNAME),
         ("poddisruptionbudget", FULLNAME),
         ("rolebinding", f"{FULLNAME}-sidecar"),
+        ("rolebinding", f"{FULLNAME}-leader-election"),
     ]:
         assert get(control_plane, installed, kind, name)["metadata"]["name"] == name
 
@@ -577,7 +618,13 @@ def test_the_chart_service_account_can_promote_and_nothing_more(
         store=store,
         log_path=tmp_path / "operator.log",
         namespaces=(namespace,),
-        extra_env={"FLIGHTDECK_DEPENDENCY_GRACE_SECONDS": "2", "FLIGHTDECK_POINTER_RESYNC_SECONDS": "5"},
+        # The Lease the chart's RBAC allows: named after the release, in its namespace.
+        extra_env={
+            "FLIGHTDECK_DEPENDENCY_GRACE_SECONDS": "2",
+            "FLIGHTDECK_POINTER_RESYNC_SECONDS": "5",
+            "FLIGHTDECK_LEASE_NAME": FULLNAME,
+            "FLIGHTDECK_LEASE_NAMESPACE": namespace,
+        },
         webhook_configuration=webhook_configuration_name(namespace),
         webhook_delegates=(f"system:serviceaccount:{namespace}:{FULLNAME}",),
         admin_kubeconfig=control_plane.kubeconfig("admin"),
@@ -695,6 +742,10 @@ def test_cluster_wide_rbac(control_plane: ControlPlane, crds: Path, namespace: s
             ("create", "promotionrequests.flightdeck.dev", "-n", "default"),
             ("get", f"mutatingwebhookconfigurations.admissionregistration.k8s.io/{configuration}"),
             ("patch", f"mutatingwebhookconfigurations.admissionregistration.k8s.io/{configuration}"),
+            ("delete", "promotionrequests.flightdeck.dev", "-n", "default"),  # retention
+            ("create", "leases.coordination.k8s.io", "-n", namespace),
+            ("get", f"leases.coordination.k8s.io/{FULLNAME}", "-n", namespace),
+            ("update", f"leases.coordination.k8s.io/{FULLNAME}", "-n", namespace),
             # Notifications: a subscription's signing key by name; the webhook API in its namespace.
             ("get", "secrets", "-n", "default"),
             ("watch", "notificationsubscriptions.flightdeck.dev", "-A"),
@@ -707,7 +758,7 @@ def test_cluster_wide_rbac(control_plane: ControlPlane, crds: Path, namespace: s
             ("patch", "mutatingwebhookconfigurations.admissionregistration.k8s.io/someone-elses"),
             ("list", "mutatingwebhookconfigurations.admissionregistration.k8s.io"),
             ("delete", f"mutatingwebhookconfigurations.admissionregistration.k8s.io/{configuration}"),
-            ("delete", "promotionrequests.flightdeck.dev", "-n", "default"),
+            ("update", "promotionrequests.flightdeck.dev", "-n", "default"),
             ("list", "namespaces"),  # kopf needs namespaces only when given a namespace list
             ("list", "secrets", "-A"),
             ("watch", "secrets", "-A"),
@@ -723,6 +774,8 @@ def test_cluster_wide_rbac(control_plane: ControlPlane, crds: Path, namespace: s
             ("patch", "releasepointers.flightdeck.dev", "-n", "default"),  # only its status
             ("create", "customresourcedefinitions.apiextensions.k8s.io"),
             ("update", "events", "-n", "default"),
+            ("update", "leases.coordination.k8s.io/someone-elses", "-n", namespace),
+            ("get", f"leases.coordination.k8s.io/{FULLNAME}", "-n", "default"),
         ]
         assert [args for args in allowed if not can_i(control_plane, kubeconfig, *args)] == []
         assert [args for args in denied if can_i(control_plane, kubeconfig, *args)] == []
@@ -731,5 +784,7 @@ def test_cluster_wide_rbac(control_plane: ControlPlane, crds: Path, namespace: s
     # The ledger's volume outlives the release (helm.sh/resource-policy: keep).
     kept = get(control_plane, namespace, "persistentvolumeclaim", f"{FULLNAME}-data")
     assert kept["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    remaining = control_plane.kubectl("get", "deploy,sa,svc", "-n", namespace, "-o", "name").stdout.split()
+    remaining = control_plane.kubectl(
+        "get", "sts,deploy,sa,svc", "-n", namespace, "-o", "name"
+    ).stdout.split()
     assert [name for name in remaining if FULLNAME in name] == []

@@ -22,7 +22,7 @@ from kubernetes import client
 
 from flightdeck_operator.kube.gateway import KubeGateway
 from flightdeck_operator.localdev.controlplane import ControlPlane, KubectlError
-from flightdeck_operator.localdev.processes import OperatorProcess
+from flightdeck_operator.localdev.processes import WEBHOOKS, OperatorProcess
 from flightdeck_operator.store import open_store
 
 from .kube import FIRST_PROMOTION, get, policy, quickstart, request, wait_for
@@ -85,19 +85,11 @@ def test_the_api_server_trusts_the_operators_generated_ca(
     ca_pem = (operator.webhook_cert_dir / "ca.crt").read_bytes()
     assert stat.S_IMODE((operator.webhook_cert_dir / "tls.key").stat().st_mode) == 0o600
     webhooks = {webhook["name"]: webhook for webhook in configuration["webhooks"]}
-    assert sorted(webhooks) == [
-        "promotionapprovals.flightdeck.dev",
-        "promotionpolicies.flightdeck.dev",
-        "promotionrequests.flightdeck.dev",
-        "releasepointer-deletions.flightdeck.dev",
-        "releasepointers.flightdeck.dev",
-    ]
-    for name, webhook in webhooks.items():
-        (resource,) = webhook["rules"][0]["resources"]
+    assert sorted(webhooks) == sorted(f"{name}.flightdeck.dev" for name, *_ in WEBHOOKS)
+    for name, _resource, path, _operations, failure_policy in WEBHOOKS:
+        webhook = webhooks[f"{name}.flightdeck.dev"]
         assert base64.b64decode(webhook["clientConfig"]["caBundle"]) == ca_pem, name
-        assert webhook["clientConfig"]["url"] == operator.webhook_url(f"/mutate/{resource}")
-        # Deletes of pointers are only observed: they never wait for the operator.
-        failure_policy = "Ignore" if name.startswith("releasepointer-deletions") else "Fail"
+        assert webhook["clientConfig"]["url"] == operator.webhook_url(path)
         assert (webhook["failurePolicy"], webhook["sideEffects"]) == (failure_policy, "None")
         assert webhook["namespaceSelector"]["matchExpressions"][0]["values"] == [namespace]
 

@@ -59,9 +59,20 @@ def test_hash_is_sha256_of_prev_hash_and_canonical_entry() -> None:
     payload = first.model_dump(mode="json", exclude={"prev_hash", "hash"})
     assert payload["seq"] == 1
     assert payload["created_at"] == "2026-05-05T12:00:01Z"
+    # Fields added later are hashed only when set: entries sealed before them keep their hash.
+    later = {"request_name", "spec_digest", "epoch", "pointer_seq"}
+    assert all(payload.pop(name) is None for name in later)
     expected = hashlib.sha256((GENESIS_HASH + canonical_json(payload)).encode()).hexdigest()
     assert first.hash == expected
     assert len(first.hash) == 64
+
+
+def test_fields_added_later_are_hashed_when_set() -> None:
+    plain = seal(record(1), seq=1, prev_hash=GENESIS_HASH)
+    fenced = seal(record(1), seq=1, prev_hash=GENESIS_HASH, epoch=3, pointer_seq=1)
+    assert fenced.hash != plain.hash
+    assert fenced.computed_hash() == fenced.hash
+    assert fenced.model_copy(update={"epoch": 4}).computed_hash() != fenced.hash
 
 
 def test_policy_digest_depends_on_values() -> None:

@@ -37,7 +37,7 @@ class FakeContext:
     # Pointers of the namespace for the follow rules: name -> (agent, the pointer it follows).
     pointers: dict[str, tuple[str, str | None]] = field(default_factory=dict)
 
-    def requester_of(self, namespace: str, name: str) -> tuple[str, str | None] | None:
+    async def requester_of(self, namespace: str, name: str) -> tuple[str, str | None] | None:
         return self.requests.get((namespace, name))
 
     async def predict(self, namespace: str, request_object: Mapping[str, Any]) -> str:
@@ -58,7 +58,7 @@ class FakeContext:
         nodes = {n: Node(agent, follows) for n, (agent, follows) in self.pointers.items()}
         return follow_problem(name, agent_id, upstream, nodes)
 
-    def note_deletion(self, namespace: str, name: str, uid: str, username: str) -> None:
+    async def note_deletion(self, namespace: str, name: str, uid: str, username: str) -> None:
         self.deletions.append((namespace, name, uid, username))
 
 

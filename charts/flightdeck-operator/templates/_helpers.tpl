@@ -105,6 +105,13 @@ app.kubernetes.io/part-of: flightdeck
     - promotionapprovals/status
     - notificationsubscriptions/status
   verbs: [update, patch]
+{{- if .Values.retention.enabled }}
+# Application: retention deletes decided PromotionRequests once due (their decisions stay in the
+# ledger), each with a UID and resourceVersion precondition.
+- apiGroups: [flightdeck.dev]
+  resources: [promotionrequests]
+  verbs: [delete]
+{{- end }}
 {{- if .Values.notifications.enabled }}
 # Application (operator): the HMAC key of a NotificationSubscription, read by the name its
 # secretRef gives. get only: the operator never lists or watches Secrets, so it cannot discover
@@ -120,7 +127,7 @@ app.kubernetes.io/part-of: flightdeck
   verbs: [create]
 # Application (operator): continuous verification creates PromotionRequests of its own, an
 # automatic rollback of a release that failed its checks and the promotion of a release that soaked
-# on the pointer another follows (docs/verification.md). create only: never updated or deleted.
+# on the pointer another follows (docs/verification.md). create only: never updated.
 - apiGroups: [flightdeck.dev]
   resources: [promotionrequests]
   verbs: [create]

@@ -31,6 +31,7 @@ from flightdeck_operator.actions.errors import (
     RequestDeleted,
     gateway_failure,
 )
+from flightdeck_operator.actions.replays import DecisionLookup, conflict, outcome_of, same_request
 from flightdeck_operator.api.conditions import ConditionType, Phase, Reason, find_condition, is_true
 from flightdeck_operator.api.pointer_rules import first_pointer
 from flightdeck_operator.api.v1alpha1 import (
@@ -426,6 +427,46 @@ def submit(
     return obj, created
 
 
+def answer_from_ledger(
+    gateway: KubeGateway,
+    namespace: str,
+    action: ActionInput,
+    requester: Requester,
+    idempotency_key: str,
+    decisions: DecisionLookup,
+) -> ActionResult | None:
+    """The answer a retry got the first time, from the ledger, when the request object is gone
+    (None: the object exists or was never decided, and answers as usual)."""
+    name = request_name(namespace, requester.identity, idempotency_key)
+    if gateway.find(PROMOTION_REQUEST.plural, namespace, name) is not None:
+        return None
+    entry = decisions(namespace, name)
+    if entry is None:
+        return None
+    if not same_request(
+        entry, build_request(namespace, name, action, entry.pointer or "", requester)["spec"]
+    ):
+        raise conflict(entry, idempotency_key, namespace, name)
+    outcome, passed, message, next_open = outcome_of(entry)
+    if passed:
+        verdict, phase = (
+            Verdict.PASSED,
+            Phase.PROMOTED if action.action is PromotionAction.PROMOTE else Phase.ROLLED_BACK,
+        )
+    else:
+        verdict, phase = Verdict.BLOCKED, Phase.BLOCKED
+    return ActionResult(
+        RequestRef(namespace, name),
+        verdict,
+        phase.value,
+        outcome,
+        message,
+        created=False,
+        reason=Reason.REPLAYED.value,
+        next_open=next_open,
+    )
+
+
 # Waits until a request is decided: (object as created, timeout) -> the decided object, or None on
 # timeout; raises NotFound when it is deleted first. Default: a watch on that one object.
 DecisionWait = Callable[[Body, float], Body | None]
@@ -480,9 +521,16 @@ def run_action(
     timeout: float,
     idempotency_key: str | None = None,
     wait: DecisionWait | None = None,
+    decisions: DecisionLookup | None = None,
 ) -> ActionResult:
-    """Submit a promote/rollback and wait for its decision. Raises :class:`ActionError`."""
+    """Submit a promote/rollback and wait for its decision. Raises :class:`ActionError`.
+    ``decisions``: the ledger, which answers a retried Idempotency-Key once retention deleted the
+    request (``actions/replays.py``)."""
     try:
+        if idempotency_key is not None and decisions is not None:
+            answered = answer_from_ledger(gateway, namespace, action, requester, idempotency_key, decisions)
+            if answered is not None:
+                return answered
         obj, created = submit(gateway, namespace, action, requester, idempotency_key=idempotency_key)
         return await_decision(gateway, obj, timeout=timeout, created=created, wait=wait)
     except GatewayError as error:

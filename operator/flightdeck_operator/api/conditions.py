@@ -22,7 +22,7 @@ Everything here is pure: no kopf, no Kubernetes client, time passed in explicitl
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -138,6 +138,11 @@ class Reason(StrEnum):
     INVALID_WINDOW = "InvalidWindow"
     # Any kind: the spec failed model validation (schema drift or a CRD installed without rules).
     INVALID_SPEC = "InvalidSpec"
+
+    # --- PromotionRequest, terminal, either way (Decided=True; Ready as the recorded outcome) ---
+    # Re-created with the name and spec of a request decided before (GitOps re-applying what
+    # retention deleted, a retried Idempotency-Key): the recorded outcome is shown, not decided again.
+    REPLAYED = "Replayed"
 
     # --- ReleasePointer ---
     # status equals the ledger's last passing entry (or nothing was promoted yet).
@@ -416,6 +421,16 @@ def decided(reason: Reason, message: str, *, dry_run: bool = False) -> tuple[Pha
         )
     conds.append(_cond(ConditionType.STALLED, ConditionStatus.TRUE, reason, message))
     return phase, ConditionUpdate(set=tuple(conds), remove=(ConditionType.RECONCILING,))
+
+
+def replayed(outcome: Reason, message: str) -> tuple[Phase, ConditionUpdate]:
+    """Terminal conditions of a replayed request: the phase and Ready of the recorded ``outcome``,
+    with reason ``Replayed`` (nothing was evaluated or moved for this request)."""
+    phase, update = decided(outcome, message)
+    return phase, ConditionUpdate(
+        set=tuple(replace(condition, reason=Reason.REPLAYED) for condition in update.set),
+        remove=update.remove,
+    )
 
 
 # --- AgentRelease, PricingTable, PromotionPolicy, ReleasePointer ------------------------------------

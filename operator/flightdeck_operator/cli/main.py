@@ -35,13 +35,20 @@ STORE_HELP = "Store: a SQLite path or a postgresql:// URL [env FLIGHTDECK_STORE]
     multiple=True,
     help="Watch only this namespace (repeatable). Default: all namespaces.",
 )
-@click.option("--liveness", default=None, help="Serve a liveness probe, e.g. http://0.0.0.0:8080/healthz.")
+@click.option(
+    "--liveness",
+    default=None,
+    help="Serve health on this URL's address, e.g. http://0.0.0.0:8080/healthz (also /readyz, /metrics).",
+)
 def run(store: str, namespaces: tuple[str, ...], liveness: str | None) -> None:
-    """Run the operator: decide PromotionRequests and keep pointers equal to the ledger."""
+    """Run the operator: decide PromotionRequests and keep pointers equal to the ledger.
+
+    With leader election (the default), every replica serves the admission webhook and one, holding
+    the Lease, decides; the others wait to take over."""
     from flightdeck_operator.config import OperatorSettings
     from flightdeck_operator.controller.main import run as run_operator
 
-    run_operator(OperatorSettings(store=store, namespaces=namespaces), liveness_endpoint=liveness)
+    sys.exit(run_operator(OperatorSettings(store=store, namespaces=namespaces), health_endpoint=liveness))
 
 
 @main.command()

@@ -1,92 +1,104 @@
 """The running operator as an :class:`~flightdeck_operator.webhook.handlers.AdmissionContext`.
 
-Reads come from kopf's indexes (on the event loop: they are not thread-safe); the prediction and
-the SubjectAccessReview are blocking and run in a worker thread.
+Every replica serves the admission webhook, leader or standby, so that creates are never refused
+while leadership moves. The leader reads kopf's indexes (on the event loop: they are not
+thread-safe); a standby, which runs no kopf, reads the same facts from the API server's watch
+cache. Who deleted a ReleasePointer is noted in the store, where the leader finds it whichever
+replica's webhook saw the delete. Blocking calls (store, API, the prediction) run in worker threads.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
+import logging
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from flightdeck_operator.api.pipeline_rules import Node, follow_problem
 from flightdeck_operator.api.pointer_rules import first_pointer
-from flightdeck_operator.api.v1alpha1 import GROUP, RELEASE_POINTER
+from flightdeck_operator.api.v1alpha1 import (
+    AGENT_RELEASE,
+    GROUP,
+    PRICING_TABLE,
+    PROMOTION_POLICY,
+    PROMOTION_REQUEST,
+    RELEASE_POINTER,
+    AgentReleaseSpec,
+    PricingTableSpec,
+    PromotionPolicySpec,
+    ReleasePointerSpec,
+)
+from flightdeck_operator.controller.indexes import (
+    TERMINAL,
+    Index,
+    IndexedPointer,
+    IndexedPricingTable,
+    namespace_view,
+)
 from flightdeck_operator.controller.pointer_health import second_pointer_message
 from flightdeck_operator.controller.view import NamespaceView
-from flightdeck_operator.kube.gateway import AccessDecision, KubeGateway, ReviewedUser
+from flightdeck_operator.kube.gateway import AccessDecision, Body, KubeGateway, ReviewedUser
+from flightdeck_operator.store import Store
 from flightdeck_operator.webhook.handlers import OVERRIDE_RESOURCE, OVERRIDE_VERB
 from flightdeck_operator.webhook.identity import REQUESTED_BY, Identity
 
+log = logging.getLogger(__name__)
+
+SpecT = TypeVar("SpecT", bound=BaseModel)
 # (namespace, raw spec, namespace snapshot) -> one line; blocking (store reads).
 Predictor = Callable[[str, Mapping[str, Any], NamespaceView], str]
 
 
-class DeletionNotes:
-    """Who asked the API server to delete each ReleasePointer, as the admission webhook saw it,
-    until the watch reports the delete and the retirement is ledgered under that name.
-
-    Bounded (oldest notes dropped first): a note whose delete never happens (a failed or
-    dry-run delete) must not pile up. Used on the event loop only (webhook and watch handlers).
-    """
-
-    def __init__(self, limit: int = 1000) -> None:
-        self._limit = limit
-        self._notes: OrderedDict[tuple[str, str, str], str] = OrderedDict()
-
-    def note(self, namespace: str, name: str, uid: str, username: str) -> None:
-        self._notes[(namespace, name, uid)] = username
-        while len(self._notes) > self._limit:
-            self._notes.popitem(last=False)
-
-    def pop(self, namespace: str, name: str, uid: str) -> str | None:
-        return self._notes.pop((namespace, name, uid), None)
-
-
 class OperatorAdmissionContext:
-    """``pending_requests``: kopf's index of undecided PromotionRequests by (namespace, pointer),
-    whose values carry ``name``, ``uid`` and ``spec`` (``controller.pending.PendingRequest``).
-    ``view_of``: the namespace snapshot the controller decides from. ``predictor``:
-    ``Controller.predict``."""
+    """``predictor``: ``Assessor.predict``. ``attach(indexes)`` once kopf runs in this process
+    (the leader); until then (a standby) reads go to the API server."""
 
     def __init__(
         self,
         *,
         delegates: Collection[str],
         gateway: KubeGateway,
-        pending_requests: Mapping[Any, Any],
-        view_of: Callable[[str], NamespaceView],
+        store: Store,
         predictor: Predictor,
-        deletions: DeletionNotes,
     ) -> None:
         self._delegates = frozenset(delegates)
         self.gateway = gateway
-        self.pending_requests = pending_requests
-        self.view_of = view_of
+        self.store = store
         self.predictor = predictor
-        self.deletions = deletions
+        self.indexes: Mapping[str, Index] | None = None
+
+    def attach(self, indexes: Mapping[str, Index]) -> None:
+        self.indexes = indexes
 
     @property
     def delegates(self) -> Collection[str]:
         return self._delegates
 
-    def requester_of(self, namespace: str, name: str) -> tuple[str, str | None] | None:
-        # Only undecided requests are indexed: an approval of a decided one is the operator's to
-        # reject (it re-checks everything), so None ("unknown") is the right answer for those.
-        for (request_namespace, _pointer), pending in list(self.pending_requests.items()):
+    async def requester_of(self, namespace: str, name: str) -> tuple[str, str | None] | None:
+        # Undecided requests only: an approval of a decided one is the operator's to reject (it
+        # re-checks everything), so None ("unknown") is the right answer for those.
+        if self.indexes is None:
+            body = await asyncio.to_thread(self.gateway.find, PROMOTION_REQUEST.plural, namespace, name)
+            if body is None or (body.get("status") or {}).get("phase") in TERMINAL:
+                return None
+            return str(body["metadata"]["uid"]), _requester(body.get("spec") or {})
+        for (request_namespace, _pointer), pending in list(
+            self.indexes["pending_requests_by_pointer"].items()
+        ):
             if request_namespace != namespace:
                 continue
             for request in list(pending):
                 if request.name == name:
-                    requested_by = request.spec.get(REQUESTED_BY)
-                    username = requested_by.get("username") if isinstance(requested_by, Mapping) else None
-                    return str(request.uid), None if username is None else str(username)
+                    return str(request.uid), _requester(request.spec)
         return None
 
     async def predict(self, namespace: str, request_object: Mapping[str, Any]) -> str:
-        view = self.view_of(namespace)  # on the event loop, before the thread
+        if self.indexes is None:
+            view = await asyncio.to_thread(view_from_api, self.gateway, namespace)
+        else:
+            view = view_from_indexes(namespace, self.indexes)  # on the event loop, before the thread
         spec = request_object.get("spec")
         return await asyncio.to_thread(
             self.predictor, namespace, spec if isinstance(spec, Mapping) else {}, view
@@ -128,5 +140,69 @@ class OperatorAdmissionContext:
             nodes[str(body["metadata"]["name"])] = Node(str(spec.get("agentId")), follows.get("pointer"))
         return follow_problem(name, agent_id, upstream, nodes)
 
-    def note_deletion(self, namespace: str, name: str, uid: str, username: str) -> None:
-        self.deletions.note(namespace, name, uid, username)
+    async def note_deletion(self, namespace: str, name: str, uid: str, username: str) -> None:
+        try:
+            await asyncio.to_thread(self.store.note_pointer_deletion, namespace, name, uid, username)
+        except Exception:  # the delete goes ahead regardless; the retirement says "unknown"
+            log.exception("Could not note who deletes ReleasePointer %s/%s", namespace, name)
+
+
+def _requester(spec: Mapping[str, Any]) -> str | None:
+    requested_by = spec.get(REQUESTED_BY)
+    username = requested_by.get("username") if isinstance(requested_by, Mapping) else None
+    return None if username is None else str(username)
+
+
+def view_from_indexes(namespace: str, indexes: Mapping[str, Index]) -> NamespaceView:
+    return namespace_view(
+        namespace,
+        indexes["pointers_by_namespace"],
+        indexes["releases_by_namespace"],
+        indexes["policies_by_namespace"],
+        indexes["pricing_tables_by_namespace"],
+    )
+
+
+def view_from_api(gateway: KubeGateway, namespace: str) -> NamespaceView:
+    """The namespace as the indexes would show it, from the API server's watch cache (blocking)."""
+
+    def listed(plural: str, model: type[SpecT]) -> list[tuple[Body, SpecT]]:
+        # An object whose spec does not validate is left out, as the index leaves it out.
+        valid = []
+        for body in gateway.list_objects(plural, namespace, cached=True):
+            try:
+                valid.append((body, model.model_validate(body.get("spec") or {})))
+            except ValidationError:
+                continue
+        return valid
+
+    pointers = [
+        IndexedPointer(
+            name=body["metadata"]["name"],
+            spec=spec,
+            created=str(body["metadata"].get("creationTimestamp")),
+            release_id=None,
+            ledger_seq=None,
+            window=None,
+            ready_reason=None,
+        )
+        for body, spec in listed(RELEASE_POINTER.plural, ReleasePointerSpec)
+    ]
+    releases = [
+        (body["metadata"]["name"], spec) for body, spec in listed(AGENT_RELEASE.plural, AgentReleaseSpec)
+    ]
+    policies = [
+        (body["metadata"]["name"], spec)
+        for body, spec in listed(PROMOTION_POLICY.plural, PromotionPolicySpec)
+    ]
+    tables = [
+        IndexedPricingTable(body["metadata"]["name"], str(body["metadata"].get("creationTimestamp")), spec)
+        for body, spec in listed(PRICING_TABLE.plural, PricingTableSpec)
+    ]
+    return namespace_view(
+        namespace,
+        {namespace: pointers},
+        {namespace: releases},
+        {namespace: policies},
+        {namespace: tables},
+    )

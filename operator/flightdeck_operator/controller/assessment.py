@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from flightdeck_operator.api.conditions import Reason
@@ -57,10 +57,11 @@ class Assessor:
         of a decision and of the admission webhook's dry-run prediction. ``created``: the request's
         creation, where statistical gates anchor its evidence (None: not created yet, now)."""
         now = self.clock()
-        last_move = self.store.last_pointer_entry(namespace, spec.pointer)
+        last_move, pointer_seq = self.store.pointer_head(namespace, spec.pointer)
         plan = resolve(spec, view, last_move)
         if isinstance(plan, Failure):
             return plan
+        plan = replace(plan, pointer_seq=pointer_seq)
         try:
             decision = self.decide(plan, now, created=created)
         except InvalidWindowError as error:

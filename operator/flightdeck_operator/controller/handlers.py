@@ -176,7 +176,7 @@ async def watch_pointer(
     controller: Controller = memo["controller"]
     if type == "DELETED":
         uid = str(body.get("metadata", {}).get("uid") or "")
-        deleted_by = memo["deletions"].pop(namespace, name, uid)
+        deleted_by = await asyncio.to_thread(controller.store.pop_pointer_deletion, namespace, name, uid)
         async with memo["pointer_locks"][(namespace, name)]:
             await asyncio.to_thread(
                 controller.pointers.retire,

@@ -6,6 +6,7 @@ on the event loop (indexes are not thread-safe) and handed to worker threads as 
 from __future__ import annotations
 
 import copy
+import datetime as dt
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,7 +15,14 @@ from typing import Any
 import kopf
 
 from flightdeck_operator.api.automation import AUTOMATION_LABEL, TRIGGER_ANNOTATION
-from flightdeck_operator.api.conditions import TERMINAL_PHASES, ApprovalPhase, ConditionType, find_condition
+from flightdeck_operator.api.conditions import (
+    TERMINAL_PHASES,
+    ApprovalPhase,
+    ConditionType,
+    Phase,
+    find_condition,
+)
+from flightdeck_operator.api.retention import RETAIN_ANNOTATION, DecidedRequest
 from flightdeck_operator.api.v1alpha1 import (
     AGENT_RELEASE_PLURAL,
     GROUP,
@@ -160,6 +168,42 @@ def _kept(values: Mapping[str, Any] | None, *keys: str) -> dict[str, str]:
 
 SHOWN_KEYS = ("phase", "message", "approval", "evidenceWait")
 
+# Outcomes the ledger holds (Failed, Superseded and dry runs decided nothing and are not ledgered).
+LEDGERED_PHASES = frozenset({Phase.PROMOTED.value, Phase.ROLLED_BACK.value, Phase.BLOCKED.value})
+
+
+def ledgered_outcome(status: Mapping[str, Any], **_: Any) -> bool:
+    return status.get("phase") in LEDGERED_PHASES and bool((status.get("decision") or {}).get("decidedAt"))
+
+
+@kopf.index(GROUP, VERSION, PROMOTION_REQUEST_PLURAL, when=ledgered_outcome)
+async def decided_requests_by_namespace(
+    namespace: str | None,
+    name: str,
+    uid: str,
+    meta: kopf.Meta,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    **_: Any,
+) -> dict[Any, Any]:
+    """Decided requests, for retention: a few fields each, read without parsing (every failover
+    indexes them all before deciding anything, so this must stay cheap)."""
+    decided_at = dt.datetime.fromisoformat(str(status["decision"]["decidedAt"]).replace("Z", "+00:00"))
+    ttl = spec.get("ttlSecondsAfterDecided")
+    created = meta.get("creationTimestamp")
+    return {
+        namespace: DecidedRequest(
+            namespace=namespace or "",
+            name=name,
+            uid=uid,
+            pointer=str(spec.get("pointer") or ""),
+            decided_at=decided_at,
+            ttl_seconds=ttl if isinstance(ttl, int) else None,
+            retain=(meta.get("annotations") or {}).get(RETAIN_ANNOTATION) == "true",
+            created_at=dt.datetime.fromisoformat(str(created).replace("Z", "+00:00")) if created else None,
+        )
+    }
+
 
 def may_still_count(status: Mapping[str, Any], **_: Any) -> bool:
     """Unjudged approvals (to judge) and accepted ones (to mark stale when the digest moves on);
@@ -235,6 +279,7 @@ INDEX_NAMES = (
     "pricing_tables_by_namespace",
     "pending_requests_by_pointer",
     "approvals_by_namespace",
+    "decided_requests_by_namespace",
 )
 
 

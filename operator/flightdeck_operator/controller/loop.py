@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from flightdeck_operator.api.automation import automation_details
 from flightdeck_operator.api.conditions import Phase, Reason, phase_for
+from flightdeck_operator.api.replay import request_spec_digest
 from flightdeck_operator.api.v1alpha1 import ConcurrencyPolicy, PromotionPolicySpec
 from flightdeck_operator.controller.approval_gate import ApprovalGate
 from flightdeck_operator.controller.assessment import Assessor
@@ -44,7 +45,9 @@ from flightdeck_operator.store import Store
 
 log = logging.getLogger(__name__)
 
-DECIDED_MEMORY = 20_000  # request UIDs whose status is known to be written (index lag guard)
+# Request UIDs whose status is known to be written: guards the seconds until the pending index
+# drops them (78 s of lag at 64 decisions/s); 20,000 cost 4 MB of the retention plateau.
+DECIDED_MEMORY = 5_000
 
 
 @dataclass
@@ -85,7 +88,9 @@ class Controller:
         ordered = [r for r in sorted(pending, key=lambda r: r.order) if r.uid not in self._projected]
         concurrency = self._concurrency_policy(view, pointer)
         if concurrency is ConcurrencyPolicy.REPLACE:
-            contenders = [r for r in ordered if not r.dry_run]
+            # Requests decided already (or re-created copies of decided ones) only need their
+            # projection: they neither supersede nor are superseded.
+            contenders = [r for r in ordered if not r.dry_run and not self._already_decided(namespace, r)]
             for older in contenders[:-1]:
                 self._supersede(namespace, pointer, older, contenders[-1], view)
             ordered = [r for r in ordered if r.uid not in self._projected]
@@ -112,6 +117,12 @@ class Controller:
         """Decide (or re-examine) one request; returns seconds until a recheck while it waits."""
         entry = self.store.ledger_entry_for_request(request.uid)
         if entry is None:
+            earlier = self._decided_before(namespace, request)
+            if earlier is not None:  # re-created after retention deleted it: answered, not decided
+                log.info("Replayed %s/%s from ledger seq %d", namespace, request.name, earlier.seq)
+                self.writer.project_request(namespace, request, earlier, replay=True)
+                self._finish(namespace, request, view)
+                return None
             failed = self.store.ledger_entry_for_key(request_failed_key(request.uid))
             if failed is not None:  # failed before a crash, status not written yet
                 details = failed.details or {}
@@ -136,6 +147,21 @@ class Controller:
         self._finish(namespace, request, view)
         return None
 
+    def _already_decided(self, namespace: str, request: PendingRequest) -> bool:
+        """Ledgered, or a copy of a ledgered request (replayed by ``decide_one``, never decided again)."""
+        return (
+            self.store.ledger_entry_for_request(request.uid) is not None
+            or self._decided_before(namespace, request) is not None
+        )
+
+    def _decided_before(self, namespace: str, request: PendingRequest) -> LedgerEntry | None:
+        """The ledgered decision of an earlier request with this name and authored spec."""
+        spec = parse_request_spec(request.spec)
+        if isinstance(spec, Failure) or spec.dry_run:
+            return None
+        entry = self.store.replay_entry(namespace, request.name, request_spec_digest(spec))
+        return entry if entry is not None and entry.request_uid != request.uid else None
+
     def _finish(self, namespace: str, request: PendingRequest, view: NamespaceView) -> None:
         """The request is decided: approvals of it not judged yet (made while it waited for evidence,
         or in a race with its decision) are recorded as rejected, so every attempt is on record."""
@@ -158,10 +184,7 @@ class Controller:
     def _supersede(
         self, namespace: str, pointer: str, older: PendingRequest, newer: PendingRequest, view: NamespaceView
     ) -> None:
-        """concurrencyPolicy Replace: ``older`` gives way, unless it was already decided (ledgered)."""
-        if self.store.ledger_entry_for_request(older.uid) is not None:
-            self.decide_one(namespace, pointer, older, view)  # only finishes its projection
-            return
+        """concurrencyPolicy Replace: ``older`` (undecided: see ``drain``) gives way."""
         message = (
             f"Superseded by the newer request {newer.name} (concurrencyPolicy Replace); nothing was decided"
         )
@@ -177,8 +200,8 @@ class Controller:
         view: NamespaceView,
     ) -> bool:
         """concurrencyPolicy Forbid: fail ``request`` while an older one is undecided. False when it
-        was decided before (ledgered), so it only needs its projection."""
-        if self.store.ledger_entry_for_request(request.uid) is not None:
+        was decided before (ledgered, or a re-created copy to replay), so it only needs its projection."""
+        if self._already_decided(namespace, request):
             return False
         message = (
             f"Request {undecided.name} for ReleasePointer {pointer!r} is still undecided "
@@ -247,6 +270,7 @@ class Controller:
             reason=_with_approvals(spec.reason, approvals),
             requested_by=spec.requested_by,
             approvals=approvals,
+            spec_digest=request_spec_digest(spec),
             window=spec.window,
             automation=automation_details(
                 request.labels,
@@ -255,7 +279,9 @@ class Controller:
                 self.identity,
             ),
         )
-        entry = self.store.append(record)  # the commit point
+        # The commit point. PointerMoved (the pointer's history moved since the plan was read: only
+        # another writer can do that) propagates, and the drain evaluates the request again.
+        entry = self.store.append(record, expected_pointer_seq=plan.pointer_seq)
         log.info("Ledgered %s/%s as seq %d (%s)", namespace, request.name, entry.seq, decided_message(entry))
         return entry
 

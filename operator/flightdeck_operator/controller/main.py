@@ -1,10 +1,11 @@
-"""Entry point of the operator process: ``flightdeck-operator run`` (or ``kopf run -m flightdeck_operator.controller.main``)."""
+"""Entry point of the operator process: ``flightdeck-operator run``.
+
+``flightdeck-operator run`` goes through the supervisor (leader election, the fence, the webhook on
+every replica); ``kopf run -m flightdeck_operator.controller.main`` imports this module for its
+handlers and runs kopf alone (tests that need no election).
+"""
 
 from __future__ import annotations
-
-import threading
-
-import kopf
 
 from flightdeck_operator.config import OperatorSettings
 from flightdeck_operator.controller import (  # noqa: F401  (registers them with kopf)
@@ -13,24 +14,9 @@ from flightdeck_operator.controller import (  # noqa: F401  (registers them with
     notification_handlers,
     startup,
 )
+from flightdeck_operator.controller.supervisor import supervise
 
 
-def run(
-    config: OperatorSettings,
-    *,
-    liveness_endpoint: str | None = None,
-    ready_flag: threading.Event | None = None,
-    stop_flag: threading.Event | None = None,
-) -> None:
-    """Run the operator until stopped. One active replica: ``standalone`` (no peering objects);
-    the Deployment uses the Recreate strategy so two never overlap."""
-    kopf.configure(verbose=False, log_format=kopf.LogFormat.FULL)
-    kopf.run(
-        standalone=True,
-        clusterwide=not config.namespaces,
-        namespaces=config.namespaces,
-        liveness_endpoint=liveness_endpoint,
-        memo=kopf.Memo(config=config),
-        ready_flag=ready_flag,
-        stop_flag=stop_flag,
-    )
+def run(config: OperatorSettings, *, health_endpoint: str | None = None) -> int:
+    """Run the operator until stopped or deposed; returns the exit code of a graceful stop."""
+    return supervise(config, health_endpoint=health_endpoint)

@@ -119,10 +119,12 @@ class PointerProjector:
                 continue  # someone wrote in between: re-read and recompute
             except NotFound:
                 return False
-            # managedFields are most of a body's size and a PUT of status does not need them.
+            # Kept for this pointer's next projection, without what it does not read: managedFields
+            # (most of a body) and the history (recomputed from the ledger on every write).
             self._bodies[key] = {
                 **updated,
                 "metadata": {k: v for k, v in updated["metadata"].items() if k != "managedFields"},
+                "status": {k: v for k, v in (updated.get("status") or {}).items() if k != "history"},
             }
             self._announce(updated, current, head, drift, problem, in_sync)
             return True

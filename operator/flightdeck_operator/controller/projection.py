@@ -25,8 +25,10 @@ from flightdeck_operator.api.conditions import (
     find_condition,
     pending,
     ready,
+    replayed,
     stalled,
 )
+from flightdeck_operator.api.replay import replay_message
 from flightdeck_operator.api.v1alpha1 import (
     Action,
     AppliedOverride,
@@ -83,6 +85,7 @@ def ledger_record(
     reason: str,
     requested_by: UserIdentity | None = None,
     approvals: Sequence[LedgerEntry] = (),
+    spec_digest: str | None = None,
     window: str | None = None,
     automation: Mapping[str, JsonValue] | None = None,
 ) -> LedgerRecord:
@@ -145,6 +148,8 @@ def ledger_record(
         policy_digest=policy_digest(decision.policy),
         details=details,
         created_at=decision.decided_at,
+        request_name=request_name,
+        spec_digest=spec_digest,
     )
 
 
@@ -288,11 +293,17 @@ def request_status_from_entry(
     generation: int | None,
     conditions: Sequence[Mapping[str, Any]] | None,
     now: dt.datetime,
+    replay: bool = False,
 ) -> Status:
-    """The request's terminal status, from its ledger entry alone."""
+    """The request's terminal status, from its ledger entry alone. ``replay``: the entry is an
+    earlier request's of the same name and spec (condition reason ``Replayed``)."""
     reason = outcome_reason(entry)
     message = decided_message(entry)
-    phase, update = decided(reason, message)
+    if replay:
+        message = replay_message(entry, message)
+        phase, update = replayed(reason, message)
+    else:
+        phase, update = decided(reason, message)
     policy = entry.policy_result
     decision = DecisionStatus(
         action_id=str((entry.details or {}).get("action_id") or action_id_for(entry.request_uid or "")),

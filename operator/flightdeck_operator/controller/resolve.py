@@ -50,6 +50,9 @@ class Plan:
     baseline: ReleaseRef | None = None
     baseline_pricing: PricingTable | None = None
     candidate_pricing: PricingTable | None = None
+    # The pointer's ledger sequence this plan was read at: its append must still find it (the fence
+    # against a decision computed from a head that moved meanwhile).
+    pointer_seq: int = 0
 
 
 def parse_request_spec(raw: Mapping[str, object]) -> PromotionRequestSpec | Failure:

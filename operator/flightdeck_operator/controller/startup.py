@@ -1,7 +1,8 @@
-"""kopf tuning, the login with a bounded connection pool, and cleanup: the operator's life cycle.
+"""kopf tuning, the login with a bounded connection pool, and cleanup: kopf's part of the life cycle.
 
-One startup handler owns every kopf setting and puts the store, the gateway, the controller (and,
-when enabled, the admission webhook) in ``memo``.
+One startup handler owns every kopf setting and puts the controller in ``memo``. The supervisor
+(``controller/supervisor.py``) hands in the store, the gateway and the admission webhook's context,
+which it owns across leadership; run without it (``kopf run -m ...``) the handler opens the store.
 """
 
 from __future__ import annotations
@@ -21,21 +22,18 @@ from flightdeck_operator.api.v1alpha1 import (
     GROUP,
 )
 from flightdeck_operator.config import OperatorSettings
-from flightdeck_operator.controller.admission_context import DeletionNotes, OperatorAdmissionContext
 from flightdeck_operator.controller.handlers import sweep_pointers
-from flightdeck_operator.controller.indexes import indexes_of, namespace_view
+from flightdeck_operator.controller.indexes import indexes_of, view_of
 from flightdeck_operator.controller.loop import Controller
 from flightdeck_operator.controller.notification_handlers import SUBSCRIPTIONS_INDEX
 from flightdeck_operator.controller.notifier import Notifier
 from flightdeck_operator.controller.records import ChangeRecorder
+from flightdeck_operator.controller.retention import RetentionCollector, collect_garbage, defaults_of
 from flightdeck_operator.controller.verification_loop import verify_pointers
 from flightdeck_operator.controller.verifier import Verifier
 from flightdeck_operator.engine.models import ConfidenceThresholds
 from flightdeck_operator.kube.gateway import KubeGateway, load_api_client
-from flightdeck_operator.store import open_store
-from flightdeck_operator.webhook.certs import CertificateError
-from flightdeck_operator.webhook.handlers import AdmissionHandlers
-from flightdeck_operator.webhook.server import server_from_settings
+from flightdeck_operator.store import Store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -65,19 +63,23 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30
 
-    store = await asyncio.to_thread(open_store, config.store)
-    gateway = KubeGateway(load_api_client())
-    memo["gateway"] = gateway
+    store: Store | None = memo.get("store")
+    if store is None:  # `kopf run -m flightdeck_operator.controller.main`: no supervisor, no fence
+        store = await asyncio.to_thread(
+            open_store, config.store, sqlite_cache_kib=config.sqlite_cache_mib * 1024
+        )
+        memo["owns_store"] = True
+    gateway: KubeGateway | None = memo.get("gateway")
+    if gateway is None:
+        gateway = KubeGateway(load_api_client())
+        memo["gateway"] = gateway
+        memo["owns_gateway"] = True
     memo["config"] = config
     memo["store"] = store
     memo["controller"] = Controller(
         store=store,
         gateway=gateway,
-        thresholds=ConfidenceThresholds(
-            min_candidate_runs=config.min_candidate_runs,
-            min_baseline_runs=config.min_baseline_runs,
-            min_low_runs=config.min_low_runs,
-        ),
+        thresholds=thresholds_of(config),
         dependency_grace=dt.timedelta(seconds=config.dependency_grace_seconds),
         recheck_seconds=config.recheck_seconds,
     )
@@ -96,8 +98,6 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     )
     memo["pointer_locks"] = defaultdict(asyncio.Lock)
     memo["retries"] = {}
-    # Who deleted each pointer, as the webhook saw it (the retirement's actor in the ledger).
-    memo["deletions"] = DeletionNotes()
     # The indexes are live objects already (empty until the first listing completes).
     memo["sweeper"] = asyncio.create_task(
         sweep_pointers(memo, indexes_of(kwargs), config.pointer_resync_seconds)
@@ -107,31 +107,38 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
         # Notifications: the outbox's pump, apart from the decisions (docs/notifications.md).
         memo["notifier"] = Notifier(store=store, gateway=gateway, settings=config)
         memo["notifier_task"] = asyncio.create_task(memo["notifier"].run(kwargs[SUBSCRIPTIONS_INDEX]))
-    if config.webhook_port is not None:
-        # The admission webhook runs in this event loop and reads the same indexes.
-        indexes = indexes_of(kwargs)
-        context = OperatorAdmissionContext(
-            delegates=config.webhook_delegates,
+    if config.retention_enabled:
+        metrics = memo.get("metrics")
+        collector = RetentionCollector(
+            store=store,
             gateway=gateway,
-            pending_requests=indexes["pending_requests_by_pointer"],
-            view_of=lambda namespace: namespace_view(
-                namespace,
-                indexes["pointers_by_namespace"],
-                indexes["releases_by_namespace"],
-                indexes["policies_by_namespace"],
-                indexes["pricing_tables_by_namespace"],
-            ),
-            predictor=memo["controller"].assessor.predict,
-            deletions=memo["deletions"],
+            defaults=defaults_of(config),
+            deletes_per_second=config.gc_deletes_per_second,
+            on_deleted=None if metrics is None else metrics.deleted,
         )
-        webhook = server_from_settings(config, AdmissionHandlers(context).routes(), gateway)
-        try:
-            await webhook.start()
-        except (OSError, CertificateError) as error:
-            # Without it every create in the watched namespaces fails (failurePolicy Fail): exit loudly.
-            raise kopf.PermanentError(f"The admission webhook cannot start: {error}") from error
-        memo["webhook"] = webhook
+        indexes = indexes_of(kwargs)
+        memo["retention"] = asyncio.create_task(
+            collect_garbage(
+                collector,
+                indexes,
+                lambda namespace: view_of(namespace, indexes),
+                config.gc_interval_seconds,
+                on_pass=None if metrics is None else metrics.retention_pass,
+            )
+        )
+    admission = memo.get("admission")
+    if admission is not None:
+        # This replica leads now: its admission webhook reads kopf's indexes from here on.
+        admission.attach(indexes_of(kwargs))
     log.info("FlightDeck operator configured (store: %s)", store.describe())
+
+
+def thresholds_of(config: OperatorSettings) -> ConfidenceThresholds:
+    return ConfidenceThresholds(
+        min_candidate_runs=config.min_candidate_runs,
+        min_baseline_runs=config.min_baseline_runs,
+        min_low_runs=config.min_low_runs,
+    )
 
 
 @kopf.on.login()
@@ -164,7 +171,7 @@ async def login(
 
 @kopf.on.cleanup()
 async def close_store(memo: kopf.Memo, **_: Any) -> None:
-    for task_name in ("sweeper", "verification_task", "notifier_task"):
+    for task_name in ("sweeper", "retention", "verification_task", "notifier_task"):
         task = memo.get(task_name)
         if task is not None:
             task.cancel()
@@ -173,12 +180,11 @@ async def close_store(memo: kopf.Memo, **_: Any) -> None:
     # Scheduled re-examinations (waiting requests, retries) must not start on a closed store.
     for _due, task in list((memo.get("retries") or {}).values()):
         task.cancel()
-    webhook = memo.get("webhook")
-    if webhook is not None:
-        await webhook.stop()
     store = memo.get("store")
-    if store is not None:
+    if store is not None and memo.get("owns_store"):
         await asyncio.to_thread(store.close)
     gateway = memo.get("gateway")
-    if gateway is not None:  # its connection pool (an operator run in-process must not leak it)
+    if gateway is not None and memo.get(
+        "owns_gateway"
+    ):  # its connection pool (an operator run in-process must not leak it)
         await asyncio.to_thread(gateway.api_client.close)

@@ -32,10 +32,19 @@ class StatusWriter:
     gateway: KubeGateway
     clock: Callable[[], dt.datetime]
 
-    def project_request(self, namespace: str, request: PendingRequest, entry: LedgerEntry) -> None:
+    def project_request(
+        self, namespace: str, request: PendingRequest, entry: LedgerEntry, *, replay: bool = False
+    ) -> None:
         status = request_status_from_entry(
-            entry, generation=request.generation, conditions=request.conditions, now=self.clock()
+            entry,
+            generation=request.generation,
+            conditions=request.conditions,
+            now=self.clock(),
+            replay=replay,
         )
+        if replay:
+            self.write_request(namespace, request, status, "Normal", Reason.REPLAYED.value)
+            return
         event_type = "Normal" if entry.pointer_changed else "Warning"
         self.write_request(namespace, request, status, event_type, outcome_reason(entry).value)
 

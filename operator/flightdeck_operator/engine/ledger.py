@@ -26,6 +26,9 @@ from .models import EvidenceSummary, Policy, PolicyResult, UtcDatetime
 
 GENESIS_HASH = "0" * 64
 _HASH_EXCLUDED = frozenset({"prev_hash", "hash"})
+# Fields added after the first ledgers were written: hashed only when set, so the entries written
+# before them keep the hash they were sealed with.
+_HASHED_WHEN_SET = frozenset({"request_name", "spec_digest", "epoch", "pointer_seq"})
 
 
 def canonical_json(value: Any) -> str:
@@ -134,27 +137,69 @@ class LedgerRecord(BaseModel):
     # Kind-specific payload, e.g. the new policy spec or pricing table of a change.
     details: dict[str, JsonValue] | None = None
     created_at: UtcDatetime
+    # A promote or rollback: the request's name and the digest of its authored spec, so that a
+    # request re-created with the same name and spec (GitOps, after retention deleted it) is
+    # replayed from this entry instead of being decided again.
+    request_name: str | None = None
+    spec_digest: str | None = None
 
 
 class LedgerEntry(LedgerRecord):
     seq: int = Field(ge=1)
     prev_hash: str
     hash: str
+    # The writer's leader epoch (the Lease's transitions when it was elected; None: no election).
+    epoch: int | None = None
+    # The pointer's own sequence, on entries that moved or retired it (1, 2, ... per pointer):
+    # unique per (namespace, pointer), so two conflicting moves of one pointer cannot both commit.
+    pointer_seq: int | None = None
 
     def hashed_payload(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude=set(_HASH_EXCLUDED))
+        payload = self.model_dump(mode="json", exclude=set(_HASH_EXCLUDED))
+        for name in _HASHED_WHEN_SET:
+            if payload.get(name) is None:
+                payload.pop(name, None)
+        return payload
 
     def computed_hash(self) -> str:
         return sha256_hex(self.prev_hash + canonical_json(self.hashed_payload()))
 
     def record(self) -> LedgerRecord:
-        return LedgerRecord.model_validate(self.model_dump(exclude={"seq", "prev_hash", "hash"}))
+        return LedgerRecord.model_validate(
+            self.model_dump(exclude={"seq", "prev_hash", "hash", "epoch", "pointer_seq"})
+        )
 
 
-def seal(record: LedgerRecord, *, seq: int, prev_hash: str) -> LedgerEntry:
+def seal(
+    record: LedgerRecord,
+    *,
+    seq: int,
+    prev_hash: str,
+    epoch: int | None = None,
+    pointer_seq: int | None = None,
+) -> LedgerEntry:
     """Number ``record`` and chain it after ``prev_hash``."""
-    unsealed = LedgerEntry.model_validate({**dict(record), "seq": seq, "prev_hash": prev_hash, "hash": ""})
+    unsealed = LedgerEntry.model_validate(
+        {
+            **dict(record),
+            "seq": seq,
+            "prev_hash": prev_hash,
+            "hash": "",
+            "epoch": epoch,
+            "pointer_seq": pointer_seq,
+        }
+    )
     return unsealed.model_copy(update={"hash": unsealed.computed_hash()})
+
+
+def moves_pointer(record: LedgerRecord) -> bool:
+    """Whether the entry is an event of its pointer's life (a move or its retirement): those take
+    the pointer's next ``pointer_seq``."""
+    if record.pointer is None:
+        return False
+    if record.kind is LedgerKind.POINTER_RETIRED:
+        return True
+    return record.pointer_changed and record.kind in (LedgerKind.PROMOTE, LedgerKind.ROLLBACK)
 
 
 @dataclass(frozen=True, slots=True)

@@ -193,9 +193,26 @@ class KubeGateway:
             **_manager(field_manager),
         )
 
-    def delete(self, plural: str, namespace: str, name: str) -> None:
-        """Delete one object; raises :class:`NotFound` when it is already gone."""
-        api_call(self.objects.delete_namespaced_custom_object, GROUP, VERSION, namespace, plural, name)
+    def delete(
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        *,
+        uid: str | None = None,
+        resource_version: str | None = None,
+    ) -> None:
+        """Delete one object; raises :class:`NotFound` when it is already gone. ``uid`` and
+        ``resource_version`` are preconditions: a re-created or changed object raises
+        :class:`Conflict` instead of being deleted."""
+        kwargs: dict[str, Any] = {}
+        if uid is not None or resource_version is not None:
+            kwargs["body"] = client.V1DeleteOptions(
+                preconditions=client.V1Preconditions(uid=uid, resource_version=resource_version)
+            )
+        api_call(
+            self.objects.delete_namespaced_custom_object, GROUP, VERSION, namespace, plural, name, **kwargs
+        )
 
     def replace(self, plural: str, body: Mapping[str, Any], *, field_manager: str | None = None) -> Body:
         """PUT the whole object (status is ignored by the API server); ``resourceVersion`` in

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from flightdeck_operator.kube.errors import GatewayError
 from flightdeck_operator.kube.gateway import KubeGateway, load_api_client
@@ -53,6 +53,12 @@ WEBHOOKS: tuple[tuple[str, str, str, tuple[str, ...], str], ...] = (
 )
 
 
+class Launcher(Protocol):
+    def command(self, env: Mapping[str, str]) -> list[str]:
+        """The argv prefix that runs ``flightdeck-operator`` with ``env``."""
+        ...
+
+
 class ProcessError(RuntimeError):
     """A child process did not start or stop as expected; the message carries its log tail."""
 
@@ -72,6 +78,8 @@ class _ChildProcess:
     extra_env: Mapping[str, str]
     process: subprocess.Popen[bytes] | None
     stop_timeout: float
+    # Runs the command somewhere else (the project's image: ``localdev.image.ImageLauncher``).
+    launcher: Launcher | None
 
     def _argv(self) -> list[str]:
         raise NotImplementedError
@@ -103,11 +111,16 @@ class _ChildProcess:
 
     def _launch(self) -> None:
         log = self.log_path.open("ab")
+        env = self._env()
+        if self.launcher is None:
+            command = [sys.executable, "-m", "flightdeck_operator.cli.main"]
+        else:
+            command, env = self.launcher.command(env), dict(os.environ)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "flightdeck_operator.cli.main", *self._argv()],
+            [*command, *self._argv()],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=self._env(),
+            env=env,
             start_new_session=True,
         )
         log.close()
@@ -164,6 +177,11 @@ class OperatorProcess(_ChildProcess):
     (``failurePolicy: Fail``, only the operator's namespaces). ``webhook_configuration``: serve an
     existing configuration instead (e.g. the chart's), pointing its webhooks at this process.
     ``admin_kubeconfig``: who manages the configuration (default ``kubeconfig``).
+
+    Several replicas (``localdev.replicas``): ``manage_webhook_configuration=False`` leaves the
+    configuration to the caller (one, in front of all replicas), ``cert_dir`` shares one CA,
+    ``identity`` names the replica in the Lease, and ``wait_for_leadership=False`` returns once a
+    standby is live instead of waiting until it decides (``/readyz``).
     """
 
     kubeconfig: Path
@@ -175,6 +193,11 @@ class OperatorProcess(_ChildProcess):
     webhook_configuration: str | None = None
     webhook_delegates: Sequence[str] = ()
     admin_kubeconfig: Path | None = None
+    manage_webhook_configuration: bool = True
+    cert_dir: Path | None = None
+    identity: str | None = None
+    wait_for_leadership: bool = True
+    launcher: Launcher | None = None
     process: subprocess.Popen[bytes] | None = field(init=False, default=None)
     liveness_port: int = field(init=False, default=0)
     webhook_port: int = field(init=False, default=0)
@@ -195,9 +218,38 @@ class OperatorProcess(_ChildProcess):
         return self.liveness_url
 
     @property
+    def readiness_url(self) -> str:
+        """200 while this process decides (holds the Lease, kopf started); 503 on a standby."""
+        return f"http://127.0.0.1:{self.liveness_port}/readyz"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.liveness_port}/metrics"
+
+    def is_leader(self) -> bool:
+        if self.process is None or self.process.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(self.readiness_url, timeout=2) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def wait_leader(self, timeout: float = READY_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise ProcessError(f"{self.what} exited with {self.process.returncode}:\n{self.log_tail()}")
+            if self.is_leader():
+                return
+            time.sleep(0.1)
+        raise ProcessError(f"{self.what} did not become the leader in {timeout:.0f}s:\n{self.log_tail()}")
+
+    @property
     def webhook_cert_dir(self) -> Path:
         # Next to the log, so a restart reuses the CA the API server already trusts.
-        return self.log_path.parent / f"{self.log_path.stem}-webhook-certs"
+        return self.cert_dir or self.log_path.parent / f"{self.log_path.stem}-webhook-certs"
 
     def webhook_url(self, path: str) -> str:
         return f"https://127.0.0.1:{self.webhook_port}{path}"
@@ -214,6 +266,8 @@ class OperatorProcess(_ChildProcess):
 
     def _env(self) -> dict[str, str]:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "KUBECONFIG": str(self.kubeconfig)}
+        if self.identity is not None:
+            env["FLIGHTDECK_LEADER_IDENTITY"] = self.identity
         if self.webhook:
             env |= {
                 "FLIGHTDECK_WEBHOOK_PORT": str(self.webhook_port),
@@ -228,23 +282,24 @@ class OperatorProcess(_ChildProcess):
     # -- lifecycle with the webhook ----------------------------------------------------------
 
     def start(self) -> None:
-        if not self.webhook:
-            super().start()
-            return
         if self.process is not None and self.process.poll() is None:
             raise ProcessError(f"{self.what} is already running")
         self._pick_port()
-        self._register_webhooks()
         try:
+            if self.webhook and self.manage_webhook_configuration:
+                self._register_webhooks()
             self._launch()
-            self._wait_webhook()
+            if self.webhook:
+                self._wait_webhook()
+            if self.wait_for_leadership:
+                self.wait_leader()
         except BaseException:
             self.stop()
             raise
 
     def stop(self, timeout: float | None = None) -> None:
         super().stop(timeout)
-        if self.webhook and self.webhook_configuration is None:
+        if self.webhook and self.webhook_configuration is None and self.manage_webhook_configuration:
             with self._admin() as api:
                 WebhookConfigurations(api).delete(self.configuration_name)
 
@@ -256,60 +311,15 @@ class OperatorProcess(_ChildProcess):
             configurations = WebhookConfigurations(api)
             if self.webhook_configuration is not None:
                 # An existing configuration: keep its rules, call this process instead of a Service.
-                current = configurations.read(self.configuration_name)
-                operations = [
-                    {
-                        "op": "replace",
-                        "path": f"/webhooks/{index}/clientConfig",
-                        "value": {"url": self.webhook_url(_webhook_path(webhook["clientConfig"]))},
-                    }
-                    for index, webhook in enumerate(current.get("webhooks") or ())
-                ]
-                configurations.patch(self.configuration_name, operations)
+                point_webhooks_at(configurations, self.configuration_name, f"127.0.0.1:{self.webhook_port}")
                 return
             # A configuration left by a killed operator is replaced: this start has a new port.
             configurations.apply(self._configuration_body())
 
     def _configuration_body(self) -> dict[str, Any]:
-        selector = (
-            {
-                "matchExpressions": [
-                    {"key": "kubernetes.io/metadata.name", "operator": "In", "values": list(self.namespaces)}
-                ]
-            }
-            if self.namespaces
-            else {}
+        return webhook_configuration_body(
+            self.configuration_name, f"127.0.0.1:{self.webhook_port}", self.namespaces
         )
-        return {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "MutatingWebhookConfiguration",
-            "metadata": {
-                "name": self.configuration_name,
-                "labels": {"app.kubernetes.io/part-of": "flightdeck"},
-            },
-            "webhooks": [
-                {
-                    "name": f"{name}.{GROUP}",
-                    # No caBundle: the operator patches its generated CA in.
-                    "clientConfig": {"url": self.webhook_url(path)},
-                    "rules": [
-                        {
-                            "apiGroups": [GROUP],
-                            "apiVersions": [VERSION],
-                            "operations": list(operations),
-                            "resources": [resource],
-                            "scope": "Namespaced",
-                        }
-                    ],
-                    "namespaceSelector": selector,
-                    "admissionReviewVersions": ["v1"],
-                    "sideEffects": "None",
-                    "failurePolicy": failure_policy,
-                    "timeoutSeconds": 10,
-                }
-                for name, resource, path, operations, failure_policy in WEBHOOKS
-            ],
-        }
 
     def _wait_webhook(self) -> None:
         """Until the operator has put its CA into every webhook and the API server, calling the
@@ -351,6 +361,65 @@ class OperatorProcess(_ChildProcess):
         )
 
 
+def webhook_configuration_body(configuration: str, address: str, namespaces: Sequence[str]) -> dict[str, Any]:
+    """The MutatingWebhookConfiguration the chart installs, calling ``https://<address><path>``
+    (a bare control plane routes no Services) for ``namespaces`` (all when empty)."""
+    selector = (
+        {
+            "matchExpressions": [
+                {"key": "kubernetes.io/metadata.name", "operator": "In", "values": list(namespaces)}
+            ]
+        }
+        if namespaces
+        else {}
+    )
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {
+            "name": configuration,
+            "labels": {"app.kubernetes.io/part-of": "flightdeck"},
+        },
+        "webhooks": [
+            {
+                "name": f"{name}.{GROUP}",
+                # No caBundle: the operator patches its generated CA in.
+                "clientConfig": {"url": f"https://{address}{path}"},
+                "rules": [
+                    {
+                        "apiGroups": [GROUP],
+                        "apiVersions": [VERSION],
+                        "operations": list(operations),
+                        "resources": [resource],
+                        "scope": "Namespaced",
+                    }
+                ],
+                "namespaceSelector": selector,
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": failure_policy,
+                "timeoutSeconds": 10,
+            }
+            for name, resource, path, operations, failure_policy in WEBHOOKS
+        ],
+    }
+
+
+def point_webhooks_at(configurations: WebhookConfigurations, name: str, address: str) -> None:
+    """Make every webhook of an existing configuration (e.g. the chart's, which names a Service)
+    call ``https://<address><its path>``: a bare control plane routes no Services."""
+    current = configurations.read(name)
+    operations = [
+        {
+            "op": "replace",
+            "path": f"/webhooks/{index}/clientConfig",
+            "value": {"url": f"https://{address}{_webhook_path(webhook['clientConfig'])}"},
+        }
+        for index, webhook in enumerate(current.get("webhooks") or ())
+    ]
+    configurations.patch(name, operations)
+
+
 def _webhook_path(client_config: Mapping[str, Any]) -> str:
     service = client_config.get("service")
     if service is not None:
@@ -373,6 +442,7 @@ class SidecarProcess(_ChildProcess):
     args: Sequence[str] = ()
     extra_env: Mapping[str, str] = field(default_factory=dict)
     host: str = "127.0.0.1"
+    launcher: Launcher | None = None
     process: subprocess.Popen[bytes] | None = field(init=False, default=None)
     port: int = field(init=False, default=0)
     what = "the sidecar"

@@ -13,6 +13,8 @@ Design notes (details in docs/engine.md):
   from the buckets and the ragged edges from ``run_events``; the result is exactly the per-event sums.
 - Ledger appends are serialized (SQLite: one writer + ``BEGIN IMMEDIATE``; PostgreSQL: ``LOCK TABLE
   ... IN EXCLUSIVE MODE``), so ``seq`` is contiguous and the hash chain linear.
+- Every append of an elected operator checks its epoch against ``leader_fence`` in the same
+  transaction (``store/fence.py``); moves of one pointer carry a unique per-pointer sequence.
 - Schema changes are versioned, forward-only migrations recorded in ``schema_migrations``.
 """
 
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from flightdeck_operator.engine.models import InvalidEventsError, validate_events
 from flightdeck_operator.store.base import StoreError
+from flightdeck_operator.store.fence import Fenced, PointerMoved, WriterFence
 from flightdeck_operator.store.forensics import RunExport, RunFilters, RunPage
 from flightdeck_operator.store.interface import Store
 from flightdeck_operator.store.postgres import PostgresStore
@@ -31,7 +34,9 @@ from flightdeck_operator.store.sqlite import SqliteStore
 __all__ = [
     "BUCKET_US",
     "LATEST_SCHEMA_VERSION",
+    "Fenced",
     "InvalidEventsError",
+    "PointerMoved",
     "PostgresStore",
     "RunExport",
     "RunFilters",
@@ -39,6 +44,7 @@ __all__ = [
     "SqliteStore",
     "Store",
     "StoreError",
+    "WriterFence",
     "open_store",
     "validate_events",
 ]
@@ -50,8 +56,10 @@ def open_store(
     migrate: bool = True,
     busy_timeout_ms: int = 30_000,
     max_connections: int = 8,
+    sqlite_cache_kib: int = 65_536,
 ) -> Store:
-    """Open (and by default migrate) the store named by a path or URL."""
+    """Open (and by default migrate) the store named by a path or URL. ``sqlite_cache_kib``: the
+    page cache of each SQLite connection (one per thread; it fills up as the database grows)."""
     text = str(target)
     store: Store
     if text.startswith(("postgresql://", "postgres://")):
@@ -67,7 +75,7 @@ def open_store(
             raise StoreError(
                 "the store needs a file path (in-memory SQLite cannot be shared between connections)"
             )
-        store = SqliteStore(Path(text), busy_timeout_ms=busy_timeout_ms)
+        store = SqliteStore(Path(text), busy_timeout_ms=busy_timeout_ms, cache_size_kib=sqlite_cache_kib)
     if migrate:
         try:
             store.migrate()

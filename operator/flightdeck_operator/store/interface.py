@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flightdeck_operator.store.forensics import ForensicsQueries
 from flightdeck_operator.store.ledger import LedgerQueries
+from flightdeck_operator.store.notes import NoteQueries
 from flightdeck_operator.store.notifications import NotificationQueries
 from flightdeck_operator.store.otlp import OtlpQueries
 from flightdeck_operator.store.series import SeriesQueries
@@ -11,6 +12,12 @@ from flightdeck_operator.store.statistics import StatisticsQueries
 
 
 class Store(
-    StatisticsQueries, ForensicsQueries, LedgerQueries, NotificationQueries, OtlpQueries, SeriesQueries
+    StatisticsQueries,
+    ForensicsQueries,
+    LedgerQueries,
+    NoteQueries,
+    NotificationQueries,
+    OtlpQueries,
+    SeriesQueries,
 ):
     """Backend-neutral store API. Use ``open_store``; close it (or use ``with``) when done."""

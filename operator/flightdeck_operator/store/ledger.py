@@ -9,44 +9,131 @@ from typing import Any
 from pydantic import ValidationError
 
 from flightdeck_operator.engine import ledger
-from flightdeck_operator.engine.ledger import ChainVerification, LedgerEntry, LedgerRecord
-from flightdeck_operator.store.base import StoreBase
+from flightdeck_operator.engine.ledger import ChainVerification, LedgerEntry, LedgerRecord, moves_pointer
+from flightdeck_operator.store.base import Transaction
+from flightdeck_operator.store.fence import Fenced, FenceQueries, PointerMoved
 from flightdeck_operator.store.rows import entry_from_row, placeholder_entry, row_from_entry, where_clause
 from flightdeck_operator.store.schema import LEDGER_COLUMNS, LEDGER_COUNT_UPSERT
 
 # An entry that moved a pointer; and one that moved or retired it (the events of a pointer's life).
 _MOVE = "pointer_changed = 1 AND kind IN ('promote', 'rollback')"
 _LIFE_EVENT = f"(({_MOVE}) OR kind = '{ledger.LedgerKind.POINTER_RETIRED.value}')"
+_LAST_MOVE = (
+    f"seq = (SELECT MAX(seq) FROM ledger_entries WHERE namespace = ? AND pointer = ? AND {_LIFE_EVENT}) "
+    f"AND {_MOVE}"
+)
 
 
-class LedgerQueries(StoreBase):
+class LedgerQueries(FenceQueries):
     """Ledger appends and reads."""
 
-    def append(self, record: LedgerRecord) -> LedgerEntry:
+    def append(self, record: LedgerRecord, *, expected_pointer_seq: int | None = None) -> LedgerEntry:
         """Append ``record`` with the next ``seq`` and its chain hash, atomically.
 
         Idempotent: if an entry with the same idempotency key (or request UID) exists, it is returned
-        and nothing is written.
+        and nothing is written. Otherwise, when this store writes for an elected leader, the fence
+        must still be ours (:class:`Fenced`). ``expected_pointer_seq``: the pointer head the decision
+        was computed from (``pointer_head``); :class:`PointerMoved` when its history moved since.
         """
-        with self._transaction(write=True) as tx:
-            self._lock_ledger(tx)
-            existing = tx.execute(
-                f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger_entries "
-                "WHERE idempotency_key = ? OR request_uid = ? ORDER BY seq LIMIT 1",
-                [record.idempotency_key, record.request_uid],
-            ).fetchone()
-            if existing is not None:
-                return entry_from_row(existing)
-            head = tx.execute("SELECT seq, hash FROM ledger_entries ORDER BY seq DESC LIMIT 1").fetchone()
-            seq, prev_hash = (1, ledger.GENESIS_HASH) if head is None else (int(head[0]) + 1, str(head[1]))
-            entry = ledger.seal(record, seq=seq, prev_hash=prev_hash)
-            tx.execute(
-                f"INSERT INTO ledger_entries ({', '.join(LEDGER_COLUMNS)}) "
-                f"VALUES ({', '.join('?' for _ in LEDGER_COLUMNS)})",
-                row_from_entry(entry),
-            )
-            tx.execute(LEDGER_COUNT_UPSERT, [entry.namespace, entry.kind.value])
-            return entry
+        try:
+            with self._transaction(write=True) as tx:
+                self._lock_ledger(tx)
+                existing = tx.execute(
+                    f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger_entries "
+                    "WHERE idempotency_key = ? OR request_uid = ? ORDER BY seq LIMIT 1",
+                    [record.idempotency_key, record.request_uid],
+                ).fetchone()
+                if existing is not None:
+                    return entry_from_row(existing)
+                self._check_fence(tx)
+                pointer_seq = None
+                if expected_pointer_seq is not None or moves_pointer(record):
+                    current = self._pointer_seq(tx, record.namespace, record.pointer or "")
+                    if expected_pointer_seq is not None and current != expected_pointer_seq:
+                        raise PointerMoved(
+                            f"ReleasePointer {record.namespace}/{record.pointer} moved on (pointer seq "
+                            f"{current}, decided at {expected_pointer_seq}); the request is evaluated again"
+                        )
+                    pointer_seq = current + 1 if moves_pointer(record) else None
+                head = tx.execute("SELECT seq, hash FROM ledger_entries ORDER BY seq DESC LIMIT 1").fetchone()
+                seq, prev_hash = (
+                    (1, ledger.GENESIS_HASH) if head is None else (int(head[0]) + 1, str(head[1]))
+                )
+                fence = self.writer_fence
+                entry = ledger.seal(
+                    record,
+                    seq=seq,
+                    prev_hash=prev_hash,
+                    epoch=None if fence is None else fence.epoch,
+                    pointer_seq=pointer_seq,
+                )
+                tx.execute(
+                    f"INSERT INTO ledger_entries ({', '.join(LEDGER_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' for _ in LEDGER_COLUMNS)})",
+                    row_from_entry(entry),
+                )
+                tx.execute(LEDGER_COUNT_UPSERT, [entry.namespace, entry.kind.value])
+                return entry
+        except Fenced as refused:
+            fence = self.writer_fence
+            if fence is not None and fence.refused is not None:
+                fence.refused(refused)
+            raise
+
+    @staticmethod
+    def _pointer_seq(tx: Transaction, namespace: str, pointer: str) -> int:
+        row = tx.execute(
+            "SELECT MAX(pointer_seq) FROM ledger_entries WHERE namespace = ? AND pointer = ?",
+            [namespace, pointer],
+        ).fetchone()
+        return 0 if row is None or row[0] is None else int(row[0])
+
+    def pointer_head(self, namespace: str, pointer: str) -> tuple[LedgerEntry | None, int]:
+        """``last_pointer_entry`` and the pointer's current ``pointer_seq`` (0: none yet), read in
+        one snapshot: what a decision is computed from, and what its append must still find."""
+        with self._transaction(write=False, snapshot=True) as tx:
+            seq = self._pointer_seq(tx, namespace, pointer)
+            rows = tx.execute(
+                f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger_entries WHERE {_LAST_MOVE} ORDER BY seq",
+                [namespace, pointer],
+            ).fetchall()
+        return (entry_from_row(rows[0]) if rows else None), seq
+
+    def replay_entry(
+        self, namespace: str, request_name: str, spec_digest: str, *, across_retirement: bool = False
+    ) -> LedgerEntry | None:
+        """The decision of an earlier request with this name and spec (deleted since, e.g. by
+        retention, and re-created by GitOps or a retried Idempotency-Key): replayed, not re-decided.
+
+        A decision made before its pointer was retired belongs to a history that has ended: a
+        request re-created for the re-created pointer is decided afresh, so it is not returned
+        unless ``across_retirement`` (retention asks whether the ledger holds it at all)."""
+        rows = self._ledger_rows(
+            "namespace = ? AND request_name = ? AND spec_digest = ? AND kind IN (?, ?)",
+            [
+                namespace,
+                request_name,
+                spec_digest,
+                ledger.LedgerKind.PROMOTE.value,
+                ledger.LedgerKind.ROLLBACK.value,
+            ],
+        )
+        if not rows:
+            return None
+        entry = entry_from_row(rows[-1])
+        if not across_retirement and entry.pointer:
+            retired = self.last_retirement(namespace, entry.pointer)
+            if retired is not None and retired.seq > entry.seq:
+                return None
+        return entry
+
+    def decision_for_name(self, namespace: str, request_name: str) -> LedgerEntry | None:
+        """The newest ledgered decision of a request of this name (whatever its spec)."""
+        rows = self._ledger_rows(
+            "namespace = ? AND request_name = ? AND kind IN (?, ?)",
+            [namespace, request_name, ledger.LedgerKind.PROMOTE.value, ledger.LedgerKind.ROLLBACK.value],
+        )
+        return entry_from_row(rows[-1]) if rows else None
 
     def ledger_entry_for_request(self, request_uid: str) -> LedgerEntry | None:
         return self._one_ledger_entry("request_uid = ?", [request_uid])
@@ -63,11 +150,7 @@ class LedgerQueries(StoreBase):
     def last_pointer_entry(self, namespace: str, pointer: str) -> LedgerEntry | None:
         """The last entry that moved this pointer: the pointer's release must equal its ``release_id``.
         None when nothing moved it since its last retirement (a re-created pointer starts afresh)."""
-        return self._one_ledger_entry(
-            f"seq = (SELECT MAX(seq) FROM ledger_entries WHERE namespace = ? AND pointer = ? AND {_LIFE_EVENT}) "
-            f"AND {_MOVE}",
-            [namespace, pointer],
-        )
+        return self._one_ledger_entry(_LAST_MOVE, [namespace, pointer])
 
     def last_retirement(self, namespace: str, pointer: str) -> LedgerEntry | None:
         """The last retirement of a pointer of this name (its history before that has ended)."""

@@ -17,6 +17,10 @@ _PG_MIGRATION_LOCK = 0x466C_6967_6874  # pg_advisory_xact_lock key for migration
 _PG_OTLP_LOCK = 0x4F54_4C50  # ... for OTLP staging and finalising ("OTLP")
 
 
+# How long a ledger-writing transaction may sit idle (its client frozen) before the server ends it.
+LEDGER_IDLE_TIMEOUT_MS = 5_000
+
+
 class PostgresStore(Store):
     """PostgreSQL through a psycopg connection pool; writes take row or table locks, not a Python lock."""
 
@@ -60,6 +64,11 @@ class PostgresStore(Store):
         tx.execute("SELECT pg_advisory_xact_lock(?)", [_PG_OTLP_LOCK])
 
     def _lock_ledger(self, tx: Transaction) -> None:
+        # A writer frozen while it holds the lock (SIGSTOP, a partition: its connection stays open)
+        # would block the next leader's fence claim and every append for as long; the server ends
+        # such a transaction after LEDGER_IDLE_TIMEOUT instead (only these short ones: exports hold
+        # read transactions open for as long as their client reads).
+        tx.execute(f"SET LOCAL idle_in_transaction_session_timeout = '{LEDGER_IDLE_TIMEOUT_MS}ms'")
         # EXCLUSIVE blocks other appends but not readers; released at commit.
         tx.execute("LOCK TABLE ledger_entries IN EXCLUSIVE MODE")
 

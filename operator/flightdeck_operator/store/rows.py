@@ -183,6 +183,10 @@ def row_from_entry(entry: LedgerEntry) -> tuple[Any, ...]:
         utc_micros(entry.created_at),
         entry.prev_hash,
         entry.hash,
+        entry.request_name,
+        entry.spec_digest,
+        entry.epoch,
+        entry.pointer_seq,
     )
 
 

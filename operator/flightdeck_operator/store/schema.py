@@ -77,6 +77,10 @@ LEDGER_COLUMNS = (
     "created_at_us",
     "prev_hash",
     "hash",
+    "request_name",
+    "spec_digest",
+    "epoch",
+    "pointer_seq",
 )
 
 _LEDGER_SQL = """
@@ -200,6 +204,30 @@ SELECT release_id, environment, {bucket_of("ts_us")}, agent_id, model, tenant_id
 FROM run_events GROUP BY 1, 2, 3, 4, 5, 6, 7"""
 
 _APPEND_ONLY_MESSAGE = "ledger_entries is append-only"
+
+
+def _fence_and_replay(bigint: str) -> tuple[str, ...]:
+    return (
+        # The fence: the epoch of the operator allowed to append, checked in every append's
+        # transaction (docs/operations.md, "High availability").
+        f"""CREATE TABLE leader_fence (name TEXT PRIMARY KEY, epoch {bigint} NOT NULL,
+            holder TEXT NOT NULL, claimed_at_us {bigint} NOT NULL)""",
+        "ALTER TABLE ledger_entries ADD COLUMN request_name TEXT",
+        "ALTER TABLE ledger_entries ADD COLUMN spec_digest TEXT",
+        f"ALTER TABLE ledger_entries ADD COLUMN epoch {bigint}",
+        f"ALTER TABLE ledger_entries ADD COLUMN pointer_seq {bigint}",
+        # Two moves of one pointer from the same head cannot both commit, whoever believes to lead.
+        """CREATE UNIQUE INDEX ledger_pointer_head ON ledger_entries (namespace, pointer, pointer_seq)
+            WHERE pointer_seq IS NOT NULL""",
+        """CREATE INDEX ledger_request_name ON ledger_entries (namespace, request_name, spec_digest)
+            WHERE request_name IS NOT NULL""",
+        # Who deleted a ReleasePointer, as any replica's admission webhook saw it, until the
+        # leader ledgers the retirement.
+        f"""CREATE TABLE pointer_deletion_notes (namespace TEXT NOT NULL, name TEXT NOT NULL,
+            uid TEXT NOT NULL, username TEXT NOT NULL, noted_at_us {bigint} NOT NULL,
+            PRIMARY KEY (namespace, name, uid))""",
+    )
+
 
 # --- Run forensics (GET /v1/runs): the request ids as columns, so that filters use indexes ---------
 
@@ -643,7 +671,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             _PG_BINS_BACKFILL,
         ),
     ),
+    Migration(
+        9,
+        "leader fence, pointer sequence, replay keys, deletion notes",
+        sqlite=_fence_and_replay("INTEGER"),
+        postgresql=_fence_and_replay("BIGINT"),
+    ),
 )
+
 LATEST_SCHEMA_VERSION = MIGRATIONS[-1].version
 
 SQLITE_BUCKET_UPSERT = (

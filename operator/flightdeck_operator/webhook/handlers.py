@@ -45,7 +45,7 @@ class AdmissionContext(Protocol):
         """Usernames trusted to create objects on behalf of the identity they supply."""
         ...
 
-    def requester_of(self, namespace: str, name: str) -> tuple[str, str | None] | None:
+    async def requester_of(self, namespace: str, name: str) -> tuple[str, str | None] | None:
         """(uid, requester username or None) of a PromotionRequest; None when it is unknown."""
         ...
 
@@ -66,7 +66,7 @@ class AdmissionContext(Protocol):
         pointer, itself, a cycle), or None."""
         ...
 
-    def note_deletion(self, namespace: str, name: str, uid: str, username: str) -> None:
+    async def note_deletion(self, namespace: str, name: str, uid: str, username: str) -> None:
         """Remember who deletes a ReleasePointer (the retirement's actor in the ledger)."""
         ...
 
@@ -149,7 +149,7 @@ class AdmissionHandlers:
         named = spec.get("request")
         named = named if isinstance(named, Mapping) else {}
         name, named_uid = named.get("name"), named.get("uid")
-        known = self.context.requester_of(request.namespace, name) if isinstance(name, str) else None
+        known = await self.context.requester_of(request.namespace, name) if isinstance(name, str) else None
         if known is not None:
             actual_uid, requester = known
             # A missing uid is the schema's to reject (after mutation), not ours.
@@ -181,7 +181,9 @@ class AdmissionHandlers:
             metadata = (request.old_object or {}).get("metadata") or {}
             uid = metadata.get("uid")
             if not request.dry_run and isinstance(uid, str):
-                self.context.note_deletion(request.namespace, request.name, uid, request.user_info.username)
+                await self.context.note_deletion(
+                    request.namespace, request.name, uid, request.user_info.username
+                )
             return allow(request)
         if request.operation not in (Operation.CREATE, Operation.UPDATE) or request.object is None:
             return allow(request)

@@ -113,6 +113,7 @@ from flightdeck_operator.api.v1alpha1.policy_types import (
     PromotionWindowStatus,
     ReleasePointerSpec,
     ReleasePointerStatus,
+    RequestRetention,
 )
 from flightdeck_operator.api.v1alpha1.release_types import (
     AgentReleaseSpec,
@@ -306,6 +307,7 @@ __all__ = [
     "ReleasePointerSpec",
     "ReleasePointerStatus",
     "RequestRef",
+    "RequestRetention",
     "Resource",
     "ResourceInfo",
     "RunSummary",

@@ -69,6 +69,15 @@ class ApprovalPolicy(SpecBase):
     approvers: Approvers | None = None
 
 
+class RequestRetention(SpecBase):
+    """How long decided PromotionRequests of this policy's pointers stay (the ledger keeps them)."""
+
+    # Seconds after the decision; None inherits the operator's default.
+    ttl_seconds_after_decided: Count | None = None
+    # The newest N decided requests of each pointer outlive their TTL; None inherits the default.
+    retain_per_pointer: Annotated[int, Field(ge=0, le=1000)] | None = None
+
+
 class ConcurrencyPolicy(StrEnum):
     QUEUE = "Queue"
     FORBID = "Forbid"
@@ -93,6 +102,7 @@ class PromotionPolicySpec(SpecBase):
     promotion_windows: Annotated[list[PromotionWindow], Field(max_length=32)] | None = None
     approval: ApprovalPolicy | None = None
     concurrency_policy: ConcurrencyPolicy = ConcurrencyPolicy.QUEUE
+    request_retention: RequestRetention | None = None
     # Opt-in gates with confidence bounds (docs/statistical-gates.md); absent: as before.
     statistical_gates: StatisticalGatesSpec | None = None
     # Opt-in: keep checking the live release after its promotion (docs/verification.md).

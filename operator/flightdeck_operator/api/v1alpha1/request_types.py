@@ -72,6 +72,9 @@ class PromotionRequestSpec(SpecBase):
     wait_for_evidence: WaitForEvidence | None = None
     # Stamped by the admission webhook from the API server's authentication.
     requested_by: UserIdentity | None = None
+    # Retention: seconds after the decision before the operator deletes the request; None
+    # inherits the policy's, then the operator's default; 0 deletes it once the minimum age allows.
+    ttl_seconds_after_decided: Count | None = None
 
     @model_validator(mode="after")
     def _mirror_cel_rules(self) -> Self:

@@ -62,6 +62,7 @@ async def _act(
             timeout=state.settings.decision_timeout_seconds,
             idempotency_key=key,
             wait=state.decisions.wait,
+            decisions=state.store.decision_for_name,
         )
     except ActionError as error:
         if error.status in (504, 410):

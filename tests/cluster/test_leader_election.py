@@ -1,0 +1,55 @@
+"""The elector against the real API server: one holder at a time, renewal, release and take-over
+with one more transition, and raising the transitions only while holding the Lease."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from kubernetes import client
+
+from flightdeck_operator.kube.leader_election import ElectionTimings, LeaderElector, LeadershipLost
+from flightdeck_operator.kube.leases import LeaseClient
+
+TIMINGS = ElectionTimings(lease_duration=15, renew_deadline=10, retry_period=0.5)
+
+
+def elector(api_client: client.ApiClient, namespace: str, identity: str) -> LeaderElector:
+    return LeaderElector(LeaseClient(api_client, namespace, "election-test"), identity, TIMINGS)
+
+
+async def test_one_holder_release_and_take_over(api_client: client.ApiClient, namespace: str) -> None:
+    first, second = elector(api_client, namespace, "first"), elector(api_client, namespace, "second")
+    acquired = await first.acquire()
+    assert (acquired.holder_identity, acquired.lease_transitions) == ("first", 0)
+
+    attempt = await second._attempt(5.0)  # one round: the Lease was renewed a moment ago
+    assert not attempt.held
+    assert attempt.wait is not None
+    assert attempt.wait > 0
+
+    renewed = await first._attempt(5.0)
+    assert renewed.held
+    assert renewed.observed is not None
+    assert renewed.observed.record.acquire_time == acquired.acquire_time
+
+    await first.release()
+    taken = await asyncio.wait_for(second.acquire(), 30)  # released: no need to wait it out
+    assert (taken.holder_identity, taken.lease_transitions) == ("second", 1)
+
+    with pytest.raises(LeadershipLost, match="held by second"):
+        await first.raise_transitions(7)
+    raised = await second.raise_transitions(7)
+    assert (raised.holder_identity, raised.lease_transitions) == ("second", 7)
+
+
+async def test_a_holder_that_sees_another_holder_has_lost(
+    api_client: client.ApiClient, namespace: str
+) -> None:
+    first, second = elector(api_client, namespace, "first"), elector(api_client, namespace, "second")
+    await first.acquire()
+    await first.release()
+    await second.acquire()  # first did not notice: it still believes it leads
+    first.is_leader = True
+    lost = await asyncio.wait_for(first.renew_until_lost(), 30)
+    assert "held by second" in str(lost)
