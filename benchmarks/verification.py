@@ -1,6 +1,6 @@
 """The cost of continuous verification, on the real local API server with the real operator process.
 
-    .venv/bin/python benchmarks/verification.py            # 1,000 verified pointers at 60 s (about 8 minutes)
+    .venv/bin/python benchmarks/verification.py            # 1,000 verified pointers at 60 s (about 15 minutes)
     .venv/bin/python benchmarks/verification.py --quick    # 100 pointers at 10 s, for a smoke run
 
 Measures, in one run:

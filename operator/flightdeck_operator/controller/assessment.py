@@ -27,6 +27,7 @@ from flightdeck_operator.engine.evidence import (
     PricingModelMissingError,
     window_bounds,
 )
+from flightdeck_operator.engine.ledger import LedgerEntry, LedgerKind
 from flightdeck_operator.engine.models import ConfidenceThresholds, PromotionAction
 from flightdeck_operator.engine.windows import window_state
 from flightdeck_operator.store import Store
@@ -87,7 +88,8 @@ class Assessor:
         if follows is None or plan.request.action is not PromotionAction.PROMOTE:
             return None
         target = plan.request.target.release_id
-        if self.store.soak_entry(namespace, pointer, target) is not None:
+        soaked = self.store.soak_entry(namespace, pointer, target)
+        if soaked is not None and self._soak_stands(namespace, follows.pointer, soaked):
             return SoakGate(upstream=follows.pointer, soaked=True, message="")
         return SoakGate(
             upstream=follows.pointer,
@@ -96,6 +98,18 @@ class Assessor:
                 f'{target} has not soaked on ReleasePointer "{follows.pointer}" (live and verified for '
                 f"{follows.soak_time}, spec.follows); promote it there first, or use a break-glass override"
             ),
+        )
+
+    def _soak_stands(self, namespace: str, upstream: str, soaked: LedgerEntry) -> bool:
+        """A soak counts while it is of the pointer followed now and the release has not failed
+        verification there since (a release rolled back upstream has not soaked any more)."""
+        if (soaked.details or {}).get("upstream") != upstream:
+            return False
+        return not any(
+            entry.kind is LedgerKind.VERIFICATION_FAILED
+            and entry.release_id == soaked.release_id
+            and entry.seq > soaked.seq
+            for entry in self.store.automation_entries(namespace, upstream)
         )
 
     def decide(self, plan: Plan, now: dt.datetime, *, created: dt.datetime | None = None) -> Decision:

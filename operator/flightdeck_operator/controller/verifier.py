@@ -408,9 +408,24 @@ class Verifier:
             self.store.pointer_decisions_after(namespace, name, soaked.seq), soaked.seq
         )
         if decided is not None:
+            if decided.pointer_changed:
+                return status(
+                    PipelineState.HELD,
+                    f"The automatic promotion {request} made {release} live here; the pointer has moved "
+                    "since, and the operator does not promote it again on its own",
+                    request,
+                )
             reasons = "; ".join(decided.policy_result.reasons) if decided.policy_result else ""
             return status(
                 PipelineState.HELD, f"The automatic promotion {request} was blocked: {reasons}", request
+            )
+        if here is not None and here.seq > soaked.seq:
+            # A person moved this pointer after the release soaked (a hotfix, a rollback): a newer
+            # move is never overridden by an older soak.
+            return status(
+                PipelineState.HELD,
+                f"This pointer moved to {here.release_id} (ledger seq {here.seq}) after {release} soaked "
+                f"(seq {soaked.seq}); it is not promoted over a newer move automatically: promote it by hand",
             )
         rollbacks, promotions, _ = automation_history(self.store.automation_entries(namespace, name))
         if release in quarantined(rollbacks, promotions):

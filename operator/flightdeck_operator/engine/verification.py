@@ -291,7 +291,7 @@ def respond(
         return FailureResponse(
             OnFailure.ALERT,
             held=f"cooldown: the last automatic rollback on this pointer was at {format_time(last_automatic_rollback)}, "
-            f"no other before {format_time(until)}",
+            f"no other before {format_time(until)}; this failure is only reported (a person decides)",
             cooldown_until=until,
         )
     if previous_release in set(quarantined):
