@@ -84,6 +84,7 @@ bench: venv control-plane
 	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/python benchmarks/memory.py restart
 	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/python benchmarks/failover.py
 	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/python benchmarks/sidecar_scale.py
+	FLIGHTDECK_BIN_DIR=$$(hack/build-control-plane.sh) $(BIN)/python benchmarks/verification.py
 
 clean:
 	rm -rf $(VENV) $(JSON_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

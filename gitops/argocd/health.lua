@@ -9,6 +9,8 @@
 --   Reconciling=True                              -> Progressing (Suspended while AwaitingApproval:
 --                                                    a human must act; AwaitingEvidence stays Progressing)
 --   Stalled=True                                  -> Degraded (blocked, failed, duplicate ...)
+--   Degraded=True                                 -> Degraded (a pointer's live release failed
+--                                                    its verification)
 --   Ready=True                                    -> Healthy
 --   Ready=False or Unknown                        -> Progressing
 -- A blocked PromotionRequest is therefore Degraded, a promoted one Healthy, a pending one
@@ -64,6 +66,14 @@ local stalled = find(conditions, "Stalled")
 if stalled ~= nil and stalled.status == "True" then
   hs.status = "Degraded"
   hs.message = describe(stalled)
+  return hs
+end
+
+-- A ReleasePointer whose live release failed its verification (failureThreshold checks in a row).
+local degraded = find(conditions, "Degraded")
+if degraded ~= nil and degraded.status == "True" then
+  hs.status = "Degraded"
+  hs.message = describe(degraded)
   return hs
 end
 

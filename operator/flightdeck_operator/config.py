@@ -166,6 +166,36 @@ class OperatorSettings(BaseSettings):
         gt=0,
         description="How long delivered and expired deliveries are kept (the counters stay).",
     )
+    # Verification of live releases and pipelines (docs/verification.md).
+    verification_tick_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often the verification loop looks for pointers whose check is due.",
+    )
+    verification_min_interval_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Floor on a policy's verification interval: a live release is never checked more often "
+            "than this, whatever the policy says."
+        ),
+    )
+    verification_status_refresh_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "A pointer's status.verification is written when what it says changes, and at least this "
+            "often otherwise (lastCheckedAt)."
+        ),
+    )
+    automation_create_delay_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description=(
+            "Testing only: a pause between ledgering an automatic action and creating its "
+            "PromotionRequest, so a test can kill the operator in between. Keep 0."
+        ),
+    )
     # The admission webhook (docs/security.md). Lists from the environment are JSON arrays, e.g.
     # FLIGHTDECK_WEBHOOK_HOSTS='["flightdeck-webhook.flightdeck.svc"]'.
     webhook_port: int | None = Field(

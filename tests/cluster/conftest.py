@@ -100,6 +100,11 @@ TEST_TIMINGS = {
     "FLIGHTDECK_NOTIFICATION_POLL_SECONDS": "0.2",
     "FLIGHTDECK_NOTIFICATION_RETRY_BASE_SECONDS": "0.2",
     "FLIGHTDECK_NOTIFICATION_MAX_BACKOFF_SECONDS": "1",
+    # Verification: policies may check every second, the loop looks 5 times a second, and the
+    # pointer's status shows every check (lastCheckedAt), so tests can wait for a number of checks.
+    "FLIGHTDECK_VERIFICATION_TICK_SECONDS": "0.2",
+    "FLIGHTDECK_VERIFICATION_MIN_INTERVAL_SECONDS": "1",
+    "FLIGHTDECK_VERIFICATION_STATUS_REFRESH_SECONDS": "0.5",
 }
 
 

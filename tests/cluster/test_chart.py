@@ -242,7 +242,7 @@ def test_the_webhook_is_registered_for_the_operator_to_serve(
         "promotionrequests.flightdeck.dev": ["CREATE"],
         "promotionapprovals.flightdeck.dev": ["CREATE"],
         "promotionpolicies.flightdeck.dev": ["CREATE", "UPDATE"],
-        "releasepointers.flightdeck.dev": ["CREATE"],
+        "releasepointers.flightdeck.dev": ["CREATE", "UPDATE"],
         "releasepointer-deletions.flightdeck.dev": ["DELETE"],
     }
 
@@ -588,6 +588,7 @@ def test_helm_install_creates_the_release(control_plane: ControlPlane, installed
         (["promotionrequests"], ["delete"]),  # retention
         (["secrets"], ["get"]),
         (["events"], ["create"]),
+        (["promotionrequests"], ["create"]),
     ]
     for kind, name in [
         ("serviceaccount", FULLNAME),
@@ -737,6 +738,8 @@ def test_cluster_wide_rbac(control_plane: ControlPlane, crds: Path, namespace: s
             ("create", "tokenreviews.authentication.k8s.io"),
             ("create", "subjectaccessreviews.authorization.k8s.io"),
             ("create", "promotionrequests.flightdeck.dev", "-n", namespace),
+            # Verification: automatic rollbacks and pipeline promotions in any watched namespace.
+            ("create", "promotionrequests.flightdeck.dev", "-n", "default"),
             ("get", f"mutatingwebhookconfigurations.admissionregistration.k8s.io/{configuration}"),
             ("patch", f"mutatingwebhookconfigurations.admissionregistration.k8s.io/{configuration}"),
             ("delete", "promotionrequests.flightdeck.dev", "-n", "default"),  # retention
@@ -755,7 +758,7 @@ def test_cluster_wide_rbac(control_plane: ControlPlane, crds: Path, namespace: s
             ("patch", "mutatingwebhookconfigurations.admissionregistration.k8s.io/someone-elses"),
             ("list", "mutatingwebhookconfigurations.admissionregistration.k8s.io"),
             ("delete", f"mutatingwebhookconfigurations.admissionregistration.k8s.io/{configuration}"),
-            ("create", "promotionrequests.flightdeck.dev", "-n", "default"),
+            ("update", "promotionrequests.flightdeck.dev", "-n", "default"),
             ("list", "namespaces"),  # kopf needs namespaces only when given a namespace list
             ("list", "secrets", "-A"),
             ("watch", "secrets", "-A"),

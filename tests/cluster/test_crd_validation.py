@@ -72,3 +72,25 @@ def test_notification_examples_apply_cleanly(control_plane: ControlPlane, crds: 
         "notificationsubscription.flightdeck.dev/chatops created",
         "notificationsubscription.flightdeck.dev/approvers created",
     ]
+
+
+def test_pipeline_examples_apply_cleanly(control_plane: ControlPlane, crds: Path, namespace: str) -> None:
+    examples = REPO_ROOT / "examples"
+    applied = control_plane.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        str(examples / "00-pricing-tables.yaml"),
+        "-f",
+        str(examples / "10-releases.yaml"),
+        "-f",
+        str(examples / "pipelines"),
+    ).stdout.splitlines()
+    assert applied[-5:] == [
+        "promotionpolicy.flightdeck.dev/support-bot-canary-verified created",
+        "promotionpolicy.flightdeck.dev/support-bot-production-verified created",
+        "releasepointer.flightdeck.dev/support-bot-canary created",
+        "releasepointer.flightdeck.dev/support-bot-production created",
+        "promotionrequest.flightdeck.dev/support-bot-canary-1-5-0 created",
+    ]

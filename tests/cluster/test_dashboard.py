@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import Any
 
 import httpx
@@ -301,4 +302,48 @@ def test_compare_shows_the_statistical_gates(
     ]
     assert "Pass" in gates.nth(0).inner_text()
     screenshot(page, "compare-statistics")
+    assert tab.errors == []
+
+
+def test_the_overview_shows_verification_and_the_pipeline(
+    control_plane: ControlPlane,
+    namespace: str,
+    operator: OperatorProcess,
+    sidecar: SidecarProcess,
+    browser: Browser,  # noqa: F811
+) -> None:
+    from .test_pipelines import automatic, canary_checks_after, pipeline
+    from .test_verification import RECENT
+
+    pipeline(control_plane, namespace, operator)
+    apply(control_plane, namespace, request("canary-base", "canary", "support-base"))
+    wait_decided(control_plane, namespace, "canary-base")
+    (first,) = wait_for(lambda: automatic(control_plane, namespace), what="the promotion to production")
+    wait_decided(control_plane, namespace, first["metadata"]["name"])
+    apply(control_plane, namespace, request("canary-cand", "canary", "support-cand"))
+    wait_decided(control_plane, namespace, "canary-cand")
+    ingest(operator.store, run_events("support-cand", AGENT, "canary", 10, failures=10, age=RECENT))
+    wait_for(
+        lambda: any(
+            c["type"] == "Degraded" and c["status"] == "True"
+            for c in get(control_plane, namespace, "releasepointer", "canary")["status"]["conditions"]
+        ),
+        what="the canary degraded",
+    )
+    canary_checks_after(control_plane, namespace, "support-cand", 1)  # production's pipeline advanced too
+    grant_reader(control_plane, namespace, "alice")
+    wait_for(lambda: can(control_plane, namespace, "alice", "list", "promotionrequests"), what="RBAC")
+    tab = open_tab(browser, token=control_plane.identity("alice").token, width=1600)
+    page = tab.page
+    visit(page, f"{sidecar.url}/ui/", "[data-testid=pointers] tr[data-pointer=canary]")
+    canary = page.locator("tr[data-pointer=canary] [data-testid=verification]").inner_text()
+    assert "failed" in canary
+    assert re.search(r"\d+ failing checks in a row \(threshold 2\)", canary), canary
+    assert "live error_rate 1.0000 exceeds max 0.0500" in canary
+    assert "alert only" in canary
+    production = page.locator("tr[data-pointer=production] [data-testid=pipeline]").inner_text()
+    assert "follows canary" in production
+    assert "Waiting" in production
+    assert "support-cand" in production
+    screenshot(page, "overview-verification-pipeline")
     assert tab.errors == []

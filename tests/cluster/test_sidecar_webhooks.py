@@ -55,7 +55,8 @@ def test_bad_webhooks_are_refused_with_the_reference_messages(
         assert messages(unknown) == [
             "Value error, Unsupported event(s): ['promote.started']. Allowed: ['approval.accepted', "
             "'approval.rejected', 'approval.requested', 'promote.blocked', 'promote.succeeded', "
-            "'promote.window_closed', 'request.failed', 'rollback.blocked', 'rollback.succeeded']"
+            "'promote.window_closed', 'request.failed', 'rollback.blocked', 'rollback.succeeded', "
+            "'verification.failed']"
         ]
         empty = api.post("/v1/webhooks", json={"url": HOOK, "events": []})
         assert (empty.status_code, empty.json()["detail"][0]["type"]) == (422, "too_short")

@@ -158,6 +158,7 @@ def test_blocked_or_failed_reads_failed_to_flux(reason: Reason) -> None:
     expected = {
         Reason.POLICY_BLOCKED: Phase.BLOCKED,
         Reason.PROMOTION_WINDOW_CLOSED: Phase.BLOCKED,
+        Reason.NOT_SOAKED: Phase.BLOCKED,
         Reason.SUPERSEDED: Phase.SUPERSEDED,
     }
     assert phase is expected.get(reason, Phase.FAILED)

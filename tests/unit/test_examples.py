@@ -148,3 +148,27 @@ def test_statistical_gate_examples_are_valid(path: Path) -> None:
                 "latency.p99.maxMs",
                 "costPerRun.maxRatio",
             ]
+
+
+PIPELINES = sorted((EXAMPLES_DIR / "pipelines").glob("*.yaml"))
+
+
+def test_pipeline_examples_are_valid_and_production_follows_the_canary() -> None:
+    documents = [doc for path in PIPELINES for doc in load_yaml_documents(path)]
+    objects = [api.parse_resource(doc) for doc in documents]
+    for doc in documents:
+        assert "namespace" not in doc["metadata"]
+        assert schema_errors(doc, openapi_schema(load_crds()[doc["kind"]])) == []
+    policies = {o.metadata.name: o.spec for o in objects if isinstance(o, api.PromotionPolicy)}
+    pointers = {o.metadata.name: o.spec for o in objects if isinstance(o, api.ReleasePointer)}
+    canary, production = pointers["support-bot-canary"], pointers["support-bot-production"]
+    assert production.follows is not None
+    assert production.follows.pointer == "support-bot-canary"
+    assert production.follows.auto_promote
+    assert canary.agent_id == production.agent_id
+    for spec in pointers.values():
+        assert spec.policy_ref is not None
+        assert policies[spec.policy_ref.name].verification is not None  # upstream must verify
+    (request,) = [o for o in objects if isinstance(o, api.PromotionRequest)]
+    assert request.spec.pointer == "support-bot-canary"
+    assert request.spec.release in of(api.AgentRelease)

@@ -567,3 +567,17 @@ def test_flux_expressions_never_read_a_missing_condition_as_true() -> None:
     """`exists`, not `all`: an object whose conditions lack a type is not Current by accident."""
     body = resource("PromotionRequest", {"observedGeneration": 1, "conditions": []}, 1)
     assert flux_status(body) == "InProgress"
+
+
+def test_a_pointer_whose_live_release_failed_verification_is_degraded_in_argocd_and_failed_in_flux() -> None:
+    """Degraded=True (failureThreshold failing checks in a row) beside Ready=True (in sync with the
+    ledger): Argo CD and Flux follow Degraded; Verified=False alone (still below the threshold) does not."""
+    in_sync = pointer_moved()
+    failing = {"type": "Verified", "status": "False", "reason": "VerificationFailing", "message": "1 of 3"}
+    degraded = {"type": "Degraded", "status": "True", "reason": "VerificationFailed", "message": "3 of 3"}
+    body = resource("ReleasePointer", {**in_sync, "conditions": [*in_sync["conditions"], failing]}, 1)
+    assert argocd_health(body)["status"] == "Healthy"
+    assert flux_status(body) == "Current"
+    body = resource("ReleasePointer", {**in_sync, "conditions": [*in_sync["conditions"], degraded]}, 1)
+    assert argocd_health(body) == {"status": "Degraded", "message": "VerificationFailed: 3 of 3"}
+    assert flux_status(body) == "Failed"

@@ -54,6 +54,8 @@ def entry(**overrides: object) -> n.LedgerEntry:
         ({"kind": LedgerKind.REQUEST_FAILED, "pointer_changed": False}, (E.REQUEST_FAILED,)),
         ({"kind": LedgerKind.POLICY_CHANGE, "pointer_changed": False}, ()),
         ({"kind": LedgerKind.POINTER_RETIRED, "pointer_changed": False}, ()),
+        ({"kind": LedgerKind.VERIFICATION_FAILED, "pointer_changed": False}, (E.VERIFICATION_FAILED,)),
+        ({"kind": LedgerKind.RELEASE_SOAKED, "pointer_changed": False}, ()),
     ],
 )
 def test_events_of_a_ledger_entry(overrides: dict[str, object], events: tuple[E, ...]) -> None:
@@ -246,8 +248,33 @@ def test_unknown_events_are_refused_with_the_allowed_list() -> None:
     message = (
         "Unsupported event(s): ['nope', 'promote.started']. Allowed: ['approval.accepted', "
         "'approval.rejected', 'approval.requested', 'promote.blocked', 'promote.succeeded', "
-        "'promote.window_closed', 'request.failed', 'rollback.blocked', 'rollback.succeeded']"
+        "'promote.window_closed', 'request.failed', 'rollback.blocked', 'rollback.succeeded', "
+        "'verification.failed']"
     )
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         n.check_events(["promote.succeeded", "promote.started", "promote.started", "nope"])
     assert set(E) >= n.REFERENCE_EVENTS
+
+
+def test_verification_failed_says_what_was_done() -> None:
+    failed = entry(
+        kind=LedgerKind.VERIFICATION_FAILED,
+        pointer_changed=False,
+        actor="system:serviceaccount:flightdeck:flightdeck-operator",
+        details={
+            "action": "Rollback",
+            "target": "rel_0",
+            "request": "support-prod-auto-rollback-7",
+            "held": None,
+            "consecutive_failures": 3,
+            "reasons": ["live error_rate 0.2100 exceeds max 0.0500"],
+        },
+    )
+    data = n.event_data(failed, E.VERIFICATION_FAILED)
+    assert (data["action"], data["rollback_to"], data["request"], data["policy_reasons"]) == (
+        "Rollback",
+        "rel_0",
+        "support-prod-auto-rollback-7",
+        ["live error_rate 0.2100 exceeds max 0.0500"],
+    )
+    assert (data["release_id"], data["pointer"], data["ledger_seq"]) == ("rel_1", "support-prod", 7)

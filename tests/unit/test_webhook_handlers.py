@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from flightdeck_operator.api.pipeline_rules import Node, follow_problem
 from flightdeck_operator.kube.gateway import AccessDecision
 from flightdeck_operator.webhook.admission import AdmissionRequest, AdmissionResponse, decode_patch
 from flightdeck_operator.webhook.handlers import (
@@ -33,6 +34,8 @@ class FakeContext:
     asked: list[tuple[str, str]] = field(default_factory=list)
     governing: dict[tuple[str, str, str], str] = field(default_factory=dict)
     deletions: list[tuple[str, str, str, str]] = field(default_factory=list)
+    # Pointers of the namespace for the follow rules: name -> (agent, the pointer it follows).
+    pointers: dict[str, tuple[str, str | None]] = field(default_factory=dict)
 
     async def requester_of(self, namespace: str, name: str) -> tuple[str, str | None] | None:
         return self.requests.get((namespace, name))
@@ -50,6 +53,10 @@ class FakeContext:
     async def duplicate_of(self, namespace: str, agent_id: str, environment: str) -> str | None:
         governing = self.governing.get((namespace, agent_id, environment))
         return None if governing is None else f"{governing} already governs {agent_id}/{environment}"
+
+    async def follow_problem(self, namespace: str, name: str, agent_id: str, upstream: str) -> str | None:
+        nodes = {n: Node(agent, follows) for n, (agent, follows) in self.pointers.items()}
+        return follow_problem(name, agent_id, upstream, nodes)
 
     async def note_deletion(self, namespace: str, name: str, uid: str, username: str) -> None:
         self.deletions.append((namespace, name, uid, username))
@@ -306,3 +313,37 @@ async def test_who_deletes_a_pointer_is_noted_but_a_dry_run_delete_is_not() -> N
         )
         assert (await handlers.release_pointer(request)).allowed
     assert context.deletions == [("agents", "support-prod", "uid-9", "bob")]
+
+
+async def test_a_pointer_following_another_agents_pointer_or_in_a_cycle_is_refused() -> None:
+    context = FakeContext(pointers={"canary": ("support-bot", "production"), "other": ("billing-bot", None)})
+    handlers = AdmissionHandlers(context)
+
+    def follows(upstream: str, operation: str = "CREATE") -> Any:
+        spec = {
+            "agentId": "support-bot",
+            "environment": "production",
+            "follows": {"pointer": upstream, "soakTime": "1h"},
+        }
+        request = admission("releasepointers", spec, operation=operation)
+        return request.model_copy(update={"name": "production"})
+
+    other_agent = await handlers.release_pointer(follows("other"))
+    assert not other_agent.allowed
+    assert other_agent.status is not None
+    assert other_agent.status.code == 422
+    assert other_agent.status.message == (
+        'spec.follows: ReleasePointer "other" governs agent "billing-bot", but "production" governs agent '
+        '"support-bot": a pointer can only follow a pointer of the same agent'
+    )
+    cycle = await handlers.release_pointer(follows("canary", operation="UPDATE"))
+    assert not cycle.allowed
+    assert cycle.status is not None
+    assert cycle.status.message == (
+        'spec.follows: following "canary" would make a cycle: production -> canary -> production'
+    )
+    itself = await handlers.release_pointer(follows("production"))
+    assert itself.status is not None
+    assert "cannot follow itself" in itself.status.message
+    context.pointers["canary"] = ("support-bot", None)
+    assert (await handlers.release_pointer(follows("canary"))).allowed

@@ -125,6 +125,12 @@ app.kubernetes.io/part-of: flightdeck
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+# Application (operator): continuous verification creates PromotionRequests of its own, an
+# automatic rollback of a release that failed its checks and the promotion of a release that soaked
+# on the pointer another follows (docs/verification.md). create only: never updated.
+- apiGroups: [flightdeck.dev]
+  resources: [promotionrequests]
+  verbs: [create]
 {{- end }}
 
 {{/* The admission webhook: its configuration (cluster-scoped, so per namespace too) and Service. */}}

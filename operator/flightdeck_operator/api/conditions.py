@@ -67,6 +67,12 @@ class ConditionType(StrEnum):
     RECONCILING = "Reconciling"
     # kstatus "abnormal-true": True when the object cannot progress without a change by a human.
     STALLED = "Stalled"
+    # ReleasePointer under a policy with verification: True while the live release passes its
+    # checks, False while they fail, Unknown while they cannot tell (or nothing was checked yet).
+    VERIFIED = "Verified"
+    # ReleasePointer, "abnormal-true": True once a failure of the live release is confirmed
+    # (failureThreshold failing checks in a row); removed when another release is live.
+    DEGRADED = "Degraded"
 
 
 class ConditionStatus(StrEnum):
@@ -125,6 +131,9 @@ class Reason(StrEnum):
     CONCURRENCY_FORBIDDEN = "ConcurrencyForbidden"
     # concurrencyPolicy Replace: a newer request for the same pointer took this one's place.
     SUPERSEDED = "Superseded"
+    # The pointer follows another (spec.follows) and the target release has not soaked there, and the
+    # request has no spec.override. Ledgered like a policy block.
+    NOT_SOAKED = "NotSoaked"
     # spec.window was rejected by the engine's parser (the CRD rule should make this unreachable).
     INVALID_WINDOW = "InvalidWindow"
     # Any kind: the spec failed model validation (schema drift or a CRD installed without rules).
@@ -145,6 +154,28 @@ class Reason(StrEnum):
     DUPLICATE_POINTER = "DuplicatePointer"
     # Event reason: a pointer with history was deleted and its retirement ledgered.
     POINTER_RETIRED = "PointerRetired"
+
+    # --- ReleasePointer verification (Verified, Degraded) and pipelines (Events) ---
+    # Verified=True: the last check of the live release passed.
+    VERIFICATION_PASSED = "VerificationPassed"
+    # Verified=False: the last check failed, fewer than failureThreshold in a row so far.
+    VERIFICATION_FAILING = "VerificationFailing"
+    # Verified=False, Degraded=True: failureThreshold failing checks in a row; also the warning Event.
+    VERIFICATION_FAILED = "VerificationFailed"
+    # Verified=Unknown: too few runs in the window, or a statistical gate cannot tell yet.
+    VERIFICATION_INCONCLUSIVE = "VerificationInconclusive"
+    # Verified=Unknown: no release is live yet, or it has not been checked since it went live.
+    AWAITING_VERIFICATION = "AwaitingVerification"
+    # Verified=Unknown: the check could not run (its pricing table misses a model, the store failed).
+    VERIFICATION_ERROR = "VerificationError"
+    # Event: the operator created a PromotionRequest rolling back a release that failed verification.
+    AUTOMATIC_ROLLBACK = "AutomaticRollback"
+    # Event: a confirmed failure was only reported (cooldown, quarantine, nothing to roll back to).
+    AUTOMATION_HELD = "AutomationHeld"
+    # Event: a release soaked on the pointer this one follows (ledgered as release-soaked).
+    RELEASE_SOAKED = "ReleaseSoaked"
+    # Event: the operator created a PromotionRequest promoting a release that soaked upstream.
+    AUTOMATIC_PROMOTION = "AutomaticPromotion"
 
     # --- PromotionApproval (Ready=True only when Accepted) ---
     # Counts toward the request's quorum while the decision digest it names is current.
@@ -233,6 +264,7 @@ _DECIDED: dict[Reason, tuple[Phase, bool]] = {
     Reason.PROMOTION_WINDOW_CLOSED: (Phase.BLOCKED, False),
     Reason.CONCURRENCY_FORBIDDEN: (Phase.FAILED, False),
     Reason.SUPERSEDED: (Phase.SUPERSEDED, False),
+    Reason.NOT_SOAKED: (Phase.BLOCKED, False),
     Reason.INVALID_WINDOW: (Phase.FAILED, False),
     Reason.INVALID_SPEC: (Phase.FAILED, False),
     Reason.DUPLICATE_POINTER: (Phase.FAILED, False),

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from flightdeck_operator.api.pipeline_rules import Node, follow_problem
 from flightdeck_operator.api.pointer_rules import first_pointer
 from flightdeck_operator.api.v1alpha1 import (
     AGENT_RELEASE,
@@ -128,6 +129,16 @@ class OperatorAdmissionContext:
         if governing is None:
             return None
         return second_pointer_message(governing, agent_id, environment)
+
+    async def follow_problem(self, namespace: str, name: str, agent_id: str, upstream: str) -> str | None:
+        """Read from the API server, like ``duplicate_of``: pointers applied together must count."""
+        pointers = await asyncio.to_thread(self.gateway.list_objects, RELEASE_POINTER.plural, namespace)
+        nodes = {}
+        for body in pointers:
+            spec = body.get("spec") or {}
+            follows = spec.get("follows") or {}
+            nodes[str(body["metadata"]["name"])] = Node(str(spec.get("agentId")), follows.get("pointer"))
+        return follow_problem(name, agent_id, upstream, nodes)
 
     async def note_deletion(self, namespace: str, name: str, uid: str, username: str) -> None:
         try:

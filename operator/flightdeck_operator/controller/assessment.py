@@ -12,13 +12,22 @@ from flightdeck_operator.api.conditions import Reason
 from flightdeck_operator.api.v1alpha1 import ApprovalPolicy, PromotionRequestSpec
 from flightdeck_operator.controller.resolve import Failure, Plan, parse_request_spec, resolve
 from flightdeck_operator.controller.view import NamespaceView
-from flightdeck_operator.engine.decide import Comparison, Decision, Outcome, apply_promotion_window, decide
+from flightdeck_operator.engine.decide import (
+    Comparison,
+    Decision,
+    Outcome,
+    SoakGate,
+    apply_promotion_window,
+    apply_soak,
+    decide,
+)
 from flightdeck_operator.engine.evidence import (
     EvidenceError,
     InvalidWindowError,
     PricingModelMissingError,
     window_bounds,
 )
+from flightdeck_operator.engine.ledger import LedgerEntry, LedgerKind
 from flightdeck_operator.engine.models import ConfidenceThresholds, PromotionAction
 from flightdeck_operator.engine.windows import window_state
 from flightdeck_operator.store import Store
@@ -67,7 +76,41 @@ class Assessor:
         windows = plan.policy_spec.window_rules() if plan.policy_spec is not None else ()
         state = window_state(windows, now) if windows else None
         override = spec.override.reason if spec.override is not None else None
-        return plan, apply_promotion_window(decision, state, override_reason=override)
+        decision = apply_promotion_window(decision, state, override_reason=override)
+        return plan, apply_soak(
+            decision, self.soak_gate(namespace, spec.pointer, plan), override_reason=override
+        )
+
+    def soak_gate(self, namespace: str, pointer: str, plan: Plan) -> SoakGate | None:
+        """A pointer that follows another (``spec.follows``) promotes only releases that soaked
+        there: the ledger's ``release-soaked`` entry for this pointer and release says so."""
+        follows = plan.pointer.follows
+        if follows is None or plan.request.action is not PromotionAction.PROMOTE:
+            return None
+        target = plan.request.target.release_id
+        soaked = self.store.soak_entry(namespace, pointer, target)
+        if soaked is not None and self._soak_stands(namespace, follows.pointer, soaked):
+            return SoakGate(upstream=follows.pointer, soaked=True, message="")
+        return SoakGate(
+            upstream=follows.pointer,
+            soaked=False,
+            message=(
+                f'{target} has not soaked on ReleasePointer "{follows.pointer}" (live and verified for '
+                f"{follows.soak_time}, spec.follows); promote it there first, or use a break-glass override"
+            ),
+        )
+
+    def _soak_stands(self, namespace: str, upstream: str, soaked: LedgerEntry) -> bool:
+        """A soak counts while it is of the pointer followed now and the release has not failed
+        verification there since (a release rolled back upstream has not soaked any more)."""
+        if (soaked.details or {}).get("upstream") != upstream:
+            return False
+        return not any(
+            entry.kind is LedgerKind.VERIFICATION_FAILED
+            and entry.release_id == soaked.release_id
+            and entry.seq > soaked.seq
+            for entry in self.store.automation_entries(namespace, upstream)
+        )
 
     def decide(self, plan: Plan, now: dt.datetime, *, created: dt.datetime | None = None) -> Decision:
         comparison = None
@@ -121,7 +164,13 @@ class Assessor:
         target = f"{decision.action.value} of {decision.target_release_id} on {spec.pointer}"
         reasons = "; ".join(decision.policy_result.reasons) if decision.policy_result else ""
         if not decision.passed:
-            reason = Reason.PROMOTION_WINDOW_CLOSED if decision.blocked_by_window else Reason.POLICY_BLOCKED
+            reason = (
+                Reason.PROMOTION_WINDOW_CLOSED
+                if decision.blocked_by_window
+                else Reason.NOT_SOAKED
+                if decision.blocked_by_soak
+                else Reason.POLICY_BLOCKED
+            )
             if decision.awaiting_evidence_only and spec.wait_for_evidence is not None:
                 return f"FlightDeck prediction: {target} would await evidence (up to {spec.wait_for_evidence.timeout}): {reasons}"
             return f"FlightDeck prediction: {target} would be Blocked ({reason.value}): {reasons}"

@@ -14,6 +14,7 @@ from typing import Any
 
 import kopf
 
+from flightdeck_operator.api.automation import AUTOMATION_LABEL, TRIGGER_ANNOTATION
 from flightdeck_operator.api.conditions import (
     TERMINAL_PHASES,
     ApprovalPhase,
@@ -59,6 +60,11 @@ class IndexedPointer:
     ledger_seq: int | None
     window: dict[str, Any] | None
     ready_reason: str | None
+    # What verification reads and writes without a GET: the status it shows and its version.
+    resource_version: str | None = None
+    conditions: tuple[dict[str, Any], ...] = ()
+    verification: dict[str, Any] | None = None
+    pipeline: dict[str, Any] | None = None
 
 
 @kopf.index(GROUP, VERSION, RELEASE_POINTER_PLURAL)
@@ -76,8 +82,16 @@ async def pointers_by_namespace(
             ledger_seq=status.get("ledgerSeq"),
             window=None if window is None else dict(window),
             ready_reason=None if ready is None else str(ready.get("reason")),
+            resource_version=meta.get("resourceVersion"),
+            conditions=tuple(copy.deepcopy(dict(c)) for c in status.get("conditions") or ()),
+            verification=_copied(status.get("verification")),
+            pipeline=_copied(status.get("pipeline")),
         )
     }
+
+
+def _copied(value: Any) -> dict[str, Any] | None:
+    return None if value is None else copy.deepcopy(dict(value))
 
 
 @kopf.index(GROUP, VERSION, AGENT_RELEASE_PLURAL)
@@ -141,8 +155,15 @@ async def pending_requests_by_pointer(
             spec=copy.deepcopy(dict(spec)),
             conditions=copy.deepcopy(list(status.get("conditions") or [])),
             shown={key: copy.deepcopy(status.get(key)) for key in SHOWN_KEYS if status.get(key) is not None},
+            labels=_kept(meta.get("labels"), AUTOMATION_LABEL),
+            annotations=_kept(meta.get("annotations"), TRIGGER_ANNOTATION),
         )
     }
+
+
+def _kept(values: Mapping[str, Any] | None, *keys: str) -> dict[str, str]:
+    """Only the keys the controller reads: an index entry stays small."""
+    return {key: str(values[key]) for key in keys if values and key in values}
 
 
 SHOWN_KEYS = ("phase", "message", "approval", "evidenceWait")

@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from flightdeck_operator.api.automation import automation_details
 from flightdeck_operator.api.conditions import Phase, Reason, phase_for
 from flightdeck_operator.api.replay import request_spec_digest
 from flightdeck_operator.api.v1alpha1 import ConcurrencyPolicy, PromotionPolicySpec
@@ -57,6 +58,8 @@ class Controller:
     dependency_grace: dt.timedelta
     # How often a waiting request (approval, evidence) is re-evaluated.
     recheck_seconds: float = 30.0
+    # The operator's own username: its automatic requests are recorded as such in the ledger.
+    identity: str | None = None
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     _projected: OrderedDict[str, None] = field(default_factory=OrderedDict)
     assessor: Assessor = field(init=False)
@@ -269,6 +272,12 @@ class Controller:
             approvals=approvals,
             spec_digest=request_spec_digest(spec),
             window=spec.window,
+            automation=automation_details(
+                request.labels,
+                request.annotations,
+                spec.requested_by.username if spec.requested_by else None,
+                self.identity,
+            ),
         )
         # The commit point. PointerMoved (the pointer's history moved since the plan was read: only
         # another writer can do that) propagates, and the drain evaluates the request again.

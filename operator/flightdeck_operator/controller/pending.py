@@ -25,6 +25,9 @@ class PendingRequest:
     conditions: Sequence[Mapping[str, Any]] = ()
     # What its status shows now (phase, message, approval, evidenceWait), to write only changes.
     shown: Mapping[str, Any] = field(default_factory=dict)
+    # The automation label and trigger annotation, on the requests the operator created itself.
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def order(self) -> tuple[str, bool, str]:

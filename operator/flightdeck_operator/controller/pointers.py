@@ -108,6 +108,9 @@ class PointerProjector:
                 retired=retired,
             )
             status["promotionWindow"] = current.get("promotionWindow")  # the sweep keeps that one
+            # The verification loop keeps these (controller/verifier.py).
+            status["verification"] = current.get("verification")
+            status["pipeline"] = current.get("pipeline")
             try:
                 updated = self.gateway.replace_status(
                     RELEASE_POINTER.plural, {**body, "status": _drop_none(status)}
@@ -149,6 +152,10 @@ class PointerProjector:
         self.gateway.post_event(
             updated, kind=RELEASE_POINTER.kind, event_type=event_type, reason=reason, message=message
         )
+
+    def forget_body(self, namespace: str, pointer: str) -> None:
+        """Someone else wrote the pointer's status: our last body is stale."""
+        self._bodies.pop((namespace, pointer), None)
 
     def announce_blocked(self, namespace: str, pointer: str, entry: LedgerEntry) -> None:
         """A warning Event on the pointer for a blocked decision (it does not move the pointer, so

@@ -87,11 +87,13 @@ def ledger_record(
     approvals: Sequence[LedgerEntry] = (),
     spec_digest: str | None = None,
     window: str | None = None,
+    automation: Mapping[str, JsonValue] | None = None,
 ) -> LedgerRecord:
     """The ledger record of an evaluated promote or rollback (passed or blocked).
 
-    ``details`` also carries what let it through or stopped it: a closed promotion window, a
-    break-glass override (always recorded with its reason) and the approvals that met the quorum.
+    ``details`` also carries what let it through or stopped it: a closed promotion window, an
+    unfinished soak, a break-glass override (always recorded with its reason) and the approvals
+    that met the quorum; and, for a request the operator created itself, ``automation``.
     """
     if decision.policy_result is None:
         raise ValueError(f"a {decision.outcome.value} decision is not ledgered")
@@ -108,6 +110,12 @@ def ledger_record(
         details["promotion_window"] = _window_details(decision.window_closed)
     if decision.blocked_by_window:
         details["blocked_by"] = Reason.PROMOTION_WINDOW_CLOSED.value
+    elif decision.blocked_by_soak:
+        details["blocked_by"] = Reason.NOT_SOAKED.value
+    if decision.soak is not None:
+        details["soak"] = {"upstream": decision.soak.upstream, "message": decision.soak.message}
+    if automation is not None:
+        details["automation"] = dict(automation)
     if decision.override_reason is not None:
         details["override"] = {
             "reason": decision.override_reason,
@@ -234,8 +242,9 @@ def approval_status(
 
 def outcome_reason(entry: LedgerEntry) -> Reason:
     if not entry.pointer_changed:
-        if (entry.details or {}).get("blocked_by") == Reason.PROMOTION_WINDOW_CLOSED.value:
-            return Reason.PROMOTION_WINDOW_CLOSED
+        blocked_by = (entry.details or {}).get("blocked_by")
+        if blocked_by in (Reason.PROMOTION_WINDOW_CLOSED.value, Reason.NOT_SOAKED.value):
+            return Reason(blocked_by)
         return Reason.POLICY_BLOCKED
     return Reason.PROMOTED if entry.kind is LedgerKind.PROMOTE else Reason.ROLLED_BACK
 

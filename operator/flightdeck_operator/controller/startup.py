@@ -29,6 +29,8 @@ from flightdeck_operator.controller.notification_handlers import SUBSCRIPTIONS_I
 from flightdeck_operator.controller.notifier import Notifier
 from flightdeck_operator.controller.records import ChangeRecorder
 from flightdeck_operator.controller.retention import RetentionCollector, collect_garbage, defaults_of
+from flightdeck_operator.controller.verification_loop import verify_pointers
+from flightdeck_operator.controller.verifier import Verifier
 from flightdeck_operator.engine.models import ConfidenceThresholds
 from flightdeck_operator.kube.gateway import KubeGateway, load_api_client
 from flightdeck_operator.store import Store, open_store
@@ -82,12 +84,25 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
         recheck_seconds=config.recheck_seconds,
     )
     memo["recorder"] = ChangeRecorder(store=store, gateway=gateway)
+    # Who the operator is to the API server: requestedBy of the requests it creates itself, and how
+    # the ledger tells them from a person's (docs/verification.md).
+    identity = await asyncio.to_thread(gateway.whoami)
+    memo["controller"].identity = identity
+    memo["verifier"] = Verifier(
+        store=store,
+        gateway=gateway,
+        identity=identity,
+        status_refresh=dt.timedelta(seconds=config.verification_status_refresh_seconds),
+        create_delay_seconds=config.automation_create_delay_seconds,
+        on_status_written=memo["controller"].pointers.forget_body,
+    )
     memo["pointer_locks"] = defaultdict(asyncio.Lock)
     memo["retries"] = {}
     # The indexes are live objects already (empty until the first listing completes).
     memo["sweeper"] = asyncio.create_task(
         sweep_pointers(memo, indexes_of(kwargs), config.pointer_resync_seconds)
     )
+    memo["verification_task"] = asyncio.create_task(verify_pointers(memo, indexes_of(kwargs), config))
     if config.notifications_enabled:
         # Notifications: the outbox's pump, apart from the decisions (docs/notifications.md).
         memo["notifier"] = Notifier(store=store, gateway=gateway, settings=config)
@@ -156,7 +171,7 @@ async def login(
 
 @kopf.on.cleanup()
 async def close_store(memo: kopf.Memo, **_: Any) -> None:
-    for task_name in ("sweeper", "retention", "notifier_task"):
+    for task_name in ("sweeper", "retention", "verification_task", "notifier_task"):
         task = memo.get(task_name)
         if task is not None:
             task.cancel()

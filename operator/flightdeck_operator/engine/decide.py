@@ -57,7 +57,9 @@ __all__ = [
     "DecisionRequest",
     "Outcome",
     "ReasonKind",
+    "SoakGate",
     "apply_promotion_window",
+    "apply_soak",
     "blocked_message",
     "decide",
     "evaluate_policy",
@@ -91,6 +93,16 @@ class DecisionRequest(BaseModel):
     environment: str
     target: ReleaseRef
     window: str = "7d"
+
+
+@dataclass(frozen=True, slots=True)
+class SoakGate:
+    """A pipeline's soak rule for a promotion: whether the target release has soaked on the pointer
+    this one follows (``upstream``), and what to say about it."""
+
+    upstream: str
+    soaked: bool
+    message: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,14 +146,20 @@ class Decision(BaseModel):
     decided_at: UtcDatetime
     # Set by apply_promotion_window when the policy has windows and they were closed.
     window_closed: WindowState | None = None
-    # The break-glass reason that let a promotion through closed windows.
+    # The break-glass reason that let a promotion through closed windows or an unfinished soak.
     override_reason: str | None = None
+    # Set by apply_soak when the target had not soaked upstream (blocked, or let through by an override).
+    soak: SoakGate | None = None
 
     @property
     def blocked_by_window(self) -> bool:
         return self.outcome is Outcome.BLOCKED and any(
             r.kind is ReasonKind.WINDOW_CLOSED for r in self.reasons
         )
+
+    @property
+    def blocked_by_soak(self) -> bool:
+        return self.outcome is Outcome.BLOCKED and any(r.kind is ReasonKind.NOT_SOAKED for r in self.reasons)
 
     @property
     def passed(self) -> bool:
@@ -305,5 +323,33 @@ def apply_promotion_window(
             "reasons": (window_reason, *policy_reasons),
             "message": blocked_message(decision.action),
             "window_closed": state,
+        }
+    )
+
+
+def apply_soak(decision: Decision, gate: SoakGate | None, *, override_reason: str | None) -> Decision:
+    """Gate a promotion on a pipeline's soak: a release that has not soaked on the pointer this one
+    follows is blocked (rollbacks never are), its soak message first among the reasons, the policy's
+    and the window's after it. A break-glass ``override_reason`` lets it through, recorded either way."""
+    if decision.action is not PromotionAction.PROMOTE or decision.policy_result is None:
+        return decision
+    if gate is None or gate.soaked:
+        return decision
+    if override_reason is not None:
+        return decision.model_copy(update={"soak": gate, "override_reason": override_reason})
+    soak_reason = ClassifiedReason(ReasonKind.NOT_SOAKED, gate.message)
+    others = tuple(r for r in decision.reasons if r.kind is not ReasonKind.INFORMATIONAL)
+    result = PolicyResult(
+        passed=False,
+        reasons=(gate.message, *decision.policy_result.reasons),
+        evaluated_at=decision.policy_result.evaluated_at,
+    )
+    return decision.model_copy(
+        update={
+            "outcome": Outcome.BLOCKED,
+            "policy_result": result,
+            "reasons": (soak_reason, *others),
+            "message": blocked_message(decision.action),
+            "soak": gate,
         }
     )

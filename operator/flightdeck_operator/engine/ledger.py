@@ -60,6 +60,13 @@ class LedgerKind(StrEnum):
     # A request that could not be evaluated (unknown release, nothing to roll back, ...) and ended
     # Failed: not a decision (no pointer moved, no policy ran), recorded so that it can be notified.
     REQUEST_FAILED = "request-failed"
+    # A failure of a live release confirmed by its checks (failureThreshold failing in a row): recorded
+    # once per live release (pointer move), with what the operator does about it. Written before the
+    # automatic rollback request exists, so a restart finishes that instead of deciding again.
+    VERIFICATION_FAILED = "verification-failed"
+    # A release soaked on the pointer another one follows: recorded once per follower and upstream
+    # move; a promotion of it on the follower may then go ahead (and is created, with autoPromote).
+    RELEASE_SOAKED = "release-soaked"
 
 
 def action_id_for(request_uid: str) -> str:
@@ -87,6 +94,16 @@ def approval_requested_key(request_uid: str, digest: str) -> str:
 def request_failed_key(request_uid: str) -> str:
     """One ``request-failed`` entry per request (a failed request is never evaluated again)."""
     return f"request-failed:{request_uid}"
+
+
+def verification_failed_key(namespace: str, pointer: str, move_seq: int) -> str:
+    """One confirmed failure per live release: the pointer and the ledger move that made it live."""
+    return f"verification-failed:{namespace}/{pointer}@{move_seq}"
+
+
+def release_soaked_key(namespace: str, follower: str, upstream: str, upstream_move_seq: int) -> str:
+    """One soak per follower and upstream move (the release live upstream since that move)."""
+    return f"release-soaked:{namespace}/{follower}<-{upstream}@{upstream_move_seq}"
 
 
 def change_key(kind: LedgerKind, object_uid: str, generation: int) -> str:

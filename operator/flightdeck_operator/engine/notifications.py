@@ -56,6 +56,9 @@ class NotificationEvent(StrEnum):
     APPROVAL_REJECTED = "approval.rejected"
     # Ours: a request that could not be evaluated (unknown release, nothing to roll back, ...).
     REQUEST_FAILED = "request.failed"
+    # Ours: a live release failed verification (confirmed), whether the operator rolls it back or
+    # only reports it; the rollback itself is a rollback.succeeded / rollback.blocked.
+    VERIFICATION_FAILED = "verification.failed"
 
 
 class NotificationFormat(StrEnum):
@@ -104,6 +107,8 @@ def events_for(entry: LedgerEntry) -> tuple[NotificationEvent, ...]:
         return (NotificationEvent.APPROVAL_REQUESTED,)
     if entry.kind is LedgerKind.REQUEST_FAILED:
         return (NotificationEvent.REQUEST_FAILED,)
+    if entry.kind is LedgerKind.VERIFICATION_FAILED:
+        return (NotificationEvent.VERIFICATION_FAILED,)
     return ()
 
 
@@ -159,6 +164,21 @@ def event_data(entry: LedgerEntry, event: NotificationEvent) -> dict[str, JsonVa
             "required_approvals": details.get("required_approvals"),
             "decision_digest": details.get("decision_digest"),
             "policy_reasons": reasons,
+            **_where(entry),
+        }
+    if entry.kind is LedgerKind.VERIFICATION_FAILED:
+        return {
+            "release_id": entry.release_id,
+            "agent_id": entry.agent_id,
+            "environment": entry.environment,
+            "actor": entry.actor,
+            "reason": entry.reason,
+            "action": details.get("action"),
+            "rollback_to": details.get("target"),
+            "request": details.get("request"),
+            "held": details.get("held"),
+            "consecutive_failures": details.get("consecutive_failures"),
+            "policy_reasons": details.get("reasons"),
             **_where(entry),
         }
     return {  # request.failed

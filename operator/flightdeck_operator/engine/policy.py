@@ -20,6 +20,8 @@ class ReasonKind(StrEnum):
     INFORMATIONAL = "Informational"  # recorded but not blocking (the first-promotion note)
     PRECONDITION = "Precondition"  # the action cannot be evaluated at all (nothing to roll back to)
     WINDOW_CLOSED = "PromotionWindowClosed"  # a freeze: the policy's promotion windows are closed
+    # A pipeline: the release has not soaked on the pointer this one follows (spec.follows).
+    NOT_SOAKED = "NotSoaked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,26 @@ def confidence_label(
     return label, "; ".join(parts) or "insufficient sample size"
 
 
+def limit_breaches(policy: Policy, measured: Rollup, *, subject: str = "candidate") -> list[str]:
+    """The policy's limits (cost, latency, error rate) that ``measured`` exceeds, in the reference's
+    order and wording; strict ``>``, latency skipped without latency data. ``subject`` names whose
+    numbers they are (``live`` when a live release is verified)."""
+    breaches: list[str] = []
+    max_cost = policy.max_cost_per_run_usd
+    if max_cost is not None and measured.cost_per_run_usd > max_cost:
+        breaches.append(
+            f"{subject} cost_per_run_usd {measured.cost_per_run_usd:.6f} exceeds max {max_cost:.6f}"
+        )
+    max_latency = policy.max_latency_ms
+    latency = measured.latency_ms_avg
+    if max_latency is not None and latency is not None and latency > max_latency:
+        breaches.append(f"{subject} latency_ms_avg {latency:.2f} exceeds max {max_latency}")
+    max_error_rate = policy.max_error_rate
+    if max_error_rate is not None and measured.error_rate > max_error_rate:
+        breaches.append(f"{subject} error_rate {measured.error_rate:.4f} exceeds max {max_error_rate:.4f}")
+    return breaches
+
+
 def evaluate_policy(
     policy: Policy,
     candidate: Rollup,
@@ -77,21 +99,7 @@ def evaluate_policy(
     Only the candidate's absolute values are checked. Latency is skipped when the candidate has no
     latency data.
     """
-    reasons: list[ClassifiedReason] = []
-
-    def breach(text: str) -> None:
-        reasons.append(ClassifiedReason(ReasonKind.POLICY_BREACH, text))
-
-    max_cost = policy.max_cost_per_run_usd
-    if max_cost is not None and candidate.cost_per_run_usd > max_cost:
-        breach(f"candidate cost_per_run_usd {candidate.cost_per_run_usd:.6f} exceeds max {max_cost:.6f}")
-    max_latency = policy.max_latency_ms
-    latency = candidate.latency_ms_avg
-    if max_latency is not None and latency is not None and latency > max_latency:
-        breach(f"candidate latency_ms_avg {latency:.2f} exceeds max {max_latency}")
-    max_error_rate = policy.max_error_rate
-    if max_error_rate is not None and candidate.error_rate > max_error_rate:
-        breach(f"candidate error_rate {candidate.error_rate:.4f} exceeds max {max_error_rate:.4f}")
+    reasons = [ClassifiedReason(ReasonKind.POLICY_BREACH, text) for text in limit_breaches(policy, candidate)]
     if policy.require_high_diff_confidence and confidence is not Confidence.HIGH:
         detail = f" ({confidence_reason})" if confidence_reason else ""
         reasons.append(

@@ -209,7 +209,7 @@ def _whole_minute_after(when: dt.datetime) -> dt.datetime:
 # --- the reasons, in words ---------------------------------------------------------------------
 
 
-def _subject(spec: GateSpec) -> str:
+def _subject(spec: GateSpec, role: str = "candidate") -> str:
     if spec.metric is Metric.ERROR_RATE:
         metric = "error_rate"
     elif spec.metric is Metric.COST_PER_RUN:
@@ -220,10 +220,10 @@ def _subject(spec: GateSpec) -> str:
         assert spec.quantile is not None
         metric = "p" + f"{spec.quantile * 100:.6f}".rstrip("0").rstrip(".") + " latency_ms"
     if spec.kind is LimitKind.MAX_INCREASE:
-        return f"candidate {metric} increase over baseline"
+        return f"{role} {metric} increase over baseline"
     if spec.kind is LimitKind.MAX_RATIO:
-        return f"candidate {metric} ratio to baseline"
-    return f"candidate {metric}"
+        return f"{role} {metric} ratio to baseline"
+    return f"{role} {metric}"
 
 
 def _limit_word(spec: GateSpec) -> str:
@@ -257,10 +257,10 @@ def _basis(spec: GateSpec, result: GateResult) -> str:
     return f"{spec.confidence * 100:g}% confidence, {sizes}"
 
 
-def breach_text(spec: GateSpec, result: GateResult) -> str:
+def breach_text(spec: GateSpec, result: GateResult, *, role: str = "candidate") -> str:
     """``candidate p95 latency_ms lower bound 3412.00 exceeds max 3000 (95% confidence, n=1843)``"""
     return (
-        f"{_subject(spec)} lower bound {_number(spec, result.lower)} exceeds {_limit_word(spec)} "
+        f"{_subject(spec, role)} lower bound {_number(spec, result.lower)} exceeds {_limit_word(spec)} "
         f"{_limit(spec)} ({_basis(spec, result)})"
     )
 
@@ -270,13 +270,19 @@ def inconclusive_text(
 ) -> str:
     """``candidate error_rate increase over baseline inconclusive: upper bound +0.0130 above max
     increase 0.0100 (95% confidence, n=812/9031); ~640 more candidate runs needed, expected by ...``"""
+    return f"{inconclusive_bound_text(spec, result)}; {needs_text(needed, when)}"
+
+
+def inconclusive_bound_text(spec: GateSpec, result: GateResult, *, role: str = "candidate") -> str:
+    """Why the gate is Inconclusive, without the runs it needs: ``live p95 latency_ms inconclusive:
+    upper bound 3120.00 above max 3000 (95% confidence, n=40)``."""
     if result.upper != float("inf") and result.upper <= spec.limit:
         where = f"fewer than {spec.min_runs} runs on a side, too few for a bound on a mean"
     elif result.upper == float("inf"):
         where = f"no upper bound yet, {_limit_word(spec)} {_limit(spec)}"
     else:
         where = f"upper bound {_number(spec, result.upper)} above {_limit_word(spec)} {_limit(spec)}"
-    return f"{_subject(spec)} inconclusive: {where} ({_basis(spec, result)}); {needs_text(needed, when)}"
+    return f"{_subject(spec, role)} inconclusive: {where} ({_basis(spec, result)})"
 
 
 def needs_text(needed: RunsNeeded, when: dt.datetime | None) -> str:

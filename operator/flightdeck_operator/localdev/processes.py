@@ -48,7 +48,7 @@ WEBHOOKS: tuple[tuple[str, str, str, tuple[str, ...], str], ...] = (
     ("promotionrequests", "promotionrequests", PROMOTION_REQUESTS_PATH, ("CREATE",), "Fail"),
     ("promotionapprovals", "promotionapprovals", PROMOTION_APPROVALS_PATH, ("CREATE",), "Fail"),
     ("promotionpolicies", "promotionpolicies", PROMOTION_POLICIES_PATH, ("CREATE", "UPDATE"), "Fail"),
-    ("releasepointers", "releasepointers", RELEASE_POINTERS_PATH, ("CREATE",), "Fail"),
+    ("releasepointers", "releasepointers", RELEASE_POINTERS_PATH, ("CREATE", "UPDATE"), "Fail"),
     ("releasepointer-deletions", "releasepointers", RELEASE_POINTERS_PATH, ("DELETE",), "Ignore"),
 )
 

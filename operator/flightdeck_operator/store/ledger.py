@@ -181,6 +181,58 @@ class LedgerQueries(FenceQueries):
         entries = (entry_from_row(row) for row in rows)
         return {(e.namespace, e.pointer or ""): e for e in entries}
 
+    def soak_entry(self, namespace: str, follower: str, release_id: str) -> LedgerEntry | None:
+        """The newest ``release-soaked`` entry saying ``release_id`` soaked for ``follower`` (on the
+        pointer it follows), since the follower's last retirement; None when it never did."""
+        return self._one_ledger_entry(
+            "seq = (SELECT MAX(seq) FROM ledger_entries WHERE namespace = ? AND pointer = ? AND kind = ? "
+            "AND release_id = ? AND seq > COALESCE((SELECT MAX(seq) FROM ledger_entries "
+            "WHERE namespace = ? AND pointer = ? AND kind = ?), 0))",
+            [
+                namespace,
+                follower,
+                ledger.LedgerKind.RELEASE_SOAKED.value,
+                release_id,
+                namespace,
+                follower,
+                ledger.LedgerKind.POINTER_RETIRED.value,
+            ],
+        )
+
+    def automation_entries(self, namespace: str, pointer: str) -> list[LedgerEntry]:
+        """What automatic rollbacks and their cooldown and quarantine rest on, oldest first, since
+        the pointer's last retirement: its ``verification-failed`` entries and the promotions that
+        moved it after the first of them (a person's promotion lifts a quarantine)."""
+        retired = "COALESCE((SELECT MAX(seq) FROM ledger_entries WHERE namespace = ? AND pointer = ? AND kind = ?), 0)"
+        here = [namespace, pointer, ledger.LedgerKind.POINTER_RETIRED.value]
+        failed = ledger.LedgerKind.VERIFICATION_FAILED.value
+        rows = self._ledger_rows(
+            f"namespace = ? AND pointer = ? AND seq > {retired} AND (kind = ? OR (kind = ? "
+            "AND pointer_changed = 1 AND seq > (SELECT MIN(seq) FROM ledger_entries "
+            f"WHERE namespace = ? AND pointer = ? AND kind = ? AND seq > {retired})))",
+            [
+                namespace,
+                pointer,
+                *here,
+                failed,
+                ledger.LedgerKind.PROMOTE.value,
+                namespace,
+                pointer,
+                failed,
+                *here,
+            ],
+        )
+        return [entry_from_row(row) for row in rows]
+
+    def pointer_decisions_after(self, namespace: str, pointer: str, seq: int) -> list[LedgerEntry]:
+        """The promote and rollback decisions (passed or blocked) on ``pointer`` after ``seq``,
+        oldest first: what became of the requests a pipeline created after a soak."""
+        rows = self._ledger_rows(
+            "namespace = ? AND pointer = ? AND seq > ? AND kind IN (?, ?)",
+            [namespace, pointer, seq, ledger.LedgerKind.PROMOTE.value, ledger.LedgerKind.ROLLBACK.value],
+        )
+        return [entry_from_row(row) for row in rows]
+
     def approvals_for_request(self, namespace: str, pointer: str, request_uid: str) -> list[LedgerEntry]:
         """The ledgered approvals of one request, oldest first (approvals per pointer are few, so the
         request filter runs here rather than on the JSON column)."""

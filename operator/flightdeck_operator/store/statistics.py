@@ -225,6 +225,40 @@ class StatisticsQueries(EventQueries):
         )
         return base_plain, cand_plain, evidence
 
+    def live_evidence(
+        self,
+        release_id: str,
+        environment: str,
+        since: dt.datetime,
+        until: dt.datetime,
+        *,
+        moments: bool,
+        rate_since: dt.datetime | None = None,
+    ) -> tuple[SideEvidence, int]:
+        """One live release over ``[since, until)``, for its verification: the reference sums, or
+        (``moments``, statistical gates) sums with moments and the latency histogram plus its runs in
+        ``[rate_since, until)``; one snapshot, so one verification check is one read."""
+        with self._transaction(write=False, snapshot=True) as tx:
+            if not moments:
+                return self._evidence(tx, release_id, environment, since, until, None, None), 0
+            self._serial_plans(tx)
+            union = self.backend == "postgresql"
+            ((aggregates, side_moments),) = self._with_moments(
+                tx, _Reads.of((release_id,), environment, since, until, None, None, union=union)
+            )
+            recent = self._run_counts(
+                tx, _Reads.of((release_id,), environment, rate_since or since, until, None, None, union=union)
+            )[release_id]
+        evidence = SideEvidence(
+            release_id=release_id,
+            environment=environment,
+            since=as_utc(since),
+            until=as_utc(until),
+            aggregates=aggregates,
+            moments=side_moments,
+        )
+        return evidence, recent
+
     def _with_moments(self, tx: Transaction, reads: _Reads) -> list[_Found]:
         """Per release: the merged aggregates and the moments with the latency histogram."""
         aggregates: dict[str, list[ModelAggregate]] = {r: [] for r in reads.releases}

@@ -61,6 +61,11 @@ class AdmissionContext(Protocol):
         """Why a new ReleasePointer for (agent, environment) would be a second one, or None."""
         ...
 
+    async def follow_problem(self, namespace: str, name: str, agent_id: str, upstream: str) -> str | None:
+        """Why ReleasePointer ``name`` of ``agent_id`` cannot follow ``upstream`` (another agent's
+        pointer, itself, a cycle), or None."""
+        ...
+
     async def note_deletion(self, namespace: str, name: str, uid: str, username: str) -> None:
         """Remember who deletes a ReleasePointer (the retirement's actor in the ledger)."""
         ...
@@ -180,13 +185,20 @@ class AdmissionHandlers:
                     request.namespace, request.name, uid, request.user_info.username
                 )
             return allow(request)
-        if request.operation is not Operation.CREATE or request.object is None:
+        if request.operation not in (Operation.CREATE, Operation.UPDATE) or request.object is None:
             return allow(request)
         spec = _spec(request)
         agent_id, environment = spec.get("agentId"), spec.get("environment")
         if not isinstance(agent_id, str) or not isinstance(environment, str):
             return allow(request)  # the schema rejects it with its own message
-        refusal = await self.context.duplicate_of(request.namespace, agent_id, environment)
-        if refusal is not None:
-            return deny(request, 409, refusal)
+        follows = spec.get("follows")
+        upstream = follows.get("pointer") if isinstance(follows, Mapping) else None
+        if isinstance(upstream, str):
+            problem = await self.context.follow_problem(request.namespace, request.name, agent_id, upstream)
+            if problem is not None:
+                return deny(request, 422, f"spec.follows: {problem}")
+        if request.operation is Operation.CREATE:
+            refusal = await self.context.duplicate_of(request.namespace, agent_id, environment)
+            if refusal is not None:
+                return deny(request, 409, refusal)
         return allow(request)

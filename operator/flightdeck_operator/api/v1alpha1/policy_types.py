@@ -33,6 +33,12 @@ from flightdeck_operator.api.v1alpha1.common import (
 )
 from flightdeck_operator.api.v1alpha1.release_types import RecordedStatus
 from flightdeck_operator.api.v1alpha1.statistics_types import StatisticalGatesSpec
+from flightdeck_operator.api.v1alpha1.verification_types import (
+    FollowsSpec,
+    PipelineStatus,
+    VerificationSpec,
+    VerificationStatus,
+)
 from flightdeck_operator.engine.windows import (
     WindowKind,
     WindowRule,
@@ -99,6 +105,8 @@ class PromotionPolicySpec(SpecBase):
     request_retention: RequestRetention | None = None
     # Opt-in gates with confidence bounds (docs/statistical-gates.md); absent: as before.
     statistical_gates: StatisticalGatesSpec | None = None
+    # Opt-in: keep checking the live release after its promotion (docs/verification.md).
+    verification: VerificationSpec | None = None
 
     @model_validator(mode="after")
     def _window_names_unique(self) -> Self:
@@ -136,6 +144,8 @@ class ReleasePointerSpec(SpecBase):
     # Absent: the reference default policy (everything unset, requireHighDiffConfidence true).
     policy_ref: LocalObjectReference | None = None
     history_limit: Annotated[int, Field(ge=1, le=MAX_HISTORY_LIMIT)] = DEFAULT_HISTORY_LIMIT
+    # A pipeline: take the releases that soaked on another pointer of the agent (docs/verification.md).
+    follows: FollowsSpec | None = None
 
 
 class PointerHistoryEntry(StatusBase):
@@ -184,3 +194,7 @@ class ReleasePointerStatus(ObservedStatus):
     )
     promotion_window: PromotionWindowStatus | None = None
     predecessor: Predecessor | None = None
+    # Its policy's verification: the last check of the live release.
+    verification: VerificationStatus | None = None
+    # spec.follows: where the release upstream stands.
+    pipeline: PipelineStatus | None = None

@@ -39,6 +39,37 @@ class WaitingRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class VerificationCell:
+    """The last check of a pointer's live release (``status.verification``), as the page shows it."""
+
+    verdict: str
+    release_id: str
+    last_checked_at: str | None
+    consecutive_failures: int
+    failure_threshold: int
+    verified_since: str | None
+    reasons: tuple[str, ...]
+    runs: int | None
+    degraded: bool
+    # A confirmed failure: what was done (Rollback, Alert), the request, why only an alert.
+    action: str | None = None
+    request: str | None = None
+    held: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineCell:
+    """Where the release upstream of a following pointer stands (``status.pipeline``)."""
+
+    upstream: str
+    state: str
+    message: str
+    release_id: str | None
+    soak_due: str | None
+    request: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class PointerRow:
     name: str
     agent_id: str
@@ -55,6 +86,8 @@ class PointerRow:
     ready_reason: str | None
     ready_message: str | None
     waiting: tuple[WaitingRequest, ...]
+    verification: VerificationCell | None = None
+    pipeline: PipelineCell | None = None
 
     @property
     def healthy(self) -> bool:
@@ -150,6 +183,44 @@ def _pointer_row(body: Body, head: LedgerEntry | None, waiting: Iterable[Waiting
         ready_reason=ready.get("reason"),
         ready_message=ready.get("message"),
         waiting=tuple(waiting),
+        verification=_verification_cell(status),
+        pipeline=_pipeline_cell(status.get("pipeline")),
+    )
+
+
+def _verification_cell(status: Mapping[str, Any]) -> VerificationCell | None:
+    shown = status.get("verification")
+    if not isinstance(shown, Mapping) or not shown.get("verdict"):
+        return None
+    failure = shown.get("failure") or {}
+    evidence = shown.get("evidence") or {}
+    degraded = find_condition(status.get("conditions") or (), ConditionType.DEGRADED.value) or {}
+    return VerificationCell(
+        verdict=str(shown.get("verdict")),
+        release_id=str(shown.get("releaseId")),
+        last_checked_at=shown.get("lastCheckedAt"),
+        consecutive_failures=int(shown.get("consecutiveFailures") or 0),
+        failure_threshold=int(shown.get("failureThreshold") or 0),
+        verified_since=shown.get("verifiedSince"),
+        reasons=tuple(str(r) for r in shown.get("reasons") or ()),
+        runs=evidence.get("runs"),
+        degraded=degraded.get("status") == "True",
+        action=failure.get("action"),
+        request=failure.get("request"),
+        held=failure.get("held"),
+    )
+
+
+def _pipeline_cell(shown: Any) -> PipelineCell | None:
+    if not isinstance(shown, Mapping) or not shown.get("state"):
+        return None
+    return PipelineCell(
+        upstream=str(shown.get("upstream")),
+        state=str(shown.get("state")),
+        message=str(shown.get("message") or ""),
+        release_id=shown.get("releaseId"),
+        soak_due=shown.get("soakDue"),
+        request=shown.get("request"),
     )
 
 
