@@ -309,21 +309,8 @@ def apply_promotion_window(
         return decision
     if override_reason is not None:
         return decision.model_copy(update={"window_closed": state, "override_reason": override_reason})
-    window_reason = ClassifiedReason(ReasonKind.WINDOW_CLOSED, state.message)
-    policy_reasons = tuple(r for r in decision.reasons if r.kind is not ReasonKind.INFORMATIONAL)
-    result = PolicyResult(
-        passed=False,
-        reasons=(state.message, *decision.policy_result.reasons),
-        evaluated_at=decision.policy_result.evaluated_at,
-    )
-    return decision.model_copy(
-        update={
-            "outcome": Outcome.BLOCKED,
-            "policy_result": result,
-            "reasons": (window_reason, *policy_reasons),
-            "message": blocked_message(decision.action),
-            "window_closed": state,
-        }
+    return _blocked_first(
+        decision, ClassifiedReason(ReasonKind.WINDOW_CLOSED, state.message), window_closed=state
     )
 
 
@@ -337,19 +324,25 @@ def apply_soak(decision: Decision, gate: SoakGate | None, *, override_reason: st
         return decision
     if override_reason is not None:
         return decision.model_copy(update={"soak": gate, "override_reason": override_reason})
-    soak_reason = ClassifiedReason(ReasonKind.NOT_SOAKED, gate.message)
+    return _blocked_first(decision, ClassifiedReason(ReasonKind.NOT_SOAKED, gate.message), soak=gate)
+
+
+def _blocked_first(decision: Decision, reason: ClassifiedReason, **recorded: object) -> Decision:
+    """``decision`` blocked by ``reason``, which comes first among the reasons (the policy's own
+    follow, informational ones dropped), with what blocked it ``recorded`` on the decision."""
+    assert decision.policy_result is not None
     others = tuple(r for r in decision.reasons if r.kind is not ReasonKind.INFORMATIONAL)
     result = PolicyResult(
         passed=False,
-        reasons=(gate.message, *decision.policy_result.reasons),
+        reasons=(reason.text, *decision.policy_result.reasons),
         evaluated_at=decision.policy_result.evaluated_at,
     )
     return decision.model_copy(
         update={
             "outcome": Outcome.BLOCKED,
             "policy_result": result,
-            "reasons": (soak_reason, *others),
+            "reasons": (reason, *others),
             "message": blocked_message(decision.action),
-            "soak": gate,
+            **recorded,
         }
     )

@@ -27,6 +27,8 @@ from flightdeck_operator.actions.runs import (
     resolve_filters,
 )
 from flightdeck_operator.sidecar.routes.common import ReadCaller, blocking, responses, state_of
+from flightdeck_operator.sidecar.state import SidecarState
+from flightdeck_operator.store import RunFilters
 
 router = APIRouter()
 
@@ -103,14 +105,7 @@ async def list_runs(
         offset=offset,
         limit=limit,
     )
-    filters = await blocking(
-        resolve_filters,
-        state.gateway,
-        state.namespace,
-        query,
-        default_environment=state.settings.default_environment,
-        clock=state.clock,
-    )
+    filters = await _resolve(state, query)
     body = await blocking(list_runs_json, state.store, filters, query)
     return Response(body, media_type="application/json")
 
@@ -162,17 +157,22 @@ async def export_runs(
         offset=offset,
         limit=limit,
     )
-    filters = await blocking(
+    filters = await _resolve(state, query)
+    export = await blocking(open_export, state.store, filters, query)
+    # Starlette steps a synchronous iterator in worker threads; the export's own connection makes
+    # that safe. The background task releases the snapshot if the client goes away early.
+    return StreamingResponse(
+        export.chunks(), media_type=NDJSON, headers=export.headers, background=BackgroundTask(export.close)
+    )
+
+
+async def _resolve(state: SidecarState, query: RunsQuery) -> RunFilters:
+    """The release and window as store filters (400 for an unknown release or a bad window)."""
+    return await blocking(
         resolve_filters,
         state.gateway,
         state.namespace,
         query,
         default_environment=state.settings.default_environment,
         clock=state.clock,
-    )
-    export = await blocking(open_export, state.store, filters, query)
-    # Starlette steps a synchronous iterator in worker threads; the export's own connection makes
-    # that safe. The background task releases the snapshot if the client goes away early.
-    return StreamingResponse(
-        export.chunks(), media_type=NDJSON, headers=export.headers, background=BackgroundTask(export.close)
     )
