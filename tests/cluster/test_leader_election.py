@@ -4,11 +4,19 @@ with one more transition, and raising the transitions only while holding the Lea
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import threading
+import time
 
 import pytest
 from kubernetes import client
 
-from flightdeck_operator.kube.leader_election import ElectionTimings, LeaderElector, LeadershipLost
+from flightdeck_operator.kube.leader_election import (
+    BackgroundRenewal,
+    ElectionTimings,
+    LeaderElector,
+    LeadershipLost,
+)
 from flightdeck_operator.kube.leases import LeaseClient
 
 TIMINGS = ElectionTimings(lease_duration=15, renew_deadline=10, retry_period=0.5)
@@ -53,3 +61,56 @@ async def test_a_holder_that_sees_another_holder_has_lost(
     first.is_leader = True
     lost = await asyncio.wait_for(first.renew_until_lost(), 30)
     assert "held by second" in str(lost)
+
+
+async def test_renewal_keeps_the_lease_while_the_operators_loop_is_blocked(
+    api_client: client.ApiClient, namespace: str
+) -> None:
+    """A burst of handlers (5,000 pointers resumed at start) once kept the operator's loop busy
+    past the renew deadline and the leader deposed itself: renewal runs on a thread of its own."""
+    timings = ElectionTimings(lease_duration=4, renew_deadline=3, retry_period=0.5)
+    leases = LeaseClient(api_client, namespace, "election-blocked")
+    holder = LeaderElector(leases, "holder", timings)
+    acquired = await holder.acquire()
+    lost: list[LeadershipLost] = []
+    renewal = BackgroundRenewal(holder, lost.append)
+    renewal.start()
+    try:
+        time.sleep(2 * timings.lease_duration)  # noqa: ASYNC251 - blocks this loop, as a handler burst would
+        assert not lost
+        record = leases.get(timeout=5).record
+        assert record.holder_identity == "holder"
+        assert record.renew_time is not None
+        assert acquired.renew_time is not None
+        assert record.renew_time > acquired.renew_time + dt.timedelta(seconds=timings.lease_duration)
+        challenger = LeaderElector(leases, "challenger", timings)
+        assert not (await challenger._attempt(2.0)).held
+    finally:
+        await asyncio.to_thread(renewal.stop)
+    await holder.release()
+
+
+async def test_background_renewal_reports_a_lost_lease_in_its_own_thread(
+    api_client: client.ApiClient, namespace: str
+) -> None:
+    first, second = elector(api_client, namespace, "first"), elector(api_client, namespace, "second")
+    await first.acquire()
+    await first.release()
+    await second.acquire()
+    first.is_leader = True  # first did not notice
+    reported = threading.Event()
+    lost: list[tuple[LeadershipLost, str]] = []
+
+    def on_lost(why: LeadershipLost) -> None:
+        lost.append((why, threading.current_thread().name))
+        reported.set()
+
+    renewal = BackgroundRenewal(first, on_lost)
+    renewal.start()
+    try:
+        assert await asyncio.to_thread(reported.wait, 30)
+    finally:
+        await asyncio.to_thread(renewal.stop)
+    [(why, thread)] = lost
+    assert "held by second" in str(why)
+    assert thread == "flightdeck-lease-renewal"

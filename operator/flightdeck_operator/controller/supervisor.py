@@ -8,7 +8,7 @@ Order of life, for each replica:
 3. Claim the ledger's fence with the Lease's transitions as the epoch (``store/fence.py``); if the
    fence already holds an equal or newer epoch (the Lease was re-created), raise the Lease's
    transitions above it first.
-4. Run kopf (``kopf.operator``) while renewing the Lease. Losing the Lease, or a ledger append
+4. Run kopf (``kopf.operator``) while renewing the Lease from a thread of its own. Losing the Lease, or a ledger append
    refused by the fence, ends the process at once (``os._exit``): nothing may run after it, as
    controller-runtime does. SIGTERM stops kopf, then releases the Lease so a standby takes over
    within one retry period.
@@ -34,7 +34,12 @@ from flightdeck_operator.controller.assessment import Assessor
 from flightdeck_operator.controller.health import HealthServer, HealthState, OperatorMetrics
 from flightdeck_operator.controller.startup import thresholds_of
 from flightdeck_operator.kube.gateway import KubeGateway, default_namespace, load_api_client
-from flightdeck_operator.kube.leader_election import ElectionTimings, LeaderElector, LeadershipLost
+from flightdeck_operator.kube.leader_election import (
+    BackgroundRenewal,
+    ElectionTimings,
+    LeaderElector,
+    LeadershipLost,
+)
 from flightdeck_operator.kube.leases import LeaseClient
 from flightdeck_operator.store import Fenced, Store, WriterFence, open_store
 from flightdeck_operator.webhook.certs import CertificateError
@@ -176,6 +181,11 @@ class Supervisor:
     def _fence(self, name: str, epoch: int) -> WriterFence:
         return WriterFence(name, epoch, self.identity, refused=self._refused)
 
+    def _lost(self, lost: LeadershipLost) -> None:
+        """Called in the renewal's own thread: stop without waiting for the (maybe busy) event loop."""
+        self.metrics.deposed()
+        exit_now(EXIT_LEADERSHIP_LOST, f"Leadership lost: {lost}; exiting")
+
     def _refused(self, refused: Fenced) -> None:
         """Called in whichever thread's append the fence refused: this replica no longer leads."""
         self.metrics.fenced_writes.inc()
@@ -210,14 +220,11 @@ class Supervisor:
         )
         watched: set[asyncio.Task[Any]] = {operator, asyncio.create_task(self.stopping.wait())}
         watched.add(asyncio.create_task(_set_when(kopf_ready, state)))
-        renewal = asyncio.create_task(elector.renew_until_lost()) if elector is not None else None
+        renewal = BackgroundRenewal(elector, self._lost) if elector is not None else None
         if renewal is not None:
-            watched.add(renewal)
+            renewal.start()
         while True:
             done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
-            if renewal is not None and renewal in done:
-                self.metrics.deposed()
-                exit_now(EXIT_LEADERSHIP_LOST, f"Leadership lost: {renewal.result()}; exiting")
             if operator in done or self.stopping.is_set():
                 break
             watched -= done
@@ -230,7 +237,7 @@ class Supervisor:
         state.leader, state.kopf_ready = False, False
         self.metrics.deposed()
         if renewal is not None:
-            renewal.cancel()
+            await asyncio.to_thread(renewal.stop)
         if elector is not None:
             await elector.release()
         failed = operator.done() and not operator.cancelled() and operator.exception() is not None

@@ -17,6 +17,10 @@ The algorithm, as client-go's ``tryAcquireOrRenew``:
   another holder in the Lease is a loss at once (client-go would keep trying until the deadline).
 - Release (graceful shutdown) empties ``holderIdentity`` and sets ``leaseDurationSeconds: 1``.
 
+The leader renews from a thread with an event loop of its own (:class:`BackgroundRenewal`), as
+client-go renews from a goroutine of its own: on the operator's loop, a burst of handlers (5,000
+pointers resumed at start) kept it busy past the renew deadline and the leader deposed itself.
+
 One refinement of the waiting: a candidate polls every ``retryPeriod`` x U(1, 1.2) and, when the
 holder's lease would run out before its next poll, tries exactly then rather than a poll later.
 """
@@ -28,6 +32,7 @@ import datetime as dt
 import functools
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -288,3 +293,43 @@ class LeaderElector:
         except Exception as error:  # API errors, timeouts, connection resets: a failed round
             log.warning("Lease %s/%s: %s", self.leases.namespace, self.leases.name, error)
             return _Attempt(held=False, observed=None)
+
+
+class BackgroundRenewal:
+    """Run :meth:`LeaderElector.renew_until_lost` on a thread with its own event loop.
+
+    ``on_lost`` is called *in that thread* when leadership ends, so a deposed leader can stop at
+    once even while the operator's event loop is busy. :meth:`stop` (graceful shutdown) cancels the
+    renewal without calling ``on_lost``; release the Lease after it.
+    """
+
+    def __init__(self, elector: LeaderElector, on_lost: Callable[[LeadershipLost], None]) -> None:
+        self.elector = elector
+        self.on_lost = on_lost
+        self._loop = asyncio.new_event_loop()
+        self._renewal: asyncio.Task[None] | None = None
+        self._thread = threading.Thread(target=self._serve, name="flightdeck-lease-renewal", daemon=True)
+
+    def start(self) -> None:
+        self._renewal = self._loop.create_task(self._renew())  # runs once the thread runs the loop
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Cancel the renewal and wait for its thread (blocking)."""
+        if self._renewal is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._renewal.cancel)
+            self._thread.join(timeout)
+
+    def _serve(self) -> None:
+        assert self._renewal is not None
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._renewal)
+        except asyncio.CancelledError:
+            pass  # stopped
+        finally:
+            self._loop.close()
+
+    async def _renew(self) -> None:
+        lost = await self.elector.renew_until_lost()
+        self.on_lost(lost)
