@@ -38,7 +38,7 @@ from flightdeck_operator.api.v1alpha1 import (
     ReleasePointerSpec,
 )
 from flightdeck_operator.controller.pending import PendingRequest
-from flightdeck_operator.controller.view import ApprovalObject, NamespaceView
+from flightdeck_operator.controller.view import ApprovalObject, NamespaceView, PointerTarget
 
 Index = Mapping[Any, Any]
 TERMINAL = frozenset(p.value for p in TERMINAL_PHASES)
@@ -88,6 +88,39 @@ async def pointers_by_namespace(
             pipeline=_copied(status.get("pipeline")),
         )
     }
+
+
+@kopf.index(GROUP, VERSION, RELEASE_POINTER_PLURAL)
+async def pointers_by_target(
+    namespace: str | None, name: str, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, **_: Any
+) -> dict[Any, Any]:
+    """Pointers by (namespace, agentId, environment): a pointer's watch event finds its duplicates
+    without scanning the namespace (5,000 pointers resumed at start were quadratic)."""
+    ready = find_condition(status.get("conditions") or (), ConditionType.READY.value)
+    key = _target_key(namespace or "", spec)
+    return {
+        key: PointerTarget(
+            name=name,
+            created=str(meta.get("creationTimestamp")),
+            agent_id=key[1],
+            environment=key[2],
+            policy=(spec.get("policyRef") or {}).get("name"),
+            ready_reason=None if ready is None else str(ready.get("reason")),
+        )
+    }
+
+
+def _target_key(namespace: str, spec: Mapping[str, Any]) -> tuple[str, str, str]:
+    return (namespace, str(spec.get("agentId") or ""), str(spec.get("environment") or ""))
+
+
+def same_target(indexes: Mapping[str, Index], namespace: str, spec: Mapping[str, Any]) -> list[PointerTarget]:
+    """The pointers of the (agentId, environment) in ``spec``, this one among them unless deleted."""
+    return list(indexes["pointers_by_target"].get(_target_key(namespace, spec), ()))
+
+
+def policy_names(indexes: Mapping[str, Index], namespace: str) -> frozenset[str]:
+    return frozenset(name for name, _ in indexes["policies_by_namespace"].get(namespace, ()))
 
 
 def _copied(value: Any) -> dict[str, Any] | None:
@@ -274,6 +307,7 @@ def view_of(namespace: str, indexes: Mapping[str, Index]) -> NamespaceView:
 
 INDEX_NAMES = (
     "pointers_by_namespace",
+    "pointers_by_target",
     "releases_by_namespace",
     "policies_by_namespace",
     "pricing_tables_by_namespace",

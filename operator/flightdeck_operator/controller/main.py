@@ -14,7 +14,11 @@ from flightdeck_operator.controller import (  # noqa: F401  (registers them with
     notification_handlers,
     startup,
 )
+from flightdeck_operator.controller.kopf_toggles import install as install_edge_toggles
 from flightdeck_operator.controller.supervisor import supervise
+
+# Before kopf starts (in every way it is started: the supervisor, ``kopf run -m``, KopfRunner).
+install_edge_toggles()
 
 
 def run(config: OperatorSettings, *, health_endpoint: str | None = None) -> int:

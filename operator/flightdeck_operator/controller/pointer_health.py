@@ -9,11 +9,12 @@ with that reason, nothing ledgered. When the first one is deleted, the next in o
 
 from __future__ import annotations
 
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 
 from flightdeck_operator.api.conditions import Reason
 from flightdeck_operator.api.pointer_rules import first_pointer
-from flightdeck_operator.controller.view import NamespaceView
+from flightdeck_operator.controller.view import NamespaceView, PointerTarget
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,11 +31,7 @@ class PointerProblem:
 
 def governing_pointer(view: NamespaceView, agent_id: str, environment: str) -> str | None:
     """The first pointer of (agent, environment) in the namespace, or None when there is none."""
-    return first_pointer(
-        (view.pointer_created.get(name, ""), name)
-        for name, spec in view.pointers.items()
-        if spec.agent_id == agent_id and spec.environment == environment
-    )
+    return view.governing.get((agent_id, environment))
 
 
 def duplicate_message(name: str, governing: str, agent_id: str, environment: str) -> str:
@@ -58,14 +55,50 @@ def pointer_problem(view: NamespaceView, name: str) -> PointerProblem | None:
     spec = view.pointers.get(name)
     if spec is None:
         return None
-    governing = governing_pointer(view, spec.agent_id, spec.environment)
+    policy = spec.policy_ref.name if spec.policy_ref is not None else None
+    return _problem(
+        name,
+        spec.agent_id,
+        spec.environment,
+        governing=governing_pointer(view, spec.agent_id, spec.environment),
+        missing_policy=policy if policy is not None and policy not in view.policies else None,
+        namespace=view.namespace,
+    )
+
+
+def problem_among(
+    pointer: PointerTarget, siblings: Iterable[PointerTarget], policies: Container[str], namespace: str
+) -> PointerProblem | None:
+    """:func:`pointer_problem` from the pointers of one (agentId, environment) only (``siblings``,
+    ``pointer`` among them) and the namespace's policy names: one watch event reads no more."""
+    return _problem(
+        pointer.name,
+        pointer.agent_id,
+        pointer.environment,
+        governing=first_pointer((s.created, s.name) for s in siblings),
+        missing_policy=pointer.policy
+        if pointer.policy is not None and pointer.policy not in policies
+        else None,
+        namespace=namespace,
+    )
+
+
+def _problem(
+    name: str,
+    agent_id: str,
+    environment: str,
+    *,
+    governing: str | None,
+    missing_policy: str | None,
+    namespace: str,
+) -> PointerProblem | None:
     if governing is not None and governing != name:
         return PointerProblem(
-            Reason.DUPLICATE_POINTER, duplicate_message(name, governing, spec.agent_id, spec.environment)
+            Reason.DUPLICATE_POINTER, duplicate_message(name, governing, agent_id, environment)
         )
-    if spec.policy_ref is not None and spec.policy_ref.name not in view.policies:
+    if missing_policy is not None:
         return PointerProblem(
             Reason.POLICY_NOT_FOUND,
-            f'PromotionPolicy "{spec.policy_ref.name}" (policyRef) not found in namespace "{view.namespace}"',
+            f'PromotionPolicy "{missing_policy}" (policyRef) not found in namespace "{namespace}"',
         )
     return None
