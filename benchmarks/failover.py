@@ -213,6 +213,7 @@ def main() -> None:
                 "sigstop_exit_code": exit_code,
                 "sigstop_fenced_append_logged": fenced_line,
                 "creates_refused": load.refused,
+                "creates_refused_by_reason": dict(load.refusals.most_common(5)),
                 "requests": len(load.created),
                 "lost": len(report.lost),
                 "duplicated": len(report.duplicated),

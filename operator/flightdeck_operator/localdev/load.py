@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -130,6 +131,12 @@ class DecisionWatch:
             return len(self.decided)
 
 
+def refusal_reason(error: Exception) -> str:
+    """A refused create, told apart by kind: the webhook call that failed, a timeout, a reset."""
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:160]}"
+
+
 @dataclass
 class SteadyLoad:
     """Create ``rate`` requests per second over ``pointers`` pointers until stopped."""
@@ -141,6 +148,7 @@ class SteadyLoad:
     prefix: str = "load"
     created: dict[str, float] = field(default_factory=dict)  # name -> monotonic time of the create call
     refused: int = 0  # create attempts the API server refused (then retried)
+    refusals: Counter[str] = field(default_factory=Counter)  # why, by the error's first line
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -185,8 +193,9 @@ class SteadyLoad:
             except Conflict:  # created by an attempt whose answer was lost
                 self.created[name] = started
                 return
-            except Exception:
+            except Exception as error:
                 self.refused += 1
+                self.refusals[refusal_reason(error)] += 1
                 if self._stop.is_set() and time.monotonic() - started > 60:
                     return
                 time.sleep(0.2)

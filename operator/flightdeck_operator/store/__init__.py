@@ -21,15 +21,18 @@ Design notes (details in docs/engine.md):
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from flightdeck_operator.engine.models import InvalidEventsError, validate_events
 from flightdeck_operator.store.base import StoreError
 from flightdeck_operator.store.fence import Fenced, PointerMoved, WriterFence
 from flightdeck_operator.store.forensics import RunExport, RunFilters, RunPage
 from flightdeck_operator.store.interface import Store
-from flightdeck_operator.store.postgres import PostgresStore
 from flightdeck_operator.store.schema import BUCKET_US, LATEST_SCHEMA_VERSION
 from flightdeck_operator.store.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from flightdeck_operator.store.postgres import PostgresStore
 
 __all__ = [
     "BUCKET_US",
@@ -50,6 +53,15 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    # psycopg is imported when PostgreSQL is used: 9 MB of every SQLite process otherwise.
+    if name == "PostgresStore":
+        from flightdeck_operator.store.postgres import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def open_store(
     target: str | Path,
     *,
@@ -63,6 +75,8 @@ def open_store(
     text = str(target)
     store: Store
     if text.startswith(("postgresql://", "postgres://")):
+        from flightdeck_operator.store.postgres import PostgresStore
+
         store = PostgresStore(text, max_connections=max_connections)
     else:
         if text.startswith("sqlite:///"):
