@@ -215,42 +215,42 @@ async def sweep_pointers(memo: kopf.Memo, indexes: Mapping[str, Index], interval
     event left behind, repairs pointers whose status differs from the ledger or whose health is
     not shown, and ledgers the retirement of pointers deleted while the operator was away,
     comparing the index's copy of each status with the ledger heads read in one query."""
-    controller: Controller = memo["controller"]
-    config: OperatorSettings = memo["config"]
     await asyncio.sleep(random.uniform(interval / 2, interval))  # the first listing completes meanwhile
     while True:
         try:
-            heads = await asyncio.to_thread(controller.store.pointer_heads)
-            for namespace, entries in list(indexes["pointers_by_namespace"].items()):
-                view = view_of(namespace, indexes)
-                windows: dict[str | None, dict[str, Any] | None] = {}
-                for indexed in list(entries):
-                    name = indexed.name
-                    if indexes["pending_requests_by_pointer"].get((namespace, name)):
-                        await drain_with_retry(namespace, name, memo, indexes)
-                    head = heads.get((namespace, name))
-                    expected = (head.release_id, head.seq) if head is not None else (None, None)
-                    problem = pointer_problem(view, name)
-                    shown = (indexed.release_id, indexed.ledger_seq)
-                    if shown != expected or not ready_reason_shows(indexed.ready_reason, problem):
-                        await _sync_pointer(
-                            namespace, name, memo, reason_if_drifted=REPAIRED, problem=problem
-                        )
-                    policy_name = (
-                        indexed.spec.policy_ref.name if indexed.spec.policy_ref is not None else None
-                    )
-                    if policy_name not in windows:  # pointers share policies: one computation each
-                        windows[policy_name] = controller.pointers.window_status(
-                            view.policies.get(policy_name or "")
-                        )
-                    window = windows[policy_name]
-                    if window != indexed.window:
-                        await asyncio.to_thread(controller.pointers.sync_window, namespace, name, window)
-            await _retire_vanished(memo, indexes, heads, config.namespaces)
+            await _sweep_round(memo, indexes)
         except Exception:
             log.exception("Pointer sweep failed; next round in %.0fs", interval)
         await asyncio.to_thread(release_free_memory)
         await asyncio.sleep(interval)
+
+
+async def _sweep_round(memo: kopf.Memo, indexes: Mapping[str, Index]) -> None:
+    """One round; a function of its own so that the ledger heads it reads (a parsed entry per
+    pointer: about 6 MB for 1,000 pointers) are freed before the sweep sleeps."""
+    controller: Controller = memo["controller"]
+    config: OperatorSettings = memo["config"]
+    heads = await asyncio.to_thread(controller.store.pointer_heads)
+    for namespace, entries in list(indexes["pointers_by_namespace"].items()):
+        view = view_of(namespace, indexes)
+        windows: dict[str | None, dict[str, Any] | None] = {}
+        for indexed in list(entries):
+            name = indexed.name
+            if indexes["pending_requests_by_pointer"].get((namespace, name)):
+                await drain_with_retry(namespace, name, memo, indexes)
+            head = heads.get((namespace, name))
+            expected = (head.release_id, head.seq) if head is not None else (None, None)
+            problem = pointer_problem(view, name)
+            shown = (indexed.release_id, indexed.ledger_seq)
+            if shown != expected or not ready_reason_shows(indexed.ready_reason, problem):
+                await _sync_pointer(namespace, name, memo, reason_if_drifted=REPAIRED, problem=problem)
+            policy_name = indexed.spec.policy_ref.name if indexed.spec.policy_ref is not None else None
+            if policy_name not in windows:  # pointers share policies: one computation each
+                windows[policy_name] = controller.pointers.window_status(view.policies.get(policy_name or ""))
+            window = windows[policy_name]
+            if window != indexed.window:
+                await asyncio.to_thread(controller.pointers.sync_window, namespace, name, window)
+    await _retire_vanished(memo, indexes, heads, config.namespaces)
 
 
 async def _retire_vanished(
