@@ -16,10 +16,19 @@ from flightdeck_operator.kube.leader_election import (
     ElectionTimings,
     LeaderElector,
     LeadershipLost,
+    desired_record,
 )
-from flightdeck_operator.kube.leases import LeaseClient
+from flightdeck_operator.kube.leases import LeaseClient, ObservedLease
 
 TIMINGS = ElectionTimings(lease_duration=15, renew_deadline=10, retry_period=0.5)
+
+
+def taken_over_behind_its_back(api_client: client.ApiClient, namespace: str, *, by: str) -> None:
+    """Another candidate holds the Lease now, as after a stall of the holder past its lease."""
+    leases = LeaseClient(api_client, namespace, "election-test")
+    current = leases.get(timeout=5)
+    record = desired_record(current.record, identity=by, timings=TIMINGS, now=dt.datetime.now(dt.UTC))
+    leases.replace(record, resource_version=current.resource_version, timeout=5)
 
 
 def elector(api_client: client.ApiClient, namespace: str, identity: str) -> LeaderElector:
@@ -54,11 +63,9 @@ async def test_one_holder_release_and_take_over(api_client: client.ApiClient, na
 async def test_a_holder_that_sees_another_holder_has_lost(
     api_client: client.ApiClient, namespace: str
 ) -> None:
-    first, second = elector(api_client, namespace, "first"), elector(api_client, namespace, "second")
+    first = elector(api_client, namespace, "first")
     await first.acquire()
-    await first.release()
-    await second.acquire()  # first did not notice: it still believes it leads
-    first.is_leader = True
+    taken_over_behind_its_back(api_client, namespace, by="second")  # first believes it leads
     lost = await asyncio.wait_for(first.renew_until_lost(), 30)
     assert "held by second" in str(lost)
 
@@ -93,11 +100,9 @@ async def test_renewal_keeps_the_lease_while_the_operators_loop_is_blocked(
 async def test_background_renewal_reports_a_lost_lease_in_its_own_thread(
     api_client: client.ApiClient, namespace: str
 ) -> None:
-    first, second = elector(api_client, namespace, "first"), elector(api_client, namespace, "second")
+    first = elector(api_client, namespace, "first")
     await first.acquire()
-    await first.release()
-    await second.acquire()
-    first.is_leader = True  # first did not notice
+    taken_over_behind_its_back(api_client, namespace, by="second")  # first believes it leads
     reported = threading.Event()
     lost: list[tuple[LeadershipLost, str]] = []
 
@@ -114,3 +119,59 @@ async def test_background_renewal_reports_a_lost_lease_in_its_own_thread(
     [(why, thread)] = lost
     assert "held by second" in str(why)
     assert thread == "flightdeck-lease-renewal"
+
+
+async def test_a_renewal_that_crashes_is_reported_as_a_lost_lease(
+    api_client: client.ApiClient, namespace: str
+) -> None:
+    """An error inside the renewal (here: the metrics callback) must end the leadership, never
+    leave a leader running with nobody renewing its Lease."""
+    calls = [0]
+
+    def observed(_record: object) -> None:
+        calls[0] += 1
+        if calls[0] > 1:
+            raise RuntimeError("metrics exploded")
+
+    leases = LeaseClient(api_client, namespace, "election-crash")
+    holder = LeaderElector(leases, "holder", TIMINGS, on_observed=observed)
+    await holder.acquire()
+    reported = threading.Event()
+    lost: list[LeadershipLost] = []
+    renewal = BackgroundRenewal(holder, lambda why: (lost.append(why), reported.set()))
+    renewal.start()
+    try:
+        assert await asyncio.to_thread(reported.wait, 30)
+    finally:
+        await asyncio.to_thread(renewal.stop)
+    assert "the renewal failed" in str(lost[0])
+    assert "metrics exploded" in str(lost[0])
+
+
+class SlowReads(LeaseClient):
+    """The real Lease client, whose reads can be made slow: a renewal still in flight when the
+    leader stops."""
+
+    delay = 0.0
+
+    def get(self, *, timeout: float) -> ObservedLease:
+        time.sleep(self.delay)
+        return super().get(timeout=timeout)
+
+
+async def test_no_renewal_writes_after_the_lease_is_released(
+    api_client: client.ApiClient, namespace: str
+) -> None:
+    leases = SlowReads(api_client, namespace, "election-release")
+    holder = LeaderElector(leases, "holder", TIMINGS)
+    await holder.acquire()
+    renewal = BackgroundRenewal(holder, lambda _why: None)
+    renewal.start()
+    leases.delay = 1.5  # the next renewal's read answers after stop() and release() began
+    await asyncio.sleep(TIMINGS.retry_period + 0.2)
+    await asyncio.to_thread(renewal.stop, 0.1)
+    leases.delay = 0.0
+    await holder.release()
+    await asyncio.sleep(3)  # the renewal's read has long been answered
+    record = LeaseClient(api_client, namespace, "election-release").get(timeout=5).record
+    assert record.holder_identity == ""  # released, and not taken back by a late renewal

@@ -97,14 +97,17 @@ async def pointers_by_target(
     """Pointers by (namespace, agentId, environment): a pointer's watch event finds its duplicates
     without scanning the namespace (5,000 pointers resumed at start were quadratic)."""
     ready = find_condition(status.get("conditions") or (), ConditionType.READY.value)
-    key = _target_key(namespace or "", spec)
+    # Parsed as pointers_by_namespace parses it: a spec that does not parse is in neither index,
+    # so the two never disagree on which pointer governs.
+    parsed = ReleasePointerSpec.model_validate(spec)
+    key = (namespace or "", parsed.agent_id, parsed.environment)
     return {
         key: PointerTarget(
             name=name,
             created=str(meta.get("creationTimestamp")),
-            agent_id=key[1],
-            environment=key[2],
-            policy=(spec.get("policyRef") or {}).get("name"),
+            agent_id=parsed.agent_id,
+            environment=parsed.environment,
+            policy=parsed.policy_ref.name if parsed.policy_ref is not None else None,
             ready_reason=None if ready is None else str(ready.get("reason")),
         )
     }

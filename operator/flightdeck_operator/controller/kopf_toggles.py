@@ -9,19 +9,17 @@ wake-ups for 5,000 pointers, 25 s of one core before the first decision (docs/pe
 :class:`EdgeToggleSet` keeps the same state and the same API, but its waiters sleep on one future
 per wanted state, resolved only when the set's state becomes that state. Individual toggles still
 share the set's condition, so ``Toggle.wait_for`` behaves as before. Installed by
-:func:`install` when the handlers are loaded (``controller/main.py``); a kopf without the module
-or the attribute keeps its own (slower, correct) class.
+:func:`install` when the handlers are loaded (``controller/main.py``). It subclasses kopf's private
+``kopf._cogs.aiokits.aiotoggles`` (kopf 1.45 here): a kopf without that module fails at import,
+and ``tests/unit/test_kopf_toggles.py`` checks the drop-in against kopf's own class.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Iterable
 
 from kopf._cogs.aiokits import aiotoggles
-
-log = logging.getLogger(__name__)
 
 
 class _SettlingToggle(aiotoggles.Toggle):
@@ -84,12 +82,6 @@ class EdgeToggleSet(aiotoggles.ToggleSet):
             flip.set_result(None)
 
 
-def install() -> bool:
+def install() -> None:
     """Use :class:`EdgeToggleSet` for the toggle sets kopf creates from now on."""
-    if getattr(aiotoggles, "ToggleSet", None) is EdgeToggleSet:
-        return True
-    if not isinstance(getattr(aiotoggles, "ToggleSet", None), type):
-        log.warning("kopf has no aiotoggles.ToggleSet: start-up with many objects stays quadratic")
-        return False
     aiotoggles.ToggleSet = EdgeToggleSet  # type: ignore[misc]
-    return True

@@ -28,6 +28,7 @@ holder's lease would run out before its next poll, tries exactly then rather tha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import functools
 import logging
@@ -147,6 +148,14 @@ class LeaderElector:
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="flightdeck-lease")
         # When this elector last completed a round (the liveness check reads it).
         self.heartbeat = monotonic()
+        # A round runs in a worker thread and may outlive the coroutine that awaited it: the lock
+        # lets release() wait for it, and no round writes once renewing has stopped.
+        self._round = threading.Lock()
+        self._renewing_stopped = threading.Event()
+
+    def stop_renewing(self) -> None:
+        """No round writes the Lease from now on (one in flight finishes first; release waits)."""
+        self._renewing_stopped.set()
 
     async def acquire(self) -> LeaseRecord:
         """Wait until this identity holds the Lease; returns the record as written."""
@@ -222,10 +231,19 @@ class LeaderElector:
         if not self.is_leader:
             return
         self.is_leader = False
+        self.stop_renewing()
         try:
-            current = await self._call(self.leases.get, timeout=self.timings.retry_period)
+            released = await self._call(self._release_sync)
+            if released:
+                log.info("Released Lease %s/%s", self.leases.namespace, self.leases.name)
+        except Exception as error:
+            log.warning("Could not release the Lease (%s); the standby takes over when it expires", error)
+
+    def _release_sync(self) -> bool:
+        with self._round:  # after a renewal still in flight, never beside it
+            current = self.leases.get(timeout=self.timings.retry_period)
             if current.record.holder_identity != self.identity:
-                return
+                return False
             released = LeaseRecord(
                 holder_identity="",
                 lease_duration_seconds=1,
@@ -233,15 +251,10 @@ class LeaderElector:
                 renew_time=self.wall(),
                 lease_transitions=current.record.lease_transitions,
             )
-            await self._call(
-                self.leases.replace,
-                released,
-                resource_version=current.resource_version,
-                timeout=self.timings.retry_period,
+            self.leases.replace(
+                released, resource_version=current.resource_version, timeout=self.timings.retry_period
             )
-            log.info("Released Lease %s/%s", self.leases.namespace, self.leases.name)
-        except Exception as error:
-            log.warning("Could not release the Lease (%s); the standby takes over when it expires", error)
+            return True
 
     # -- one round of tryAcquireOrRenew ------------------------------------------------------------
 
@@ -271,6 +284,12 @@ class LeaderElector:
 
     def _try_sync(self, timeout: float) -> _Attempt:
         """Blocking: read, decide, write. Reads this elector's state but changes none of it."""
+        with self._round:
+            if self._renewing_stopped.is_set():
+                return _Attempt(held=False, observed=None)
+            return self._try_locked(timeout)
+
+    def _try_locked(self, timeout: float) -> _Attempt:
         try:
             try:
                 current = self.leases.get(timeout=timeout)
@@ -315,10 +334,16 @@ class BackgroundRenewal:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Cancel the renewal and wait for its thread (blocking)."""
-        if self._renewal is not None and self._thread.is_alive():
+        """Stop renewing and wait for the thread (blocking); a round still in flight cannot write
+        after :meth:`LeaderElector.release` (it holds the round's lock)."""
+        self.elector.stop_renewing()
+        if self._renewal is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop already ended (the renewal returned)
             self._loop.call_soon_threadsafe(self._renewal.cancel)
-            self._thread.join(timeout)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("The Lease renewal thread did not stop within %.0fs", timeout)
 
     def _serve(self) -> None:
         assert self._renewal is not None
@@ -331,5 +356,11 @@ class BackgroundRenewal:
             self._loop.close()
 
     async def _renew(self) -> None:
-        lost = await self.elector.renew_until_lost()
+        try:
+            lost = await self.elector.renew_until_lost()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # a renewal that cannot go on is a lost Lease, never a silent one
+            log.exception("The Lease renewal failed")
+            lost = LeadershipLost(f"the renewal failed: {error!r}")
         self.on_lost(lost)
