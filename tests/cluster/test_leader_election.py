@@ -31,6 +31,25 @@ def taken_over_behind_its_back(api_client: client.ApiClient, namespace: str, *, 
     leases.replace(record, resource_version=current.resource_version, timeout=5)
 
 
+async def renewed_until_lost(holder: LeaderElector) -> tuple[LeadershipLost, str]:
+    """Renew in the background until the loss is reported: why, and the thread that reported it."""
+    reported = threading.Event()
+    lost: list[tuple[LeadershipLost, str]] = []
+
+    def on_lost(why: LeadershipLost) -> None:
+        lost.append((why, threading.current_thread().name))
+        reported.set()
+
+    renewal = BackgroundRenewal(holder, on_lost)
+    renewal.start()
+    try:
+        assert await asyncio.to_thread(reported.wait, 30)
+    finally:
+        await asyncio.to_thread(renewal.stop)
+    [result] = lost
+    return result
+
+
 def elector(api_client: client.ApiClient, namespace: str, identity: str) -> LeaderElector:
     return LeaderElector(LeaseClient(api_client, namespace, "election-test"), identity, TIMINGS)
 
@@ -103,20 +122,7 @@ async def test_background_renewal_reports_a_lost_lease_in_its_own_thread(
     first = elector(api_client, namespace, "first")
     await first.acquire()
     taken_over_behind_its_back(api_client, namespace, by="second")  # first believes it leads
-    reported = threading.Event()
-    lost: list[tuple[LeadershipLost, str]] = []
-
-    def on_lost(why: LeadershipLost) -> None:
-        lost.append((why, threading.current_thread().name))
-        reported.set()
-
-    renewal = BackgroundRenewal(first, on_lost)
-    renewal.start()
-    try:
-        assert await asyncio.to_thread(reported.wait, 30)
-    finally:
-        await asyncio.to_thread(renewal.stop)
-    [(why, thread)] = lost
+    why, thread = await renewed_until_lost(first)
     assert "held by second" in str(why)
     assert thread == "flightdeck-lease-renewal"
 
@@ -136,16 +142,9 @@ async def test_a_renewal_that_crashes_is_reported_as_a_lost_lease(
     leases = LeaseClient(api_client, namespace, "election-crash")
     holder = LeaderElector(leases, "holder", TIMINGS, on_observed=observed)
     await holder.acquire()
-    reported = threading.Event()
-    lost: list[LeadershipLost] = []
-    renewal = BackgroundRenewal(holder, lambda why: (lost.append(why), reported.set()))
-    renewal.start()
-    try:
-        assert await asyncio.to_thread(reported.wait, 30)
-    finally:
-        await asyncio.to_thread(renewal.stop)
-    assert "the renewal failed" in str(lost[0])
-    assert "metrics exploded" in str(lost[0])
+    why, _ = await renewed_until_lost(holder)
+    assert "the renewal failed" in str(why)
+    assert "metrics exploded" in str(why)
 
 
 class SlowReads(LeaseClient):

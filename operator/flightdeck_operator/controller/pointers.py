@@ -51,9 +51,12 @@ class PackedBodies:
         packed = self._packed.get(key)
         return None if packed is None else cast(Body, msgspec.json.decode(packed))
 
-    def pop(self, key: tuple[str, str], default: None = None) -> Body | None:
+    def pop(self, key: tuple[str, str]) -> Body | None:
         packed = self._packed.pop(key, None)
         return None if packed is None else cast(Body, msgspec.json.decode(packed))
+
+    def discard(self, key: tuple[str, str]) -> None:
+        self._packed.pop(key, None)
 
     def __len__(self) -> int:
         return len(self._packed)
@@ -95,7 +98,7 @@ class PointerProjector:
             # A decision's projection starts from the body our last write returned (we hold the
             # pointer's lock, so it is current unless a human edited it, and then the write below
             # gets 409 and we re-read). Drift checks always read afresh.
-            body = self._bodies.pop(key, None) if reason_if_drifted is None else None
+            body = self._bodies.pop(key) if reason_if_drifted is None else None
             if body is None:
                 try:
                     body = self.gateway.get(RELEASE_POINTER.plural, namespace, pointer)
@@ -185,7 +188,7 @@ class PointerProjector:
 
     def forget_body(self, namespace: str, pointer: str) -> None:
         """Someone else wrote the pointer's status: our last body is stale."""
-        self._bodies.pop((namespace, pointer), None)
+        self._bodies.discard((namespace, pointer))
 
     def announce_blocked(self, namespace: str, pointer: str, entry: LedgerEntry) -> None:
         """A warning Event on the pointer for a blocked decision (it does not move the pointer, so
@@ -243,7 +246,7 @@ class PointerProjector:
                 created_at=self.clock(),
             )
         )
-        self._bodies.pop((namespace, pointer), None)
+        self._bodies.discard((namespace, pointer))
         log.info(
             "Ledgered the retirement of ReleasePointer %s/%s as seq %d (last release %s, by %s)",
             namespace,
@@ -275,7 +278,7 @@ class PointerProjector:
             self.gateway.patch_status(RELEASE_POINTER.plural, namespace, pointer, {"promotionWindow": patch})
         except NotFound:
             return
-        self._bodies.pop((namespace, pointer), None)  # its resourceVersion moved on
+        self._bodies.discard((namespace, pointer))  # its resourceVersion moved on
 
 
 def _drop_none(status: Mapping[str, Any]) -> dict[str, Any]:
